@@ -1,0 +1,127 @@
+"""The forecasting engine: per-stream history of computed outputs and one weighted sum per forecast.
+
+State per stream (one stream = one conditioning chunk, e.g. a ComfyUI uuid; its tensor carries all batch rows):
+the outputs of the steps that were really computed, in the model's dtype, on the model's device or, when
+offloaded, in (pinned) CPU memory. Only the ``predictor.history_limit`` most recent are kept, so memory is at
+most that many latent-sized tensors per stream.
+
+A forecast asks the predictor for float64 weights (cached per (target, computed steps)) and accumulates
+``sum_i c_i * F_i`` in float32 on the outputs' device, whatever the model dtype, then casts back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Hashable
+
+import numpy as np
+import torch
+
+from .base import ForecastError, LinearPredictor
+from .grid import StepGrid
+
+
+@dataclass
+class StreamHistory:
+    """The computed outputs of one stream, oldest first."""
+
+    steps: list[int] = field(default_factory=list)
+    outputs: list[torch.Tensor] = field(default_factory=list)
+    # (device, dtype, shape) of the stream's outputs; a change means a new layout and resets the stream
+    layout: tuple | None = None
+
+
+class ForecastEngine:
+    """Forecasts skipped steps of every stream with one linear predictor on one grid.
+
+    Args:
+        predictor: the coefficient provider.
+        grid: the run's sigma grid (S+1 values).
+        offload: keep history in CPU memory (pinned when CUDA is available) and copy back on use.
+    """
+
+    def __init__(self, predictor: LinearPredictor, grid: StepGrid, offload: bool = False) -> None:
+        self.predictor = predictor
+        self.grid = grid
+        self.offload = offload
+        self.reset()
+
+    def reset(self) -> None:
+        self.streams: dict[Hashable, StreamHistory] = {}
+        self._coef_cache: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
+
+    # ------------------------------------------------------------------ history
+    def has_history(self, key: Hashable) -> bool:
+        stream = self.streams.get(key)
+        return stream is not None and bool(stream.steps)
+
+    def computed_steps(self, key: Hashable) -> tuple[int, ...]:
+        stream = self.streams.get(key)
+        return tuple(stream.steps) if stream else ()
+
+    def observe(self, key: Hashable, step: int, output: torch.Tensor) -> None:
+        """Record the true output of a computed step. Steps of one stream must arrive in increasing order."""
+        stream = self.streams.setdefault(key, StreamHistory())
+        layout = (output.device, output.dtype, tuple(output.shape))
+        if stream.layout is not None and stream.layout != layout:
+            stream.steps.clear()
+            stream.outputs.clear()
+        stream.layout = layout
+        if stream.steps and step <= stream.steps[-1]:
+            raise ValueError(f"stream {key!r}: step {step} observed after step {stream.steps[-1]}")
+        stored = output.detach()
+        if self.offload and stored.device.type != "cpu":
+            host = torch.empty(stored.shape, dtype=stored.dtype, pin_memory=torch.cuda.is_available())
+            host.copy_(stored, non_blocking=True)
+            stored = host
+        else:
+            stored = stored.clone()
+        stream.steps.append(step)
+        stream.outputs.append(stored)
+        limit = self.predictor.history_limit
+        if limit is not None and len(stream.steps) > limit:
+            del stream.steps[:-limit]
+            del stream.outputs[:-limit]
+
+    # ------------------------------------------------------------------ forecasting
+    def coefficients(self, key: Hashable, target: int) -> np.ndarray:
+        steps = self.computed_steps(key)
+        if not steps:
+            raise ForecastError(f"stream {key!r}: cannot forecast step {target} before any step was computed")
+        cache_key = (target, steps)
+        coef = self._coef_cache.get(cache_key)
+        if coef is None:
+            coef = self.predictor.coefficients(target, steps, self.grid)
+            self._coef_cache[cache_key] = coef
+        return coef
+
+    def forecast(self, key: Hashable, target: int) -> torch.Tensor:
+        """The forecast output of ``target`` for stream ``key``: the stored outputs' shape, dtype and device."""
+        coef = self.coefficients(key, target)
+        stream = self.streams[key]
+        device, dtype, _ = stream.layout
+        acc = None
+        for c, out in zip(coef.tolist(), stream.outputs):
+            if c == 0.0:
+                continue
+            if out.device != device:
+                out = out.to(device, non_blocking=True)
+            if acc is None:
+                acc = out.to(torch.float32) * c
+            else:
+                acc.add_(out, alpha=c)  # fp32 accumulate; add_ promotes bf16/fp16 operands without a copy
+        if acc is None:
+            acc = torch.zeros(stream.layout[2], dtype=torch.float32, device=device)
+        return acc.to(dtype)
+
+    def residual(self, key: Hashable, step: int, truth: torch.Tensor) -> float | None:
+        """Relative error ||F_hat - F|| / ||F|| that a forecast of ``step`` would have had, from the history
+        before ``step``; None when the stream has nothing to forecast from. Call before ``observe``."""
+        if not self.has_history(key) or self.streams[key].layout[2] != tuple(truth.shape):
+            return None
+        pred = self.forecast(key, step).to(torch.float32)
+        truth32 = truth.detach().to(torch.float32)
+        denom = float(torch.linalg.vector_norm(truth32))
+        return float(torch.linalg.vector_norm(pred - truth32)) / max(denom, 1e-12)
+
+    def history_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for s in self.streams.values() for t in s.outputs)

@@ -1,0 +1,56 @@
+"""The engine: history per stream, fp32 accumulation, pruning, offload, residuals."""
+import numpy as np
+import pytest
+import torch
+
+from comfyui_l2p.predictors import ForecastEngine, ForecastError, Fora, StepGrid, TaylorSeer
+
+
+def test_weighted_sum_matches_coefficients_and_keeps_dtype():
+    grid = StepGrid.uniform(10)
+    eng = ForecastEngine(TaylorSeer(order=2), grid)
+    outs = {s: torch.randn(2, 3, 4, dtype=torch.bfloat16) for s in (0, 2, 4)}
+    for s, o in outs.items():
+        eng.observe("a", s, o)
+    pred = eng.forecast("a", 6)
+    c = eng.coefficients("a", 6)
+    ref = sum(float(ci) * outs[s].float() for ci, s in zip(c, (0, 2, 4)))
+    assert pred.dtype == torch.bfloat16 and pred.shape == (2, 3, 4)
+    torch.testing.assert_close(pred.float(), ref.to(torch.bfloat16).float())
+
+
+def test_history_is_pruned_to_what_the_predictor_needs():
+    eng = ForecastEngine(Fora(), StepGrid.uniform(10))
+    for s in range(5):
+        eng.observe("a", s, torch.full((3,), float(s)))
+    assert eng.computed_steps("a") == (4,)
+    assert torch.equal(eng.forecast("a", 7), torch.full((3,), 4.0))
+
+
+def test_forecast_before_observation_raises():
+    eng = ForecastEngine(Fora(), StepGrid.uniform(10))
+    with pytest.raises(ForecastError, match="before any step was computed"):
+        eng.forecast("a", 3)
+
+
+def test_layout_change_resets_the_stream():
+    eng = ForecastEngine(TaylorSeer(order=1), StepGrid.uniform(10))
+    eng.observe("a", 0, torch.zeros(4))
+    eng.observe("a", 1, torch.zeros(2, 2))
+    assert eng.computed_steps("a") == (1,)
+
+
+def test_offload_keeps_history_on_cpu_and_returns_on_output_device():
+    eng = ForecastEngine(TaylorSeer(order=1), StepGrid.uniform(10), offload=True)
+    eng.observe("a", 0, torch.zeros(3))
+    eng.observe("a", 1, torch.ones(3))
+    assert all(t.device.type == "cpu" for t in eng.streams["a"].outputs)
+    torch.testing.assert_close(eng.forecast("a", 3), torch.full((3,), 3.0))
+
+
+def test_residual_measures_the_forecast_that_would_have_been_made():
+    eng = ForecastEngine(Fora(), StepGrid.uniform(10))
+    assert eng.residual("a", 0, torch.ones(3)) is None
+    eng.observe("a", 0, torch.ones(3))
+    assert eng.residual("a", 1, 2 * torch.ones(3)) == pytest.approx(0.5)
+    assert np.isclose(eng.residual("a", 1, torch.ones(3)), 0.0)
