@@ -1,0 +1,159 @@
+"""The three nodes (V3 schema). Node ids are permanent: saved workflows store them.
+
+Each node clones the model, removes any earlier L2P install (re-applying replaces, never stacks), stores an
+``L2PHolder`` under one key of transformer_options and registers two keyed wrappers. All logic lives in
+``setups.py`` and ``run_state.py``; this file only declares inputs.
+"""
+from __future__ import annotations
+
+from comfy_api.latest import io
+from comfy.patcher_extension import WrappersMP
+
+from . import files, setups
+from .architectures import family_of
+from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
+
+CATEGORY = "model_patches/L2P"
+
+
+def install(model, holder: L2PHolder):
+    """A patched clone of ``model``; the input patcher is never mutated."""
+    family_of(model.model.diffusion_model)  # fail at graph time, with the supported list, for models we cannot drive
+    m = model.clone()
+    for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.DIFFUSION_MODEL):
+        m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
+    m.model_options.setdefault("transformer_options", {})[HOLDER_KEY] = holder
+    m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, l2p_outer_sample_wrapper)
+    m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, l2p_diffusion_model_wrapper)
+    return m
+
+
+def _schedule_inputs(default_placement: str, placements: list[str]) -> list:
+    return [
+        io.Float.Input("speedup", default=5.0, min=1.0, max=25.0, step=0.01,
+                       tooltip="Sampler steps per real transformer pass. 1 computes every step (off). 50 steps at"
+                               " 4.55 / 5.56 / 7.14 compute 11 / 9 / 7 steps."),
+        io.Combo.Input("placement", options=placements, default=default_placement,
+                       tooltip="Where the computed steps go. optimized: chosen from the calibration to minimise the"
+                               " expected error of the final image. even: evenly spread after the warm-up."
+                               " progressive: Spectrum's growing gaps. published: the L2P paper's lists (50 steps)."
+                               " adaptive: the next computed step moves with the measured forecast error."),
+        io.Int.Input("warmup_steps", default=setups.DEFAULT_WARMUP, min=1, max=20,
+                     tooltip="The first steps are always computed: forecasts need history."),
+        io.Boolean.Input("compute_last_step", default=False,
+                         tooltip="Always compute the final step (finer detail, one more pass)."),
+        io.Float.Input("residual_budget", default=setups.DEFAULT_RESIDUAL_BUDGET, min=0.001, max=1.0, step=0.001,
+                       tooltip="adaptive placement only: the relative forecast error to hold."),
+        io.Combo.Input("history_device", options=setups.HISTORY_DEVICES, default=setups.HISTORY_DEVICES[0],
+                       tooltip="Where past outputs are kept. cpu saves VRAM (a few latents per stream) at the cost"
+                               " of copies."),
+    ]
+
+
+class L2PCache(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="L2PCache",
+            display_name="L2P Cache",
+            category=CATEGORY,
+            description="Skips most transformer passes and forecasts their output with a calibrated linear"
+                        " predictor (L2P). Put it between the model loader (and LoRAs) and the sampler.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Combo.Input("predictor_file", options=files.list_predictor_files(),
+                               tooltip="A predictor file from models/l2p/ (made by L2P Calibrate) or the pack's"
+                                       " weights/. The official L2P weight.txt is accepted too."),
+                *_schedule_inputs("optimized", setups.L2P_PLACEMENTS),
+                io.Combo.Input("predictor", options=setups.L2P_MODES, default=setups.L2P_MODES[0],
+                               tooltip="direct: weights over the computed steps, fitted for the schedule in use"
+                                       " (recommended). published: the paper's rollout matrix."),
+                io.Combo.Input("step_grid_mismatch", options=setups.GRID_POLICIES, default=setups.GRID_POLICIES[0],
+                               tooltip="When the run's sigmas differ from the file's: refuse with an error, or"
+                                       " resample the calibration to the run's grid."),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
+                history_device, predictor, step_grid_mismatch) -> io.NodeOutput:
+        holder = setups.l2p_cache_holder(
+            files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
+            compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
+            mode=predictor, grid_policy=step_grid_mismatch,
+        )
+        return io.NodeOutput(install(model, holder))
+
+
+class L2PForecastCache(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="L2PForecastCache",
+            display_name="Forecast Cache (training-free)",
+            category=CATEGORY,
+            description="Training-free forecasting (FORA, TaylorSeer, Spectrum, FoCa) with the same schedule, guards"
+                        " and report as L2P Cache, for models nobody has calibrated yet.",
+            inputs=[
+                io.Model.Input("model"),
+                io.Combo.Input("method", options=setups.FORECAST_METHODS, default=setups.FORECAST_METHODS[0],
+                               tooltip="How a skipped step is forecast from the computed ones."),
+                io.Combo.Input("time_axis", options=setups.TIME_AXES, default=setups.TIME_AXES[0],
+                               tooltip="step: step index, as published. sigma: the noise level, which respects"
+                                       " uneven schedules."),
+                *_schedule_inputs("even", setups.FORECAST_PLACEMENTS),
+                io.Int.Input("spectrum_degree", default=4, min=1, max=8, tooltip="Spectrum: Chebyshev degree M."),
+                io.Float.Input("spectrum_lambda", default=0.1, min=0.0, max=10.0, step=0.001,
+                               tooltip="Spectrum: ridge strength."),
+                io.Float.Input("spectrum_blend", default=0.5, min=0.0, max=1.0, step=0.01,
+                               tooltip="Spectrum: weight of the Chebyshev fit against linear extrapolation."),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, method, time_axis, speedup, placement, warmup_steps, compute_last_step, residual_budget,
+                history_device, spectrum_degree, spectrum_lambda, spectrum_blend) -> io.NodeOutput:
+        holder = setups.forecast_cache_holder(
+            method=method, time_axis=time_axis, speedup=speedup, placement=placement, warmup=warmup_steps,
+            compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
+            spectrum_degree=spectrum_degree, spectrum_lambda=spectrum_lambda, spectrum_blend=spectrum_blend,
+        )
+        return io.NodeOutput(install(model, holder))
+
+
+class L2PCalibrate(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="L2PCalibrate",
+            display_name="L2P Calibrate",
+            category=CATEGORY,
+            description="Runs every step for real, records what L2P needs and creates or extends a predictor file"
+                        " in models/l2p/ after every sampling run. Run a handful of prompts and seeds.",
+            inputs=[
+                io.Model.Input("model"),
+                io.String.Input("file_name", default="my-model-calibration.safetensors",
+                                tooltip="Created in models/l2p/, or extended when it exists and matches this model,"
+                                        " step grid and guidance setup."),
+                io.Float.Input("ridge_lambda", default=setups.DEFAULT_RIDGE, min=0.0, max=1.0, step=0.0001,
+                               tooltip="Ridge strength of the fit, relative to the outputs' energy."),
+                io.Combo.Input("mode", options=setups.CALIBRATION_MODES, default=setups.CALIBRATION_MODES[0],
+                               tooltip="teacher-forced: every step computed and recorded. on-policy: follow the"
+                                       " file's own forecasts at the speedup below while recording the truth."),
+                io.Float.Input("on_policy_speedup", default=5.0, min=1.0, max=25.0, step=0.01,
+                               tooltip="on-policy mode only: the speedup whose forecasts the run follows."),
+            ],
+            outputs=[io.Model.Output()],
+        )
+
+    @classmethod
+    def execute(cls, model, file_name, ridge_lambda, mode, on_policy_speedup) -> io.NodeOutput:
+        holder = setups.calibrate_holder(
+            files.calibration_target(file_name), ridge=ridge_lambda, mode=mode, on_policy_speedup=on_policy_speedup,
+        )
+        return io.NodeOutput(install(model, holder))
+
+
+NODES: list[type[io.ComfyNode]] = [L2PCache, L2PCalibrate, L2PForecastCache]

@@ -1,0 +1,61 @@
+"""Step plans: the glue between a schedule from ``predictors.schedules`` and the per-step decision of a run."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .report import ForcedReason
+
+
+@dataclass
+class FixedPlan:
+    """A fixed set of computed steps. Guard steps are reported as forced, with their guard as the reason."""
+
+    computed: frozenset[int]
+    warmup: int
+    last_step: int | None = None  # the run's last step, when the last-step guard is on
+
+    def decide(self, step: int) -> tuple[bool, ForcedReason | None]:
+        if step < self.warmup:
+            return True, ForcedReason.WARMUP
+        if self.last_step is not None and step == self.last_step:
+            return True, ForcedReason.LAST_STEP
+        return step in self.computed, None
+
+    def report_residual(self, step: int, residual: float) -> None:
+        pass
+
+    @property
+    def planned(self) -> tuple[int, ...]:
+        return tuple(sorted(self.computed))
+
+
+class EveryStepPlan(FixedPlan):
+    """Compute every step (calibration, or speedup 1)."""
+
+    def __init__(self, num_steps: int, reason: ForcedReason | None = None) -> None:
+        super().__init__(frozenset(range(num_steps)), warmup=0)
+        self.reason = reason
+
+    def decide(self, step: int) -> tuple[bool, ForcedReason | None]:
+        return True, self.reason
+
+
+@dataclass
+class AdaptivePlan:
+    """Wraps an ``AdaptiveController`` (predictors.schedules): computed steps follow the residual budget."""
+
+    controller: object
+    warmup: int
+
+    def decide(self, step: int) -> tuple[bool, ForcedReason | None]:
+        compute = bool(self.controller.should_compute(step))
+        if compute:
+            return True, ForcedReason.WARMUP if step < self.warmup else ForcedReason.ADAPTIVE
+        return False, None
+
+    def report_residual(self, step: int, residual: float) -> None:
+        self.controller.report_residual(step, residual)
+
+    @property
+    def planned(self) -> None:
+        return None

@@ -1,0 +1,94 @@
+"""What happened in one sampling run: an artifact tests and users can read, and one log line.
+
+Per stream (one conditioning chunk, e.g. the positive or the negative prompt): steps computed and forecast, the
+relative forecast residuals seen at computed steps (what the forecast would have missed by), and every step that
+was computed against the schedule, with the reason.
+"""
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+from dataclasses import dataclass, field
+
+LOG_PREFIX = "[L2P]"
+logger = logging.getLogger("comfyui_l2p")
+
+
+class ForcedReason(enum.Enum):
+    """Why a step the schedule would forecast was computed for real (or why a call bypassed the schedule)."""
+
+    WARMUP = "warm-up guard"
+    LAST_STEP = "last-step guard"
+    OFF_GRID = "sigma not on the run's step grid (multi-evaluation or modified-sigma sampler)"
+    REPEAT = "second evaluation of a step (multi-evaluation sampler)"
+    NO_HISTORY = "stream without history (a conditioning that was not computed before)"
+    ADAPTIVE = "residual budget of the adaptive schedule"
+    CALIBRATION = "calibration computes every step"
+
+
+@dataclass
+class StreamReport:
+    name: str
+    computed: list[int] = field(default_factory=list)
+    forecast: list[int] = field(default_factory=list)
+    residuals: dict[int, float] = field(default_factory=dict)  # step -> ||F_hat - F|| / ||F|| at computed steps
+
+
+@dataclass
+class RunReport:
+    """Filled in during one run by the run state; finished by the OUTER_SAMPLE wrapper."""
+
+    feature: str  # "L2P Cache", "Forecast Cache", "L2P Calibrate"
+    predictor: str
+    num_steps: int
+    planned_computed: tuple[int, ...] | None = None
+    streams: dict[str, StreamReport] = field(default_factory=dict)
+    forced: list[tuple[int | None, float, str]] = field(default_factory=list)  # (step, sigma, reason value)
+    transformer_calls: int = 0  # real transformer passes (calls of the wrapped model)
+    forecast_calls: int = 0  # calls answered by a forecast
+    status: str = "running"  # "finished" or "failed: <error>"
+    notes: list[str] = field(default_factory=list)
+
+    def stream(self, name: str) -> StreamReport:
+        return self.streams.setdefault(name, StreamReport(name))
+
+    def force(self, step: int | None, sigma: float, reason: ForcedReason) -> None:
+        self.forced.append((step, sigma, reason.value))
+
+    @property
+    def computed_steps(self) -> list[int]:
+        """Steps with at least one computed stream, ascending."""
+        return sorted({s for r in self.streams.values() for s in r.computed})
+
+    @property
+    def achieved_speedup(self) -> float:
+        """Model calls the sampler made per real transformer pass."""
+        total = self.transformer_calls + self.forecast_calls
+        return total / self.transformer_calls if self.transformer_calls else float("inf") if total else 1.0
+
+    def summary(self) -> str:
+        lines = [
+            f"{LOG_PREFIX} {self.feature} ({self.predictor}) {self.status}: {self.transformer_calls} real passes,"
+            f" {self.forecast_calls} forecast calls, {self.achieved_speedup:.2f}x over {self.num_steps} steps"
+        ]
+        for r in self.streams.values():
+            res = [v for v in r.residuals.values()]
+            worst = f", worst residual {max(res):.3f}" if res else ""
+            lines.append(
+                f"{LOG_PREFIX}   stream {r.name}: computed {len(r.computed)} {r.computed}, forecast {len(r.forecast)}{worst}"
+            )
+        reasons = collections.Counter(reason for _, _, reason in self.forced)
+        for reason, n in reasons.items():
+            lines.append(f"{LOG_PREFIX}   forced {n}x: {reason}")
+        lines.extend(f"{LOG_PREFIX}   {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+# The most recent reports, newest last, for code that has no handle on the model (e.g. tests driving ComfyUI).
+RECENT_REPORTS: collections.deque[RunReport] = collections.deque(maxlen=64)
+
+
+def publish(report: RunReport) -> None:
+    RECENT_REPORTS.append(report)
+    logger.info(report.summary())
