@@ -17,9 +17,14 @@ Public API (all functions bootstrap on first use):
     tiny_flux(seed=0, **overrides) / tiny_qwen_image(...) / tiny_hunyuan_video(...) -> TinyModel
     flux_from_state_dict(state_dict, unet_config) -> TinyModel
     make_conditioning(model, *, seed, text_len, guidance=None) -> CONDITIONING list
-    sample(tiny, *, steps, cfg, seed, ...) -> latent Tensor
-    sample_sigmas(tiny, *, sigmas, cfg, seed, ...) -> latent Tensor
-    count_passes(model_patcher) -> context manager yielding PassCounter
+    as_tiny(model_patcher_or_tiny) -> TinyModel
+    sample(model, *, steps, cfg, seed, sampler_name="euler", scheduler="simple", batch=1, ...) -> latent Tensor
+    scheduler_sigmas(model, *, steps, scheduler="simple") -> Tensor (steps + 1,)
+    sample_sigmas(model, *, sigmas, cfg, seed, add_noise=True, ...) -> latent Tensor
+    count_passes(model) -> context manager yielding PassCounter
+    record_diffusion_model_args(model) -> (clone, records)
+    run_node(node_cls, **inputs) -> tuple of outputs
+    ("model" = a TinyModel or a ModelPatcher of a FLUX / Qwen-Image / HunyuanVideo model)
 """
 from __future__ import annotations
 
@@ -238,15 +243,18 @@ class TinyModel:
     unet_config: Mapping[str, Any]
     cond: CondSpec
     latent_channels: int
-    video: bool  # True: latents are 5-D (B, C, T, H, W); False: 4-D (B, C, H, W) before ComfyUI's fix-ups
+    latent_dims: int  # ComfyUI's latent_format.latent_dimensions: 2 -> (B, C, H, W), 3 -> (B, C, T, H, W)
 
     @property
     def diffusion_model(self) -> torch.nn.Module:
         return self.patcher.model.diffusion_model
 
     def latent_shape(self, batch: int, height: int = 8, width: int = 8, frames: int = 1) -> tuple[int, ...]:
-        """The EmptyLatentImage / EmptyHunyuanLatentVideo shape for this model (height/width in latent pixels)."""
-        if self.video:
+        """The latent shape ComfyUI samples this model on (height/width in latent pixels).
+
+        Qwen-Image (Wan21 latent format) is 3-D with T=1: ComfyUI unsqueezes a 4-D EmptyLatentImage to it.
+        """
+        if self.latent_dims == 3:
             return (batch, self.latent_channels, frames, height, width)
         return (batch, self.latent_channels, height, width)
 
@@ -335,14 +343,31 @@ def _build(family: Family, unet_config: Mapping[str, Any]) -> TinyModel:
         load_device=comfy.model_management.get_torch_device(),
         offload_device=comfy.model_management.unet_offload_device(),
     )
-    latent_format = model_config.latent_format
+    return as_tiny(patcher)
+
+
+def as_tiny(model: Any) -> TinyModel:
+    """``model`` as a TinyModel: a TinyModel is returned as is; a ModelPatcher of a FLUX / Qwen-Image /
+    HunyuanVideo model (e.g. the clone a node returned) is described from its model_base class and unet_config."""
+    if isinstance(model, TinyModel):
+        return model
+    base = getattr(model, "model", None)
+    families = {f.value: f for f in Family}
+    family = families.get(type(base).__name__)
+    if family is None:
+        raise ComfyHostError(
+            f"expected a TinyModel or a ModelPatcher of {sorted(families)}, found {type(model).__name__} "
+            f"wrapping {type(base).__name__}"
+        )
+    unet_config = {k: v for k, v in base.model_config.unet_config.items() if k != "dtype"}
+    latent_format = base.latent_format
     return TinyModel(
         family=family,
-        patcher=patcher,
-        unet_config=types.MappingProxyType(dict(unet_config)),
+        patcher=model,
+        unet_config=types.MappingProxyType(unet_config),
         cond=_cond_spec(family, unet_config),
         latent_channels=latent_format.latent_channels,
-        video=latent_format.latent_dimensions == 3,
+        latent_dims=latent_format.latent_dimensions,
     )
 
 
@@ -405,14 +430,22 @@ def flux_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Ma
     which samples with shift 1). Loading is strict: ComfyUI itself only logs missing keys, a test must not.
     """
     comfy = bootstrap()
-    import comfy.model_detection as model_detection  # ComfyUI's module, imported after bootstrap
+    import comfy.ldm.flux.model as flux_model  # ComfyUI's modules, importable only after bootstrap
+    import comfy.model_detection as model_detection
 
+    needed = {f.name for f in dataclasses.fields(flux_model.FluxParams)} | {"image_model"}
+    if needed - set(unet_config) or set(unet_config) - needed:
+        raise ComfyHostError(
+            f"FLUX unet_config must have exactly the keys {sorted(needed)}: missing {sorted(needed - set(unet_config))}, "
+            f"unknown {sorted(set(unet_config) - needed)} (see tests/comfy_host.py FLUX_TINY for an example)"
+        )
     model_config = model_detection.model_config_from_unet_config(dict(unet_config))
     if model_config is None or model_config.unet_config.get("image_model") != "flux":
         raise ComfyHostError(f"unet_config matches no ComfyUI FLUX config: {dict(unet_config)}")
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({}, "").to(comfy.model_management.unet_offload_device())
-    sd = {k.removeprefix("diffusion_model."): v for k, v in state_dict.items()}
+    # accept the module's own keys or a checkpoint's "model.diffusion_model." / "diffusion_model." prefixes
+    sd = {k.removeprefix("model.").removeprefix("diffusion_model."): v for k, v in state_dict.items()}
     missing, unexpected = model.diffusion_model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise ComfyHostError(
@@ -425,26 +458,19 @@ def flux_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Ma
         load_device=comfy.model_management.get_torch_device(),
         offload_device=comfy.model_management.unet_offload_device(),
     )
-    family = Family.FLUX
-    return TinyModel(
-        family=family,
-        patcher=patcher,
-        unet_config=types.MappingProxyType(dict(unet_config)),
-        cond=_cond_spec(family, unet_config),
-        latent_channels=model_config.latent_format.latent_channels,
-        video=False,
-    )
+    return as_tiny(patcher)
 
 
 # ------------------------------------------------------------------------------------------------ sampling
 
 
-def make_conditioning(tiny: TinyModel, *, seed: int, text_len: int = 4, guidance: float | None = None) -> list:
+def make_conditioning(model: Any, *, seed: int, text_len: int = 4, guidance: float | None = None) -> list:
     """A CONDITIONING list ``[[context (1, text_len, D), {extras}]]`` like a text encoder node returns.
 
     FLUX / HunyuanVideo get ``pooled_output`` (1, vec_in_dim) and ``guidance`` (the model default unless given);
     Qwen-Image gets the context only. ComfyUI repeats batch-1 conds to the latent batch.
     """
+    tiny = as_tiny(model)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     context = torch.randn((1, text_len, tiny.cond.context_dim), generator=gen)
     extras: dict[str, Any] = {}
@@ -485,7 +511,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def sample(
-    tiny: TinyModel,
+    model: Any,
     *,
     steps: int,
     cfg: float,
@@ -500,37 +526,37 @@ def sample(
     text_len: int = 4,
     negative_text_len: int | None = None,
     denoise: float = 1.0,
-    model: Any = None,
 ) -> torch.Tensor:
-    """Run the KSampler node's body (``nodes.common_ksampler``) and return the output latent.
+    """Run the KSampler node's body (``nodes.common_ksampler``) on ``model`` and return the output latent.
 
-    ``model`` (default ``tiny.patcher``) is the MODEL to sample, e.g. a patched clone. ``latent`` is the input
-    LATENT samples (needed for denoise < 1 to mean anything; default zeros of ``latent_shape`` or
-    ``tiny.latent_shape(batch)``). Conds default to seeded random ones from ``make_conditioning``: the negative
-    gets ``negative_text_len`` tokens (default the positive's), and a different length stops ComfyUI from
-    batching cond with uncond (two diffusion-model calls per step).
-    Returns the latent as the sampler leaves it: 5-D for Qwen-Image / HunyuanVideo, 4-D for FLUX.
+    ``model``: a TinyModel or a ModelPatcher of one (e.g. the patched clone a node returned). ``latent`` is the
+    input LATENT samples (needed for denoise < 1 to mean anything; default zeros of ``latent_shape``, else
+    ``latent_shape(batch)``). Conds default to seeded random ones from ``make_conditioning`` (positive from
+    ``seed + 1``, negative from ``seed + 2``): the negative gets ``negative_text_len`` tokens (default the
+    positive's), and a different length stops ComfyUI from batching cond with uncond (two diffusion-model calls
+    per step). Returns the latent as the sampler leaves it: 5-D for Qwen-Image / HunyuanVideo, 4-D for FLUX.
     """
     comfy = bootstrap()
+    tiny = as_tiny(model)
     positive, negative = _conds(tiny, seed, positive, negative, text_len, negative_text_len)
     samples = _latent(tiny, latent_shape, batch, latent)
     with _one_thread():
         (out,) = comfy.nodes.common_ksampler(
-            model if model is not None else tiny.patcher, seed, steps, cfg, sampler_name, scheduler,
-            positive, negative, {"samples": samples}, denoise=denoise,
+            tiny.patcher, seed, steps, cfg, sampler_name, scheduler, positive, negative, {"samples": samples},
+            denoise=denoise,
         )
     return out["samples"]
 
 
-def scheduler_sigmas(tiny: TinyModel, *, steps: int, scheduler: str = "simple", model: Any = None) -> torch.Tensor:
-    """The BasicScheduler sigmas (steps + 1, ending in 0) for this model's model_sampling."""
+def scheduler_sigmas(model: Any, *, steps: int, scheduler: str = "simple") -> torch.Tensor:
+    """The BasicScheduler sigmas, float32 (steps + 1,) ending in 0, for ``model``'s model_sampling."""
     comfy = bootstrap()
-    model_sampling = (model if model is not None else tiny.patcher).get_model_object("model_sampling")
+    model_sampling = as_tiny(model).patcher.get_model_object("model_sampling")
     return comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).cpu()
 
 
 def sample_sigmas(
-    tiny: TinyModel,
+    model: Any,
     *,
     sigmas: torch.Tensor,
     cfg: float,
@@ -544,17 +570,17 @@ def sample_sigmas(
     negative: list | None = None,
     text_len: int = 4,
     negative_text_len: int | None = None,
-    model: Any = None,
 ) -> torch.Tensor:
     """Custom sampling on an explicit ``sigmas`` schedule (the SamplerCustom node's path).
 
-    ``comfy.samplers.ksampler(sampler_name)`` -> ``comfy.sample.sample_custom``. For a two-pass graph, sample
-    ``sigmas[:k+1]`` then feed the result as ``latent`` with ``sigmas[k:]`` and ``add_noise=False``.
+    ``comfy.samplers.ksampler(sampler_name)`` -> ``comfy.sample.sample_custom``; other arguments as ``sample``.
+    For a two-pass graph, sample ``sigmas[:k+1]``, then feed the result as ``latent`` with ``sigmas[k:]`` and
+    ``add_noise=False`` (flow models' noise_scaling / inverse_noise_scaling make the hand-over exact).
     """
     comfy = bootstrap()
-    patcher = model if model is not None else tiny.patcher
+    tiny = as_tiny(model)
     positive, negative = _conds(tiny, seed, positive, negative, text_len, negative_text_len)
-    samples = comfy.sample.fix_empty_latent_channels(patcher, _latent(tiny, latent_shape, batch, latent))
+    samples = comfy.sample.fix_empty_latent_channels(tiny.patcher, _latent(tiny, latent_shape, batch, latent))
     if add_noise:
         noise = comfy.sample.prepare_noise(samples, seed)
     else:
@@ -562,7 +588,7 @@ def sample_sigmas(
     sampler = comfy.samplers.ksampler(sampler_name)
     with _one_thread():
         return comfy.sample.sample_custom(
-            patcher, noise, cfg, sampler, sigmas, positive, negative, samples, disable_pbar=True, seed=seed,
+            tiny.patcher, noise, cfg, sampler, sigmas, positive, negative, samples, disable_pbar=True, seed=seed,
         )
 
 
@@ -623,8 +649,7 @@ def count_passes(model: Any) -> Iterator[PassCounter]:
 
     Hooks sit on the shared ``nn.Module``, so clones of the patcher are counted too; they are removed on exit.
     """
-    patcher = model.patcher if isinstance(model, TinyModel) else model
-    dm = patcher.model.diffusion_model
+    dm = as_tiny(model).patcher.model.diffusion_model
     counter = PassCounter()
 
     def outer_pre_hook(module, args, kwargs):
@@ -665,7 +690,7 @@ def record_diffusion_model_args(model: Any) -> tuple[Any, list[tuple[tuple, dict
     Returns (clone, records); the wrapper calls its executor, so sampling is unchanged.
     """
     comfy = bootstrap()
-    patcher = model.patcher if isinstance(model, TinyModel) else model
+    patcher = as_tiny(model).patcher
     records: list[tuple[tuple, dict]] = []
 
     def wrapper(executor: Callable, *args, **kwargs):

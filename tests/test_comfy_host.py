@@ -149,7 +149,6 @@ def test_samples_finite_nonconstant_and_counts_passes(tiny, cfg):
     with comfy_host.count_passes(tiny) as counter:
         out = comfy_host.sample(tiny, steps=STEPS, cfg=cfg, seed=7, batch=BATCH)
 
-    # Qwen-Image takes 4-D LATENTs but ComfyUI samples it 5-D (Wan21 latent format); HunyuanVideo is 5-D.
     five_d = tiny.family in (comfy_host.Family.QWEN_IMAGE, comfy_host.Family.HUNYUAN_VIDEO)
     assert out.shape == ((BATCH, 16, 1, 8, 8) if five_d else (BATCH, 16, 8, 8))
     assert torch.isfinite(out).all()
@@ -173,6 +172,26 @@ def test_sampling_is_deterministic(tiny):
     c = comfy_host.sample(tiny, steps=STEPS, cfg=3.0, seed=12)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
+
+
+def test_qwen_image_takes_a_4d_empty_latent(comfy):
+    qwen = comfy_host.tiny_qwen_image(seed=0)
+    four_d = comfy_host.sample(qwen, steps=2, cfg=1.0, seed=1, latent_shape=(1, 16, 8, 8))
+    five_d = comfy_host.sample(qwen, steps=2, cfg=1.0, seed=1, latent_shape=(1, 16, 1, 8, 8))
+    assert four_d.shape == (1, 16, 1, 8, 8)  # ComfyUI unsqueezes it (Wan21 latent format, comfy/sample.py)
+    assert torch.equal(four_d, five_d)
+
+
+def test_init_weights_sets_every_parameter(tiny):
+    # includes the output layers (adaLN modulation, final projection) that real trainings zero-initialise
+    for name, param in tiny.diffusion_model.named_parameters():
+        param = param.detach()
+        assert torch.isfinite(param).all(), name
+        if param.ndim >= 2 and param.numel() >= 1024:
+            expected = param[0].numel() ** -0.5  # N(0, 1/fan_in)
+            assert abs(float(param.std()) / expected - 1) < 0.1, (name, float(param.std()), expected)
+        elif bool((param == 0).all()):
+            assert name.endswith(".bias") and "norm" in name, f"{name} is all zeros"
 
 
 def test_tiny_models_depend_on_weight_seed(comfy):
@@ -242,7 +261,7 @@ def test_counter_tells_skipped_calls_from_real_passes(flux, comfy):
     model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test.skip", skip_after_first_step)
     dm = flux.diffusion_model
     with comfy_host.count_passes(model) as counter:
-        comfy_host.sample(flux, steps=STEPS, cfg=1.0, seed=1, model=model)
+        comfy_host.sample(model, steps=STEPS, cfg=1.0, seed=1)
     assert counter.dm_calls == STEPS
     assert counter.forwards == 1
     assert [c.computed for c in counter.calls] == [True] + [False] * (STEPS - 1)
@@ -260,7 +279,7 @@ DIFFUSION_MODEL_ARGS = {
 
 def test_diffusion_model_wrapper_layout(tiny):
     model, records = comfy_host.record_diffusion_model_args(tiny)
-    comfy_host.sample(tiny, steps=2, cfg=3.0, seed=1, batch=BATCH, model=model)
+    comfy_host.sample(model, steps=2, cfg=3.0, seed=1, batch=BATCH)
     assert len(records) == 2
     args, kwargs = records[0]
     names = DIFFUSION_MODEL_ARGS[tiny.family]
@@ -289,6 +308,13 @@ def test_flux_from_state_dict_reproduces_the_model(flux):
     b = comfy_host.sample(rebuilt, steps=STEPS, cfg=1.0, seed=9)
     assert torch.equal(a, b)
 
+    prefixed = comfy_host.flux_from_state_dict({"model.diffusion_model." + k: v for k, v in state.items()},
+                                               comfy_host.FLUX_TINY)
+    assert torch.equal(comfy_host.sample(prefixed, steps=STEPS, cfg=1.0, seed=9), a)
+
     del state["final_layer.linear.bias"]
     with pytest.raises(comfy_host.ComfyHostError, match="final_layer.linear.bias"):
         comfy_host.flux_from_state_dict(state, comfy_host.FLUX_TINY)
+    partial_config = {k: v for k, v in comfy_host.FLUX_TINY.items() if k != "theta"}
+    with pytest.raises(comfy_host.ComfyHostError, match="missing \\['theta'\\]"):
+        comfy_host.flux_from_state_dict(state, partial_config)
