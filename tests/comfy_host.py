@@ -102,8 +102,12 @@ def bootstrap() -> ComfyModules:
         )
     for name in ("nodes", "comfy", "utils", "folder_paths"):
         module = sys.modules.get(name)
-        origin = getattr(module, "__file__", None) or ""
-        if module is not None and not str(Path(origin).resolve()).startswith(str(path)):
+        if module is None:
+            continue
+        # `comfy` is a namespace package: no __file__, its location is its __path__
+        origins = [getattr(module, "__file__", None)] + list(getattr(module, "__path__", []))
+        origin = next((o for o in origins if o), "")
+        if not origin or not Path(origin).resolve().is_relative_to(path):
             raise ComfyHostError(
                 f"module '{name}' is already imported from {origin or module!r}, not from {path}: ComfyUI's "
                 f"top-level '{name}' is shadowed. Import this pack as 'comfyui_l2p' (tests/conftest.py), never "
@@ -131,7 +135,7 @@ def bootstrap() -> ComfyModules:
 
     # The KSampler path reads this global for its tqdm bar; tests want quiet logs, sampling is unaffected.
     comfy.utils.set_progress_bar_enabled(False)
-    if not str(Path(nodes.__file__).resolve()).startswith(str(path)):
+    if not Path(nodes.__file__).resolve().is_relative_to(path):
         raise ComfyHostError(f"'import nodes' resolved to {nodes.__file__}, expected ComfyUI's {path / 'nodes.py'}")
     _MODULES = ComfyModules(
         path=path,

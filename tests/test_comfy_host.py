@@ -79,6 +79,29 @@ def test_bootstrap_resolves_comfyui_modules(comfy):
     import comfyui_l2p.predictors.grid  # noqa: F401
 
 
+@requires_comfyui
+def test_bootstrap_refuses_a_shadowed_nodes_module(tmp_path):
+    # what happens when the pack's own `nodes/` got imported as top-level `nodes` (cwd on sys.path)
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / "nodes" / "__init__.py").write_text("")
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import nodes, comfy_host
+        try:
+            comfy_host.bootstrap()
+        except comfy_host.ComfyHostError as e:
+            print("REFUSED", e)
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(comfy_host.__file__).parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "REFUSED module 'nodes' is already imported from" in out.stdout, out.stdout + out.stderr
+    assert "comfyui_l2p" in out.stdout
+
+
 V3_PACK_INIT = '''
 from .nodes.echo import EchoModel
 from comfy_api.latest import ComfyExtension
