@@ -1,0 +1,59 @@
+"""pytest glue for real-ComfyUI tests: the ``comfy`` fixture, the ``requires_comfyui`` mark, a skip summary.
+
+Use in a test module (works today, no conftest change needed):
+
+    from comfy_fixtures import comfy, requires_comfyui   # noqa: F401  (pytest finds fixtures by name)
+
+    @requires_comfyui
+    def test_something(comfy):
+        tiny = comfy_host.tiny_flux()
+        ...
+
+Tests that need ComfyUI are SKIPPED, with ``comfy_host.SKIP_REASON`` as the reason, when ``COMFYUI_PATH`` is
+unset. When ``tests/conftest.py`` declares ``pytest_plugins = ["comfy_fixtures"]`` this module is also a plugin:
+the fixture is available everywhere, the ``comfy`` marker is registered (``@pytest.mark.comfy`` skips like
+``requires_comfyui``) and the reason is printed once at the end of the run even under ``-q``.
+"""
+from __future__ import annotations
+
+import pytest
+
+import comfy_host
+
+requires_comfyui = pytest.mark.skipif(comfy_host.comfyui_path() is None, reason=comfy_host.SKIP_REASON)
+
+_skipped_for_comfy: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def comfy() -> comfy_host.ComfyModules:
+    """ComfyUI's modules, bootstrapped once per session from ``COMFYUI_PATH`` (CPU only); skips when unset."""
+    if comfy_host.comfyui_path() is None:
+        pytest.skip(comfy_host.SKIP_REASON)
+    return comfy_host.bootstrap()
+
+
+# ----------------------------------------------------------------- hooks: active when loaded as a plugin
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "comfy: needs a real ComfyUI checkout (COMFYUI_PATH); skipped without one")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if comfy_host.comfyui_path() is not None:
+        return
+    skip = pytest.mark.skip(reason=comfy_host.SKIP_REASON)
+    for item in items:
+        if "comfy" in item.keywords and item.get_closest_marker("comfy") is not None:
+            item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and comfy_host.SKIP_REASON in str(report.longrepr):
+        _skipped_for_comfy.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    if _skipped_for_comfy:
+        terminalreporter.write_line(f"{len(_skipped_for_comfy)} tests skipped: {comfy_host.SKIP_REASON}")
