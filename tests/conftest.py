@@ -19,3 +19,4 @@ if PACKAGE not in sys.modules:
     pkg.__path__ = [str(ROOT)]
     pkg.__file__ = str(ROOT / "__init__.py")
     sys.modules[PACKAGE] = pkg
+pytest_plugins = ["comfy_fixtures"]

@@ -1,0 +1,1 @@
+"""The reference benchmark: every predictor and placement on the bundled trained reference model (CPU)."""
