@@ -6,7 +6,8 @@ an ODE; forecast with a multistep predictor, then calibrate with a trapezoid/Heu
 only public reconstruction, cache-dit's calibrator (methods.md 3.3), to non-uniform steps: cache-dit assumes
 h = 1 and adds the anchor difference (A - A_prev) to the step difference (F_k - F_{k-1}) although the first
 spans a whole refresh interval and the second one step. Here both are slopes on the time axis t, so the
-recursion is exact on outputs that are linear in t, whatever the spacing of steps and of computed steps.
+recursion is exact on outputs that are linear in t whatever the spacing (see "Exact on"). With adjacent anchors
+on the uniform step axis it is cache-dit's rule.
 
 Formula:   walk every step s from the first computed step to the target, on the time axis t (step index by
            default, sigma as an option). Keep the current value F_k (at t_k = t_s), the previous value F_{k-1}
@@ -22,9 +23,13 @@ Formula:   walk every step s from the first computed step to the target, on the 
              uses the recent slope only: F_{k+1} = F_k + h d_k.
            The history before a computed step includes forecasts: right after an anchor, F_{k-1} is the forecast
            value of the previous step when that step was forecast.
-Exact on:  sequences F(t) = a + b t linear in the chosen time axis, for any grid and any set of computed steps
-           (both slopes equal b, and every forecast then is exact by induction). Not exact on quadratics, and on
-           the step axis not exact on sequences linear in sigma over a non-uniform grid.
+Exact on:  sequences F(t) = a + b t linear in the chosen time axis, for any grid spacing and any placement of
+           the later computed steps, provided the first two steps of the history are both computed (a warm-up of
+           two or more steps, the nodes' default): both slopes then equal b and every
+           forecast is exact by induction. When the first computed step is followed by a forecast, that forecast
+           reuses the value (exact only on constants), and being F_{k-1} when the next anchor arrives, its error
+           persists. Not exact on quadratics, and on the step axis not exact on sequences linear in sigma over a
+           non-uniform grid.
 Unrolling: every value is a float64 weight vector over the computed outputs (a computed step is a unit vector),
            so the recursion runs on K-vectors and the engine takes one weighted sum. O(S K) work per target.
 State:     none here; history_limit is None because a forecast reaches every computed output through the

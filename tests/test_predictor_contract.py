@@ -7,6 +7,10 @@ import torch
 
 from comfyui_l2p.predictors.base import ForecastError
 from comfyui_l2p.predictors.engine import ForecastEngine
+from comfyui_l2p.predictors.grid import TimeAxis
+from comfyui_l2p.predictors.registry import (
+    METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor,
+)
 
 from predictor_cases import CASES, PredictorCase
 
@@ -149,3 +153,31 @@ def test_coefficients_are_deterministic(case):
         a = first.coefficients(target, prefix, case.grid)
         assert np.array_equal(a, first.coefficients(target, prefix, case.grid))
         assert np.array_equal(a, second.coefficients(target, prefix, case.grid))
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+@pytest.mark.parametrize("axis", list(TimeAxis), ids=lambda a: a.value)
+@pytest.mark.parametrize("method", list(ForecastMethod), ids=lambda m: m.name)
+def test_every_registered_method_is_under_contract(method, axis):
+    built = build_predictor(method, ForecastSettings(axis=axis))
+    assert any(case.make() == built for case in CASES), f"add {built!r} to tests/predictor_cases.py"
+
+
+def test_registry_display_names_round_trip_and_unknown_names_are_refused():
+    assert len(set(METHOD_DISPLAY_NAMES)) == len(ForecastMethod) == len(METHOD_DISPLAY_NAMES)
+    for name in METHOD_DISPLAY_NAMES:
+        assert ForecastMethod.from_display_name(name).display_name == name
+    with pytest.raises(ValueError, match="unknown forecast method 'TeaCache'.*expected one of"):
+        ForecastMethod.from_display_name("TeaCache")
+    with pytest.raises(ValueError, match="ForecastMethod"):
+        build_predictor("FoCa")
+
+
+def test_registry_passes_spectrum_settings_through():
+    settings = ForecastSettings(axis=TimeAxis.SIGMA, spectrum_degree=3, spectrum_ridge=0.5, spectrum_blend=0.25,
+                                spectrum_penalize_constant=False)
+    built = build_predictor(ForecastMethod.SPECTRUM, settings)
+    assert (built.degree, built.ridge, built.blend, built.axis, built.penalize_constant) == (
+        3, 0.5, 0.25, TimeAxis.SIGMA, False)
+    with pytest.raises(ValueError, match="Spectrum degree"):
+        build_predictor(ForecastMethod.SPECTRUM, ForecastSettings(spectrum_degree=0))
