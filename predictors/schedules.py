@@ -3,11 +3,32 @@
 A ``speedup`` target gives the number K of computed steps (sampler steps per real transformer pass). A
 placement decides where those K steps go. Guards are applied by every placement: the first ``warmup`` steps
 are always computed (a forecast needs history) and, optionally, the last step.
+
+Placements (``Placement``):
+- EVEN: warm-up, then the rest evenly spread.
+- PUBLISHED: the L2P release's lists (50 steps).
+- PROGRESSIVE: Spectrum's growing windows, with the growth alpha searched so that exactly K steps are computed.
+- OPTIMIZED: searched on a calibration Gram matrix to minimise the expected final-latent error
+  (``schedule_optimizer``); never worse than EVEN under that error.
+- ADAPTIVE: not a fixed list; a per-run ``AdaptiveController`` (``adaptive_schedule``) follows the residuals.
+
+``ScheduleConfig`` holds the user's choices; ``plan_schedule`` turns it into the computed steps of a run.
 """
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .adaptive_schedule import AdaptiveController
+from .grid import StepGrid
+from .schedule_optimizer import DEFAULT_MAX_SWEEPS, expected_final_error, optimize_schedule
+
+# Relative ridge of the direct fits when planning an OPTIMIZED schedule (fit.ridge_solve's convention).
+DEFAULT_RIDGE = 1e-3
 
 # Published L2P computed-step lists, FLUX.1-dev at 50 steps (L2P-Cache `FULL_STEP_SCHEDULES`, by interval).
 PUBLISHED_L2P_50: dict[int, tuple[int, ...]] = {
@@ -23,6 +44,14 @@ PUBLISHED_L2P_50: dict[int, tuple[int, ...]] = {
 class Placement(enum.Enum):
     EVEN = "even"  # warm-up, then the remaining computed steps evenly spread to the end
     PUBLISHED = "published"  # the L2P release's lists (50 steps only)
+    PROGRESSIVE = "progressive"  # Spectrum's growing gaps, growth chosen to compute exactly K steps
+    OPTIMIZED = "optimized"  # minimises the expected final-latent error under a calibration Gram matrix
+    ADAPTIVE = "adaptive"  # decided during the run from forecast residuals (AdaptiveController)
+
+    @property
+    def is_fixed(self) -> bool:
+        """True when the computed steps are known before the run starts."""
+        return self is not Placement.ADAPTIVE
 
 
 def computed_count(num_steps: int, speedup: float) -> int:
@@ -78,3 +107,213 @@ def published_schedule(num_steps: int, k: int) -> tuple[int, ...]:
             return steps
     have = sorted(len(s) for s in PUBLISHED_L2P_50.values())
     raise ValueError(f"no published L2P schedule computes {k} steps; published counts are {have}")
+
+
+def guard_steps(num_steps: int, warmup: int, compute_last: bool) -> tuple[int, ...]:
+    """The steps every placement computes: 0..warmup-1 and, with ``compute_last``, S-1."""
+    steps = set(range(min(warmup, num_steps)))
+    if compute_last:
+        steps.add(num_steps - 1)
+    return tuple(sorted(steps))
+
+
+# ---------------------------------------------------------------------------------------------- progressive
+SPECTRUM_WINDOW = 2  # Spectrum's window_size N: the first gap after the warm-up
+_ALPHA_DECIMALS = 3  # Spectrum rounds the window to 3 decimals after every computed step
+_ALPHA_UNIT = 10**_ALPHA_DECIMALS
+
+
+def spectrum_progressive_steps(num_steps: int, warmup: int, window: int, alpha: float) -> tuple[int, ...]:
+    """Spectrum's rule, as published: the first ``warmup`` steps, then, with c consecutive skipped steps and the
+    window ws (initially ``window``), compute iff (c + 1) mod floor(ws) == 0; after every such step
+    ws <- round(ws + alpha, 3). The gaps after the warm-up are floor(window + j * alpha), j = 0, 1, ...
+    """
+    if window < 1 or alpha < 0:
+        raise ValueError(f"need window >= 1 and alpha >= 0, got window {window}, alpha {alpha}")
+    steps = list(range(min(warmup, num_steps)))
+    skipped, ws = 0, float(window)
+    for step in range(warmup, num_steps):
+        if (skipped + 1) % math.floor(ws) == 0:
+            steps.append(step)
+            skipped, ws = 0, round(ws + alpha, _ALPHA_DECIMALS)
+        else:
+            skipped += 1
+    return tuple(steps)
+
+
+def progressive_schedule(
+    num_steps: int, k: int, warmup: int = 1, compute_last: bool = False, window: int = SPECTRUM_WINDOW
+) -> tuple[int, ...]:
+    """Spectrum's progressive windows with exactly K computed steps (guards included).
+
+    The count of computed steps never increases with alpha (every gap floor(window + j * alpha) grows with it),
+    so alpha is bisected over Spectrum's own 0.001 grid to the value giving K. When K exceeds what window 2
+    reaches at alpha 0 (every other step), window 1 is used instead (alpha 0 there computes every step). With
+    window 2 every K from warm-up + 1 up was reached exactly for S <= 119, warm-up <= 6. Window 1 (speedup below
+    about 2) jumps over some K (several gaps grow at one alpha); then the schedule with the smallest count above
+    K is thinned by ``_drop_to_count``.
+    """
+    _check_guards(num_steps, k, warmup, compute_last)
+    guards = guard_steps(num_steps, warmup, compute_last)
+    if k == len(guards):
+        return guards
+    if k == num_steps:
+        return tuple(range(num_steps))
+
+    def schedule(win: int, milli_alpha: int) -> tuple[int, ...]:
+        base = spectrum_progressive_steps(num_steps, warmup, win, milli_alpha / _ALPHA_UNIT)
+        return tuple(sorted(set(base) | set(guards)))
+
+    win = window if len(schedule(window, 0)) >= k else 1
+    lo, hi = 0, num_steps * _ALPHA_UNIT  # count(lo) >= k; at hi every later gap exceeds the run
+    if len(schedule(win, lo)) == k:
+        return schedule(win, lo)
+    if len(schedule(win, hi)) > k:
+        raise ValueError(f"progressive placement cannot compute as few as {k} of {num_steps} steps with warm-up"
+                         f" {warmup}: lower the warm-up or use the even placement")
+    while hi - lo > 1:  # invariant: count(lo) > k >= count(hi)
+        mid = (lo + hi) // 2
+        count = len(schedule(win, mid))
+        if count == k:
+            return schedule(win, mid)
+        lo, hi = (mid, hi) if count > k else (lo, mid)
+    if len(schedule(win, hi)) == k:
+        return schedule(win, hi)
+    return _drop_to_count(schedule(win, lo), k, guards, num_steps)
+
+
+def _drop_to_count(steps: Sequence[int], k: int, guards: Sequence[int], num_steps: int) -> tuple[int, ...]:
+    """Remove non-guard steps until K remain, each time the one whose removal opens the smallest gap (the later
+    one on ties, so gaps keep growing towards the end as in Spectrum's rule)."""
+    kept = sorted(steps)
+    while len(kept) > k:
+        def merged_gap(i: int) -> tuple[int, int]:
+            nxt = kept[i + 1] if i + 1 < len(kept) else num_steps
+            return nxt - kept[i - 1], -i
+
+        removable = [i for i in range(1, len(kept)) if kept[i] not in guards]
+        del kept[min(removable, key=merged_gap)]
+    return tuple(kept)
+
+
+# ---------------------------------------------------------------------------------------------- optimized
+def optimized_schedule(
+    gram: np.ndarray,
+    grid: StepGrid,
+    k: int,
+    warmup: int = 1,
+    compute_last: bool = False,
+    ridge: float = DEFAULT_RIDGE,
+    step_weights=None,
+    max_sweeps: int = DEFAULT_MAX_SWEEPS,
+) -> tuple[int, ...]:
+    """K computed steps minimising ``expected_final_error`` under ``gram`` (float64 [S, S]), found by local search
+    from the even schedule with the same K and guards; never worse than that even schedule. Guards never move.
+    """
+    start = even_schedule(grid.num_steps, k, warmup, compute_last)
+    fixed = guard_steps(grid.num_steps, warmup, compute_last)
+    return optimize_schedule(gram, grid, start, fixed, ridge, step_weights, max_sweeps)
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The user's schedule choices, validated at construction.
+
+    speedup: sampler steps per real pass (>= 1), giving K = round(S / speedup).
+    placement: a Placement (or its string value).
+    warmup: the first steps always computed (>= 1). compute_last: always compute the last step.
+    residual_budget, min_gap, max_gap: ADAPTIVE only. max_gap None: ceil(2 * speedup) (at least min_gap).
+    window: PROGRESSIVE only, Spectrum's window_size N.
+    """
+
+    speedup: float
+    placement: Placement
+    warmup: int = 2
+    compute_last: bool = False
+    residual_budget: float = 0.05
+    min_gap: int = 1
+    max_gap: int | None = None
+    window: int = SPECTRUM_WINDOW
+
+    def __post_init__(self) -> None:
+        if isinstance(self.placement, str):
+            valid = [p.value for p in Placement]
+            if self.placement not in valid:
+                raise ValueError(f"unknown placement {self.placement!r}; choose one of {valid}")
+            object.__setattr__(self, "placement", Placement(self.placement))
+        if not isinstance(self.placement, Placement):
+            raise ValueError(f"placement must be a Placement, got {self.placement!r}")
+        if not (isinstance(self.speedup, (int, float)) and math.isfinite(self.speedup) and self.speedup >= 1.0):
+            raise ValueError(f"speedup must be a finite number >= 1 (sampler steps per real pass), got {self.speedup}")
+        if not (isinstance(self.warmup, int) and self.warmup >= 1):
+            raise ValueError(f"warmup must be an integer >= 1 (step 0 is always computed), got {self.warmup}")
+        if not (math.isfinite(self.residual_budget) and self.residual_budget > 0):
+            raise ValueError(f"residual_budget must be a finite number > 0, got {self.residual_budget}")
+        if not (isinstance(self.min_gap, int) and self.min_gap >= 1):
+            raise ValueError(f"min_gap must be an integer >= 1, got {self.min_gap}")
+        if self.max_gap is not None and not (isinstance(self.max_gap, int) and self.max_gap >= self.min_gap):
+            raise ValueError(f"max_gap must be an integer >= min_gap ({self.min_gap}) or None, got {self.max_gap}")
+        if not (isinstance(self.window, int) and self.window >= 1):
+            raise ValueError(f"window must be an integer >= 1, got {self.window}")
+
+    def computed_count(self, num_steps: int) -> int:
+        return computed_count(num_steps, self.speedup)
+
+
+def plan_schedule(
+    config: ScheduleConfig,
+    grid: StepGrid,
+    gram: np.ndarray | None = None,
+    ridge: float = DEFAULT_RIDGE,
+    step_weights=None,
+) -> tuple[int, ...]:
+    """The computed steps of a run on ``grid`` for a fixed placement (EVEN, PUBLISHED, PROGRESSIVE, OPTIMIZED).
+
+    gram: float64 [S, S], needed by OPTIMIZED only (for several roles, their summed diagonal blocks).
+    """
+    num_steps = grid.num_steps
+    k = config.computed_count(num_steps)
+    placement = config.placement
+    if placement is Placement.EVEN:
+        return even_schedule(num_steps, k, config.warmup, config.compute_last)
+    if placement is Placement.PROGRESSIVE:
+        return progressive_schedule(num_steps, k, config.warmup, config.compute_last, config.window)
+    if placement is Placement.PUBLISHED:
+        steps = published_schedule(num_steps, k)
+        missing = sorted(set(guard_steps(num_steps, config.warmup, config.compute_last)) - set(steps))
+        if missing:
+            raise ValueError(
+                f"the published L2P schedule {steps} does not compute the guard steps {missing}: the published"
+                " lists compute steps 0-2 and never the last step. Use warm-up <= 3 without compute-last, or"
+                " another placement"
+            )
+        return steps
+    if placement is Placement.OPTIMIZED:
+        if gram is None:
+            raise ValueError(
+                "the optimized placement needs a calibrated predictor file (one holding a Gram matrix, made by"
+                " L2P Calibrate); this one has none. Choose the even placement, or calibrate this model"
+            )
+        return optimized_schedule(gram, grid, k, config.warmup, config.compute_last, ridge, step_weights)
+    raise ValueError(
+        f"placement {placement.value!r} is decided during the run, not planned: use adaptive_controller()"
+    )
+
+
+def adaptive_controller(config: ScheduleConfig, num_steps: int, order: int = 1) -> AdaptiveController:
+    """The per-run controller for ADAPTIVE: the speedup sets the starting gap, max_gap defaults to
+    ceil(2 * speedup), so the residual budget moves the gaps within [min_gap, max_gap]."""
+    max_gap = config.max_gap if config.max_gap is not None else max(config.min_gap, math.ceil(2 * config.speedup))
+    initial = min(max_gap, max(config.min_gap, int(round(config.speedup))))
+    return AdaptiveController(
+        budget=config.residual_budget, min_gap=config.min_gap, max_gap=max_gap, warmup=config.warmup,
+        num_steps=num_steps, compute_last=config.compute_last, order=order, initial_gap=initial,
+    )
+
+
+__all__ = [
+    "AdaptiveController", "DEFAULT_RIDGE", "PUBLISHED_L2P_50", "Placement", "ScheduleConfig", "adaptive_controller",
+    "computed_count", "even_schedule", "expected_final_error", "guard_steps", "optimized_schedule", "plan_schedule",
+    "progressive_schedule", "published_schedule", "spectrum_progressive_steps",
+]
