@@ -77,8 +77,8 @@ def _check_guards(num_steps: int, k: int, warmup: int, compute_last: bool) -> No
 def even_schedule(num_steps: int, k: int, warmup: int = 1, compute_last: bool = False) -> tuple[int, ...]:
     """The first ``warmup`` steps, then K - warmup steps at even spacing over the rest of the run.
 
-    Without ``compute_last`` the spacing includes the tail (the last computed step sits one gap before the end),
-    so every forecast run is about equally long.
+    Without ``compute_last`` the gaps are equal from the last warm-up step to the end of the run, the tail
+    counted as one gap, so every forecast run is about equally long.
     """
     _check_guards(num_steps, k, warmup, compute_last)
     steps = list(range(min(warmup, k)))
@@ -90,8 +90,9 @@ def even_schedule(num_steps: int, k: int, warmup: int = 1, compute_last: bool = 
             span = (num_steps - 1) - (start - 1)
             steps += [start - 1 + round(span * (j + 1) / rest) for j in range(rest)]
         else:
-            span = num_steps - start
-            steps += [start + round(span * j / rest) for j in range(rest)]
+            # equal gaps from the last warm-up step to the end of the run, the tail counted as one gap
+            span = num_steps - (start - 1)
+            steps += [start - 1 + round(span * (j + 1) / (rest + 1)) for j in range(rest)]
     out = tuple(sorted(set(steps)))
     if len(out) != k:
         raise AssertionError(f"even_schedule produced {out} for k={k}")
