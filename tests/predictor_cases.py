@@ -13,7 +13,9 @@ import numpy as np
 from comfyui_l2p.predictors.base import LinearPredictor
 from comfyui_l2p.predictors.foca import FoCa
 from comfyui_l2p.predictors.fora import Fora
+from comfyui_l2p.predictors.fit import fit_paper_matrix
 from comfyui_l2p.predictors.grid import StepGrid, TimeAxis
+from comfyui_l2p.predictors.l2p import L2PDirect, L2PRollout
 from comfyui_l2p.predictors.spectrum import Spectrum
 from comfyui_l2p.predictors.taylorseer import TaylorSeer
 
@@ -25,6 +27,13 @@ def shifted_grid(num_steps: int, shift: float = 3.0) -> StepGrid:
 
 
 CONTRACT_GRID = shifted_grid(14)
+
+
+def contract_gram(num_steps: int = 14, seed: int = 0) -> np.ndarray:
+    """float64 [S, S]: G of a few random-walk trajectories (correlated neighbouring steps, like sampler outputs)."""
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(0.3 * rng.standard_normal((3, num_steps, 32)), axis=1) + rng.standard_normal((3, 1, 32))
+    return np.einsum("nsd,ntd->st", x, x)
 
 
 @dataclass(frozen=True)
@@ -59,4 +68,10 @@ CASES: list[PredictorCase] = [
                   lambda: Spectrum(axis=TimeAxis.SIGMA, blend=1.0, penalize_constant=False)),
     PredictorCase("foca-step", lambda: FoCa(axis=TimeAxis.STEP)),
     PredictorCase("foca-sigma", lambda: FoCa(axis=TimeAxis.SIGMA)),
+    # learned: fitted weights need not sum to 1
+    PredictorCase("l2p-rollout", lambda: L2PRollout(fit_paper_matrix(contract_gram(), 1e-3)),
+                  preserves_constants=False),
+    PredictorCase("l2p-direct", lambda: L2PDirect(contract_gram(), ridge=1e-3), preserves_constants=False),
+    PredictorCase("l2p-direct-window2", lambda: L2PDirect(contract_gram(), ridge=1e-3, window=2),
+                  preserves_constants=False),
 ]

@@ -1,0 +1,403 @@
+"""Calibration statistics: the joint Gram matrix of the model outputs along sampling trajectories.
+
+What is kept: for R stream roles (("cond",) for guidance-distilled models, ("cond", "uncond") for true CFG) and
+S steps, the float64 Gram matrix over (role, step)
+
+    G[r*S + i, q*S + j] = sum over samples n of <F^r_i(n), F^q_j(n)>     (float64 [R*S, R*S])
+
+where F^r_i(n) is the flattened model output of role r at step i for sample n (one batch row). Every
+least-squares fit of a linear forecaster depends on the data only through G (see ``fit.py``), and because G
+holds the cross-role terms, the Gram of any fixed linear combination of roles, e.g. the guided output
+u + g (c - u), is ``A G A^T`` (``GramStats.combined_gram``). G is a sum over samples and elements, so statistics
+of the same setup merge by adding, and memory and file size do not grow with resolution, frames or prompts.
+
+Also kept: the number of samples (trajectories) and of elements (summed over samples, per role) behind G, for
+the paper's mean-squared-error normalisation, and the sigma grid (S+1) the trajectories were sampled on.
+
+Recording: ``TrajectoryRecorder`` is fed each step's outputs of one sampling run and adds the new step's inner
+products against the run's earlier steps as it goes. It keeps the run's outputs (R * S latent-sized tensors, in
+the model's dtype, optionally in CPU memory) until ``finish()`` folds the run into a ``GramStats`` and frees
+them; a run that never finishes (cancelled, failed) leaves no trace in any statistics.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .grid import StepGrid
+
+#: array keys of ``GramStats.to_arrays`` (the file layer stores them as tensors)
+GRAM_KEY = "gram"
+SAMPLE_COUNT_KEY = "sample_count"
+ELEMENT_COUNT_KEY = "element_count"
+SIGMAS_KEY = "sigmas"
+#: metadata key of the comma-separated role names
+ROLES_KEY = "roles"
+
+_ROLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+#: elements per float32 block when dot products are formed chunk-wise (bounds temporary memory, keeps float32
+#: partial sums short before they are accumulated in float64)
+DEFAULT_CHUNK_ELEMENTS = 1 << 16
+
+
+def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
+    roles = tuple(roles)
+    if not roles:
+        raise ValueError("calibration needs at least one stream role, e.g. ('cond',)")
+    for role in roles:
+        if not isinstance(role, str) or not _ROLE_NAME.match(role):
+            raise ValueError(f"stream role names must be non-empty [A-Za-z0-9_] strings, got {role!r}")
+    if len(set(roles)) != len(roles):
+        raise ValueError(f"stream roles must be distinct, got {roles}")
+    return roles
+
+
+# ---------------------------------------------------------------------------------------------- dot products
+def cross_gram(left: torch.Tensor, right: torch.Tensor, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+               compute_dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """float64 [m, k]: <left[a], right[b]> for rows left [m, E] and right [k, E] (same device).
+
+    Element blocks of ``chunk_elements`` are multiplied in ``compute_dtype`` on the tensors' device and the block
+    results are summed in float64, so float32 round-off stays that of a short sum whatever E is.
+    """
+    if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[1]:
+        raise ValueError(f"cross_gram needs [m, E] and [k, E] with the same E, got {tuple(left.shape)} and "
+                         f"{tuple(right.shape)}")
+    if chunk_elements < 1:
+        raise ValueError(f"chunk_elements must be >= 1, got {chunk_elements}")
+    acc = torch.zeros((left.shape[0], right.shape[0]), dtype=torch.float64, device=left.device)
+    for start in range(0, left.shape[1], chunk_elements):
+        a = left[:, start:start + chunk_elements].to(compute_dtype)
+        b = right[:, start:start + chunk_elements].to(compute_dtype)
+        acc += (a @ b.T).to(torch.float64)
+    return acc.cpu().numpy()
+
+
+def gram_from_pieces(pieces: Iterable[torch.Tensor | np.ndarray], chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+                     compute_dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """float64 [K, K]: the Gram of K rows given as element pieces.
+
+    Each piece is [K, E_p]: the same K rows (e.g. R*S (role, step) outputs of one sample, in G's index order
+    r*S + s), each restricted to some elements (a slice of the flattened tensors, or one batch row). Every element
+    of the whole must appear in exactly one piece; then the result equals the Gram of the whole rows, because an
+    inner product is a sum over elements.
+    """
+    total = None
+    for piece in pieces:
+        piece_t = torch.as_tensor(piece)
+        if piece_t.ndim != 2:
+            raise ValueError(f"a piece must be [K, elements], got shape {tuple(piece_t.shape)}")
+        g = cross_gram(piece_t, piece_t, chunk_elements, compute_dtype)
+        if total is None:
+            total = g
+        elif total.shape != g.shape:
+            raise ValueError(f"pieces disagree on the number of rows: {total.shape[0]} then {g.shape[0]}")
+        else:
+            total += g
+    if total is None:
+        raise ValueError("gram_from_pieces needs at least one piece")
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- the statistic
+@dataclass(frozen=True, eq=False)
+class GramStats:
+    """The calibration statistic. Immutable: ``merge`` returns a new one.
+
+    gram:          float64 [R*S, R*S], index r*S + s = role r at step s; symmetric positive semi-definite.
+    sample_count:  trajectories (batch rows) accumulated.
+    element_count: elements per role summed over those samples (N * D when every sample has D elements).
+    grid:          the S+1 sigmas the trajectories were sampled on.
+    roles:         the stream role names, in G's block order.
+    """
+
+    gram: np.ndarray
+    sample_count: int
+    element_count: int
+    grid: StepGrid
+    roles: tuple[str, ...] = ("cond",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", _check_roles(self.roles))
+        if not isinstance(self.grid, StepGrid):
+            raise ValueError(f"GramStats.grid must be a StepGrid, got {type(self.grid).__name__}")
+        size = len(self.roles) * self.grid.num_steps
+        gram = np.array(self.gram, dtype=np.float64)  # a private copy: callers cannot mutate it afterwards
+        if gram.shape != (size, size):
+            raise ValueError(
+                f"GramStats.gram must be [R*S, R*S] = [{size}, {size}] for roles {self.roles} and "
+                f"{self.grid.num_steps} steps, got {list(gram.shape)}")
+        if not np.all(np.isfinite(gram)):
+            raise ValueError("GramStats.gram contains NaN or infinite values")
+        scale = max(float(np.max(np.abs(np.diag(gram)))) if size else 0.0, 1e-300)
+        if np.max(np.abs(gram - gram.T)) > 1e-9 * scale:
+            raise ValueError("GramStats.gram must be symmetric (it is a sum of inner products)")
+        if np.any(np.diag(gram) < 0):
+            raise ValueError("GramStats.gram has negative diagonal entries (squared norms)")
+        gram.setflags(write=False)
+        object.__setattr__(self, "gram", gram)
+        for name in ("sample_count", "element_count"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or int(value) < 0:
+                raise ValueError(f"GramStats.{name} must be a non-negative integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.element_count < self.sample_count:
+            raise ValueError(f"GramStats.element_count ({self.element_count}) cannot be below sample_count "
+                             f"({self.sample_count}): every sample has at least one element")
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def num_steps(self) -> int:
+        return self.grid.num_steps
+
+    @property
+    def elements_per_sample(self) -> float:
+        """D: elements of one role's output per sample (a mean when samples differ in size)."""
+        return self.element_count / max(self.sample_count, 1)
+
+    def role_index(self, role: str) -> int:
+        try:
+            return self.roles.index(role)
+        except ValueError:
+            raise KeyError(f"role {role!r} is not in these statistics; recorded roles are {self.roles}") from None
+
+    # ------------------------------------------------------------------ derived Grams
+    def role_gram(self, role: str) -> np.ndarray:
+        """float64 [S, S]: the Gram of one role's outputs."""
+        r, s = self.role_index(role), self.num_steps
+        return self.gram[r * s:(r + 1) * s, r * s:(r + 1) * s].copy()
+
+    def combined_gram(self, role_weights: Mapping[str, float]) -> np.ndarray:
+        """float64 [S, S]: the Gram of sum_r w_r F^r, e.g. {"cond": g, "uncond": 1 - g} for CFG u + g (c - u).
+
+        Roles left out have weight 0.
+        """
+        weights = np.zeros(len(self.roles))
+        for role, w in role_weights.items():
+            weights[self.role_index(role)] = float(w)
+        if not np.all(np.isfinite(weights)):
+            raise ValueError(f"role weights must be finite, got {dict(role_weights)}")
+        combine = np.kron(weights[None, :], np.eye(self.num_steps))  # [S, R*S]: the linear map of the combination
+        out = combine @ self.gram @ combine.T
+        return 0.5 * (out + out.T)
+
+    # ------------------------------------------------------------------ merging
+    def check_compatible(self, other: "GramStats") -> None:
+        """Raise ValueError saying what differs when ``other`` was not recorded on the same setup."""
+        if not isinstance(other, GramStats):
+            raise TypeError(f"can only merge GramStats with GramStats, got {type(other).__name__}")
+        if self.roles != other.roles:
+            raise ValueError(f"cannot merge calibrations with different stream roles: {self.roles} vs {other.roles}")
+        if self.num_steps != other.num_steps:
+            raise ValueError(f"cannot merge calibrations with different step counts: {self.num_steps} vs "
+                             f"{other.num_steps}; calibrate with the same number of steps (or resample first)")
+        if not self.grid.matches(other.grid):
+            raise ValueError(
+                "cannot merge calibrations recorded on different sigma grids (scheduler, shift or denoise differ): "
+                f"{np.round(self.grid.array, 4).tolist()} vs {np.round(other.grid.array, 4).tolist()}")
+
+    def merge(self, other: "GramStats") -> "GramStats":
+        """The statistics of both calibrations together (G, samples and elements add). Keeps this grid."""
+        self.check_compatible(other)
+        return GramStats(self.gram + other.gram, self.sample_count + other.sample_count,
+                         self.element_count + other.element_count, self.grid, self.roles)
+
+    def __add__(self, other: "GramStats") -> "GramStats":
+        return self.merge(other)
+
+    # ------------------------------------------------------------------ plain arrays (the file layer)
+    def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """(arrays, metadata): "gram" float64 [R*S, R*S], "sample_count" int64 [1], "element_count" int64 [1],
+        "sigmas" float64 [S+1]; metadata "roles" = the comma-separated role names."""
+        arrays = {
+            GRAM_KEY: np.array(self.gram, dtype=np.float64),
+            SAMPLE_COUNT_KEY: np.array([self.sample_count], dtype=np.int64),
+            ELEMENT_COUNT_KEY: np.array([self.element_count], dtype=np.int64),
+            SIGMAS_KEY: np.array(self.grid.array, dtype=np.float64),
+        }
+        return arrays, {ROLES_KEY: ",".join(self.roles)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str],
+                    source: str = "calibration arrays") -> "GramStats":
+        """Inverse of ``to_arrays``. ``source`` (e.g. the file name) prefixes every error message."""
+        def fail(msg: str) -> ValueError:
+            return ValueError(f"{source}: {msg}")
+
+        for key in (GRAM_KEY, SAMPLE_COUNT_KEY, ELEMENT_COUNT_KEY, SIGMAS_KEY):
+            if key not in arrays:
+                raise fail(f"missing array {key!r}; found {sorted(arrays)}. Re-run L2P Calibrate to rebuild it")
+        if ROLES_KEY not in metadata:
+            raise fail(f"missing metadata {ROLES_KEY!r}; found {sorted(metadata)}")
+        gram = np.asarray(arrays[GRAM_KEY])
+        sigmas = np.asarray(arrays[SIGMAS_KEY])
+        counts = {}
+        for key in (SAMPLE_COUNT_KEY, ELEMENT_COUNT_KEY):
+            arr = np.asarray(arrays[key])
+            if arr.shape != (1,) or not np.issubdtype(arr.dtype, np.integer):
+                raise fail(f"{key!r} must be an integer array of shape [1], got {arr.dtype} {list(arr.shape)}")
+            counts[key] = int(arr[0])
+        if gram.dtype != np.float64:
+            raise fail(f"{GRAM_KEY!r} must be float64 (float32 loses the precision of the fits), got {gram.dtype}")
+        if sigmas.ndim != 1:
+            raise fail(f"{SIGMAS_KEY!r} must be 1-D [S+1], got shape {list(sigmas.shape)}")
+        roles = tuple(metadata[ROLES_KEY].split(","))
+        try:
+            grid = StepGrid(tuple(float(s) for s in sigmas))
+            return cls(gram, counts[SAMPLE_COUNT_KEY], counts[ELEMENT_COUNT_KEY], grid, roles)
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
+
+    # ------------------------------------------------------------------ from materialised data
+    @classmethod
+    def from_trajectories(cls, trajectories: Mapping[str, np.ndarray | torch.Tensor], grid: StepGrid) -> "GramStats":
+        """Exact (float64) statistics of materialised trajectories: role -> [N, S, ...] (row n = sample n).
+
+        For tests, parity checks and offline experiments; a sampling run uses ``TrajectoryRecorder`` instead.
+        """
+        roles = _check_roles(tuple(trajectories))
+        blocks = []
+        shape = None
+        for role in roles:
+            x = torch.as_tensor(trajectories[role]).to(torch.float64)
+            if x.ndim < 3 or x.shape[1] != grid.num_steps:
+                raise ValueError(f"trajectories[{role!r}] must be [N, S={grid.num_steps}, ...], "
+                                 f"got {list(x.shape)}")
+            if shape is not None and tuple(x.shape) != shape:
+                raise ValueError(f"every role needs the same shape: {shape} vs {tuple(x.shape)} for {role!r}")
+            shape = tuple(x.shape)
+            blocks.append(x.reshape(x.shape[0], x.shape[1], -1))  # [N, S, D]
+        joint = torch.cat(blocks, dim=1)  # [N, R*S, D], row r*S + s
+        n, d = joint.shape[0], joint.shape[2]
+        gram = torch.einsum("nid,njd->ij", joint, joint).numpy()
+        return cls(gram, n, n * d, grid, roles)
+
+
+def empty_stats(grid: StepGrid, roles: Sequence[str] = ("cond",)) -> GramStats:
+    """Statistics of no samples: the identity element of ``merge``."""
+    roles = _check_roles(roles)
+    size = len(roles) * grid.num_steps
+    return GramStats(np.zeros((size, size)), 0, 0, grid, roles)
+
+
+# ---------------------------------------------------------------------------------------------- recording
+@dataclass
+class _RunState:
+    buffer: torch.Tensor  # [S*R, N*D] in the outputs' dtype, row s*R + r = role r at step s (step-major)
+    layout: tuple  # (shape, dtype, device) of every role's output
+    gram: np.ndarray  # float64 [R*S, R*S] (G's role-major index)
+    recorded: list[int] = field(default_factory=list)
+
+
+class TrajectoryRecorder:
+    """Accumulates one sampling run's trajectory statistics, step by step.
+
+    Args:
+        grid: the run's sigma grid (S+1 sigmas).
+        roles: the stream roles every ``record`` call provides.
+        offload: keep the run's outputs in CPU memory and form dot products there (saves device memory).
+        chunk_elements, compute_dtype: see ``cross_gram``; float32 blocks are accumulated in float64.
+
+    Memory: all R*S outputs of the run (latent-sized, in the outputs' dtype) until ``finish`` or ``abandon``.
+    One recorder per run: after ``finish`` or ``abandon`` it refuses further use.
+    """
+
+    def __init__(self, grid: StepGrid, roles: Sequence[str] = ("cond",), offload: bool = False,
+                 chunk_elements: int = DEFAULT_CHUNK_ELEMENTS, compute_dtype: torch.dtype = torch.float32) -> None:
+        self.grid = grid
+        self.roles = _check_roles(roles)
+        self.offload = offload
+        self.chunk_elements = int(chunk_elements)
+        if self.chunk_elements < 1:
+            raise ValueError(f"chunk_elements must be >= 1, got {chunk_elements}")
+        self.compute_dtype = compute_dtype
+        self._state: _RunState | None = None
+        self._closed = False
+
+    @property
+    def recorded_steps(self) -> tuple[int, ...]:
+        return tuple(self._state.recorded) if self._state else ()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this TrajectoryRecorder already finished or was abandoned; use one per run")
+
+    def record(self, step: int, outputs: Mapping[str, torch.Tensor]) -> None:
+        """Add step ``step`` (0..S-1, increasing): outputs[role] = that role's output [N, ...] for the run's N
+        samples (row n of every role is the same sample)."""
+        self._check_open()
+        num_steps = self.grid.num_steps
+        if not 0 <= step < num_steps:
+            raise ValueError(f"step {step} is outside the {num_steps}-step calibration grid")
+        if set(outputs) != set(self.roles):
+            raise ValueError(f"step {step}: expected outputs for roles {self.roles}, got {tuple(outputs)}")
+        first = outputs[self.roles[0]]
+        layout = (tuple(first.shape), first.dtype, first.device)
+        for role in self.roles:
+            out = outputs[role]
+            found = (tuple(out.shape), out.dtype, out.device)
+            if found != layout:
+                raise ValueError(f"step {step}: role {role!r} output is {found}, role {self.roles[0]!r} is "
+                                 f"{layout}; every role needs the same shape, dtype and device")
+        if first.ndim < 1 or first.shape[0] < 1:
+            raise ValueError(f"step {step}: outputs must be [N, ...] with N >= 1 batch rows, got {layout[0]}")
+        state = self._state
+        if state is None:
+            state = self._state = self._new_run(layout)
+        elif state.layout != layout:
+            raise ValueError(f"step {step}: output layout changed within one run, from {state.layout} to {layout}")
+        if state.recorded and step <= state.recorded[-1]:
+            raise ValueError(f"step {step} recorded after step {state.recorded[-1]}: steps of a run must increase "
+                             f"and be recorded once each")
+        num_roles = len(self.roles)
+        rows = slice(step * num_roles, (step + 1) * num_roles)
+        for r, role in enumerate(self.roles):
+            state.buffer[rows.start + r].copy_(outputs[role].detach().reshape(-1), non_blocking=False)
+        # this step's rows against every row recorded so far (unrecorded steps are zero rows), itself included
+        block = cross_gram(state.buffer[rows], state.buffer[:rows.stop], self.chunk_elements, self.compute_dtype)
+        # block[r, q*R + p] pairs (role r, step) with (role p, step q); scatter to the role-major index of G
+        own = [r * num_steps + step for r in range(num_roles)]
+        for q in range(step + 1):
+            for p in range(num_roles):
+                col = p * num_steps + q
+                values = block[:, q * num_roles + p]
+                state.gram[own, col] = values
+                state.gram[col, own] = values
+        state.recorded.append(step)
+
+    def _new_run(self, layout: tuple) -> _RunState:
+        shape, dtype, device = layout
+        if not (dtype.is_floating_point):
+            raise ValueError(f"outputs must be floating point, got {dtype}")
+        elements = int(np.prod(shape))
+        where = torch.device("cpu") if self.offload else device
+        size = len(self.roles) * self.grid.num_steps
+        buffer = torch.zeros((size, elements), dtype=dtype, device=where)  # zero rows: steps not yet recorded
+        return _RunState(buffer=buffer, layout=layout, gram=np.zeros((size, size)))
+
+    def finish(self) -> GramStats:
+        """The run's statistics; frees the outputs. Refuses a run in which any step was not recorded."""
+        self._check_open()
+        state = self._state
+        if state is None:
+            raise ValueError("nothing was recorded in this run: calibration needs every step's outputs")
+        missing = sorted(set(range(self.grid.num_steps)) - set(state.recorded))
+        if missing:
+            raise ValueError(
+                f"the run skipped steps {missing} of {self.grid.num_steps}: calibration needs the output of every "
+                f"step (a step computed off the grid or not at all cannot be recorded). Discarding this run")
+        shape = state.layout[0]
+        samples = int(shape[0])
+        elements = int(np.prod(shape))
+        self.abandon()
+        return GramStats(state.gram, samples, elements, self.grid, self.roles)
+
+    def abandon(self) -> None:
+        """Drop this run (cancelled or failed): frees its outputs and adds nothing anywhere."""
+        self._state = None
+        self._closed = True
