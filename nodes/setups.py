@@ -10,13 +10,22 @@ import os
 
 import numpy as np
 
+from ..predictors.calibration import GramStats, TrajectoryRecorder
+from ..predictors.calibration_file import extend_calibration_file, stats_from_file
+from ..predictors.fit import fit_paper_adam
 from ..predictors.fora import Fora
 from ..predictors.grid import StepGrid, TimeAxis
 from ..predictors.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
-from ..predictors.schedules import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
+from ..predictors.l2p import L2PDirect, L2PRollout
+from ..predictors.predictor_file import PredictorFile, PredictorFileError, load_predictor_file
+from ..predictors.schedules import (
+    Placement, ScheduleConfig, adaptive_controller, computed_count, expected_final_error, optimized_schedule,
+    plan_schedule,
+)
+from ..predictors.transfer import resample_gram
 from .architectures import family_of
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
-from .report import ForcedReason, RunReport
+from .report import RunReport
 from .run_state import L2PHolder, RunPieces
 
 DEFAULT_WARMUP = 2
@@ -89,3 +98,166 @@ def forecast_cache_holder(*, method: str, time_axis: str, speedup: float, placem
         return RunPieces(predictor, make_plan(config, grid, order=order), offload=offload)
 
     return L2PHolder("Forecast Cache", kind.value, start_run)
+
+
+# ------------------------------------------------------------------------------------------------ L2P Cache
+def _check_family(path: str, pf: PredictorFile, family: str) -> None:
+    if pf.model_family != family:
+        raise PredictorFileError(
+            f"{path}: this predictor file was calibrated for model family '{pf.model_family}', but the model being"
+            f" sampled is '{family}'. Choose a file calibrated for this model, or calibrate one with L2P Calibrate."
+        )
+
+
+def _run_stats(path: str, pf: PredictorFile, grid: StepGrid, policy: GridPolicy, report: RunReport) -> GramStats:
+    """The file's statistics on the run's grid: as recorded, resampled when allowed, else a clear refusal."""
+    stats = stats_from_file(pf, path)
+    if stats.grid.matches(grid):
+        return stats
+    if policy is GridPolicy.REFUSE:
+        raise PredictorFileError(
+            f"{path}: calibrated on a {stats.num_steps}-step grid (sigmas {_short(stats.grid)}), but this run samples"
+            f" {grid.num_steps} steps (sigmas {_short(grid)}). Calibrate at this step count, scheduler and denoise"
+            f" with L2P Calibrate, or set step_grid_mismatch to 'resample' to interpolate the calibration."
+        )
+    try:
+        resampled = resample_gram(stats, grid)
+    except ValueError as err:
+        raise PredictorFileError(f"{path}: cannot resample the calibration to this run's grid: {err}") from None
+    report.notes.append(f"calibration resampled from {stats.num_steps} to {grid.num_steps} steps")
+    return resampled
+
+
+def _short(grid: StepGrid) -> str:
+    a = grid.array
+    return f"{a[0]:.4g} .. {a[-2]:.4g}" if len(a) > 2 else f"{a[0]:.4g}"
+
+
+def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
+                     residual_budget: float, history_device: str, mode: str, grid_policy: str) -> L2PHolder:
+    """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start."""
+    pf = load_predictor_file(path)
+    config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
+    mode, policy = L2PMode(mode), GridPolicy(grid_policy)
+    offload = HistoryDevice(history_device) is HistoryDevice.CPU
+    ridge = pf.ridge_lambda if pf.ridge_lambda is not None else DEFAULT_RIDGE
+    name = os.path.basename(path)
+    if not pf.has_gram:
+        if mode is not L2PMode.ROLLOUT:
+            raise PredictorFileError(
+                f"{path}: holds only a weight matrix (no calibration statistics), so the 'direct' predictor cannot be"
+                f" fitted from it. Set predictor to 'published rollout', or calibrate with L2P Calibrate."
+            )
+        if config.placement is Placement.OPTIMIZED:
+            raise PredictorFileError(
+                f"{path}: 'optimized' placement needs calibration statistics, which this file does not hold. Choose"
+                f" 'even' or 'published' placement, or calibrate with L2P Calibrate."
+            )
+
+    def start_run(grid: StepGrid, diffusion_model, report: RunReport) -> RunPieces:
+        _check_family(path, pf, family_of(diffusion_model))
+        if not pf.has_gram:
+            if grid.num_steps != pf.steps:
+                raise PredictorFileError(
+                    f"{path}: the weight matrix is for {pf.steps} steps, but this run samples {grid.num_steps}. Set"
+                    f" the sampler to {pf.steps} steps, or calibrate this step count with L2P Calibrate."
+                )
+            return RunPieces(L2PRollout(pf.paper_matrix), make_plan(config, grid), offload=offload)
+        stats = _run_stats(path, pf, grid, policy, report)
+        gram = stats.combined_gram({r: 1.0 for r in stats.roles})
+        if mode is L2PMode.DIRECT:
+            predictor = L2PDirect(gram, ridge=ridge)
+        else:  # the published recipe: Adam from the identity, 201 full-batch steps (regularised by early stopping)
+            predictor = L2PRollout(fit_paper_adam(gram, elements=float(stats.element_count * len(stats.roles))))
+        return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)
+
+    return L2PHolder("L2P Cache", f"L2P {mode.value} ({name})", start_run)
+
+
+# ------------------------------------------------------------------------------------------------ L2P Calibrate
+REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
+
+
+class CalibrationRecorder:
+    """The calibration sink of one run: records the truth of every step, then extends the file atomically."""
+
+    def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode) -> None:
+        self.path, self.grid, self.ridge, self.mode = path, grid, ridge, mode
+        self.on_policy = mode is CalibrationMode.ON_POLICY
+        self.family = family_of(diffusion_model)
+        self.model_class = type(diffusion_model).__name__
+        self.recorder: TrajectoryRecorder | None = None
+        self.latent_channels = 0
+
+    def record(self, step: int, outputs: dict) -> None:
+        if self.recorder is None:
+            roles = tuple(r for r in ("cond", "uncond") if r in outputs) + tuple(
+                sorted(r for r in outputs if r not in ("cond", "uncond")))
+            self.recorder = TrajectoryRecorder(self.grid, roles=roles)
+            self.latent_channels = int(next(iter(outputs.values())).shape[1])
+        missing = set(self.recorder.roles) ^ set(outputs)
+        if missing:
+            raise ValueError(
+                f"L2P Calibrate: step {step} has conditionings {sorted(outputs)} but the run started with"
+                f" {list(self.recorder.roles)}; keep the positive/negative setup fixed during a calibration run."
+            )
+        self.recorder.record(step, outputs)
+
+    def finish(self, success: bool, report: RunReport) -> None:
+        if self.recorder is None:
+            return
+        if not success:
+            self.recorder.abandon()  # a cancelled run never reaches the file
+            report.notes.append(f"calibration run discarded; {self.path} left unchanged")
+            return
+        stats = self.recorder.finish()
+        pf = extend_calibration_file(
+            self.path, stats, model_family=self.family, model_class=self.model_class,
+            latent_channels=self.latent_channels, ridge=self.ridge, fit_mode=self.mode.value,
+            created_by="ComfyUI-L2P L2P Calibrate",
+        )
+        report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
+                            f" ({', '.join(pf.roles)}), {pf.steps} steps")
+        report.notes.append(expected_quality_line(stats_from_file(pf, self.path), self.ridge))
+
+
+def expected_quality_line(stats: GramStats, ridge: float) -> str:
+    """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups."""
+    gram = stats.combined_gram({r: 1.0 for r in stats.roles})
+    grid = stats.grid
+    d = np.abs(grid.dsigma())
+    total = float(d @ gram @ d)
+    parts = []
+    for speedup in REPORTED_SPEEDUPS:
+        k = computed_count(grid.num_steps, speedup)
+        if k <= DEFAULT_WARMUP or k >= grid.num_steps:
+            continue
+        steps = optimized_schedule(gram, grid, k, warmup=DEFAULT_WARMUP, ridge=ridge)
+        err = expected_final_error(gram, grid, steps, ridge)
+        parts.append(f"{grid.num_steps / k:.2f}x: {10 * np.log10(total / max(err, 1e-300)):.1f} dB")
+    return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
+
+
+def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float) -> L2PHolder:
+    """L2P Calibrate: every run's truth is added to the file at ``path`` when the run finishes."""
+    mode = CalibrationMode(mode)
+    if mode is CalibrationMode.ON_POLICY and not os.path.exists(path):
+        raise PredictorFileError(
+            f"{path}: on-policy calibration follows an existing file's forecasts, but the file does not exist yet."
+            f" Run teacher-forced calibration first (a few prompts), then switch to on-policy."
+        )
+    config = _schedule_config(on_policy_speedup, Placement.OPTIMIZED.value, DEFAULT_WARMUP, False,
+                              DEFAULT_RESIDUAL_BUDGET)
+
+    def start_run(grid: StepGrid, diffusion_model, report: RunReport) -> RunPieces:
+        sink = CalibrationRecorder(path, grid, diffusion_model, ridge, mode)
+        predictor, plan, gram = Fora(), EveryStepPlan(grid.num_steps), None
+        if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
+            pf = load_predictor_file(path, expect_grid=grid, expect_family=sink.family)
+            gram = stats_from_file(pf, path).combined_gram({r: 1.0 for r in pf.roles})
+            predictor = L2PDirect(gram, ridge=ridge)
+        if mode is CalibrationMode.ON_POLICY:
+            plan = make_plan(config, grid, gram=gram, ridge=ridge)
+        return RunPieces(predictor, plan, calibration=sink)
+
+    return L2PHolder("L2P Calibrate", f"{mode.value} -> {os.path.basename(path)}", start_run)

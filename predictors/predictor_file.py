@@ -312,7 +312,10 @@ def _sniff(path: str, data: bytes) -> dict:
         raise _fail(path, "expected a .safetensors file, found a ZIP archive (a PyTorch .pt/.pth/.ckpt checkpoint);"
                           " it is refused because loading it would unpickle code",
                     "Use a .safetensors predictor file made by L2P Calibrate")
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+    # A safetensors file starts with its header length (u64 LE) then '{': a header of 640..767 bytes begins
+    # 0x80 0x02, which is also pickle's magic, so a well-formed safetensors start is never taken for a pickle.
+    looks_safetensors = len(data) >= 10 and data[8:9] == b"{" and 2 <= struct.unpack("<Q", data[:8])[0] <= len(data)
+    if not looks_safetensors and len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
         raise _fail(path, f"expected a .safetensors file, found a Python pickle (protocol {data[1]}); it is refused"
                           " because unpickling can run arbitrary code",
                     "Use a .safetensors predictor file made by L2P Calibrate")

@@ -276,3 +276,18 @@ def test_header_length_larger_than_file_is_refused(tmp_path):
     path.write_bytes(struct.pack("<Q", 10**6) + b'{"a": 1}')
     with pytest.raises(PredictorFileError, match="liar.safetensors.*truncated"):
         load_predictor_file(path)
+
+
+def test_a_header_length_that_starts_like_pickle_magic_is_still_safetensors(tmp_path):
+    """A header of 640..767 bytes begins 0x80 0x02, pickle's protocol-2 magic: it must load, not be refused."""
+    from comfyui_l2p.predictors.predictor_file import PredictorFile, load_predictor_file, save_predictor_file
+
+    for pad in range(0, 400, 7):
+        pf = PredictorFile(steps=2, model_family="flux", paper_matrix=np.eye(2), extra={"pad": "x" * pad})
+        path = tmp_path / f"p{pad}.safetensors"
+        save_predictor_file(path, pf)
+        data = path.read_bytes()
+        if data[0] == 0x80 and data[1] == 0x02:
+            assert load_predictor_file(path).extra["pad"] == "x" * pad
+            return
+    raise AssertionError("no padding produced a header length starting with 0x80 0x02")
