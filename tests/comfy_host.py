@@ -170,6 +170,9 @@ class _LogCapture(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+_LOADED_PACKS: dict[Path, LoadedPack] = {}
+
+
 def load_pack_in_comfyui(pack_dir: str | os.PathLike = ROOT) -> LoadedPack:
     """Load a node pack exactly as ComfyUI's startup does and return what it registered.
 
@@ -177,6 +180,8 @@ def load_pack_in_comfyui(pack_dir: str | os.PathLike = ROOT) -> LoadedPack:
     """
     comfy = bootstrap()
     pack_dir = Path(pack_dir).resolve()
+    if pack_dir in _LOADED_PACKS:  # ComfyUI loads a pack once per process; a second load registers nothing new
+        return _LOADED_PACKS[pack_dir]
     if not (pack_dir / "__init__.py").is_file():
         raise ComfyHostError(f"{pack_dir} is not a node pack: expected {pack_dir / '__init__.py'}")
     nodes = comfy.nodes
@@ -195,7 +200,8 @@ def load_pack_in_comfyui(pack_dir: str | os.PathLike = ROOT) -> LoadedPack:
     sys_module_name = str(pack_dir).replace(".", "_x_")  # what load_custom_node registers (nodes.py:2118)
     added = {k: v for k, v in nodes.NODE_CLASS_MAPPINGS.items() if before.get(k) is not v}
     names = {k: v for k, v in nodes.NODE_DISPLAY_NAME_MAPPINGS.items() if display_before.get(k) != v or k in added}
-    return LoadedPack(module=sys.modules[sys_module_name], nodes=added, display_names=names)
+    _LOADED_PACKS[pack_dir] = LoadedPack(module=sys.modules[sys_module_name], nodes=added, display_names=names)
+    return _LOADED_PACKS[pack_dir]
 
 
 def run_node(node_cls: type, **inputs: Any) -> tuple:

@@ -2,6 +2,11 @@
 own classes. Skipped, with the reason printed, when COMFYUI_PATH is unset."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 
@@ -57,11 +62,21 @@ def test_speedup_one_is_bit_identical(pack, family):
 
 
 def test_loading_the_pack_changes_nothing_for_unpatched_models(comfy):
-    tiny = comfy_host.tiny_flux(seed=4)
-    before = comfy_host.sample(tiny, steps=5, cfg=1.0, seed=9)
-    comfy_host.load_pack_in_comfyui()
-    after = comfy_host.sample(tiny, steps=5, cfg=1.0, seed=9)
-    assert torch.equal(before, after)
+    # A fresh interpreter: sample, load the pack the way ComfyUI does, sample again, compare bit for bit.
+    code = textwrap.dedent("""
+        import sys, torch
+        sys.path.insert(0, sys.argv[1])
+        import comfy_host
+        tiny = comfy_host.tiny_flux(seed=4)
+        before = comfy_host.sample(tiny, steps=5, cfg=3.0, seed=9)
+        comfy_host.load_pack_in_comfyui()
+        after = comfy_host.sample(tiny, steps=5, cfg=3.0, seed=9)
+        print("IDENTICAL" if torch.equal(before, after) else "DIFFERENT")
+    """)
+    out = subprocess.run([sys.executable, "-c", code, os.path.dirname(comfy_host.__file__)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "IDENTICAL"
 
 
 @pytest.mark.parametrize("negative_text_len", [None, 7], ids=["one-call", "two-calls"])
