@@ -35,8 +35,8 @@ def timestep_embedding(t: Tensor, dim: int = TIME_EMBED_DIM, max_period: float =
 def rope_rotations(ids: Tensor, axes_dim: tuple[int, ...], theta: int) -> Tensor:
     """Token position ids (B, L, n_axes) -> rotation matrices (B, 1, L, head_dim/2, 2, 2), float32.
 
-    Axis a uses axes_dim[a]/2 frequencies theta^(-k / (axes_dim[a]/2)) ... matching FLUX's linspace(0, (d-2)/d).
-    Each pair (x[2i], x[2i+1]) of a head is rotated by angle pos * omega_i.
+    Axis a with d = axes_dim[a] dims uses d/2 frequencies omega_k = theta^(-2k/d), k = 0..d/2-1 (FLUX's
+    linspace(0, (d-2)/d) exponents); each pair (x[2i], x[2i+1]) of a head is rotated by angle pos * omega_i.
     """
     blocks = []
     for axis, dim in enumerate(axes_dim):
