@@ -1,0 +1,128 @@
+"""Sampling the reference model through the pack's own run state.
+
+The reference sampler calls ``model_fn(x, sigma, cond)`` once per stream and step (cond, then uncond with CFG).
+``CachedModelFn`` turns each call into what ComfyUI's DIFFUSION_MODEL wrapper sees (x, transformer_options with
+sigmas / uuids / cond_or_uncond) and hands it to ``nodes.run_state.RunState``: the same plan, engine, guards,
+calibration sink and report as inside ComfyUI, so the benchmark measures the code users run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .pack import comfyui_l2p
+
+comfyui_l2p()
+from comfyui_l2p.nodes.report import RunReport  # noqa: E402
+from comfyui_l2p.nodes.run_state import L2PHolder, RunState  # noqa: E402
+from comfyui_l2p.predictors import StepGrid  # noqa: E402
+from comfyui_l2p.reference.model import ReferenceModel, load_reference  # noqa: E402
+from comfyui_l2p.reference.sampling import euler_sample, flux_sigmas  # noqa: E402
+
+STEPS = 50
+SHIFT = 3.0
+ROLE_IDS = {"cond": 0, "uncond": 1}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One sampling setup: the step grid and guidance."""
+
+    name: str
+    cfg_scale: float  # 1.0: cond stream only (guidance-distilled style); > 1: true CFG with two streams
+    steps: int = STEPS
+    shift: float = SHIFT
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return ("cond", "uncond") if self.cfg_scale != 1.0 else ("cond",)
+
+    def sigmas(self) -> torch.Tensor:
+        return flux_sigmas(self.steps, self.shift)
+
+    def grid(self) -> StepGrid:
+        return StepGrid.from_sigmas(self.sigmas())
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Samples: one class label and one noise seed per row."""
+
+    labels: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+    def noise(self, model: ReferenceModel) -> torch.Tensor:
+        return torch.cat([model.latent_noise(1, s) for s in self.seeds])
+
+
+class CachedModelFn:
+    """``model_fn`` for the reference sampler that routes every call through a RunState."""
+
+    def __init__(self, model: ReferenceModel, run: RunState) -> None:
+        self.model, self.run = model, run
+        self.peak_history_bytes = 0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, cond) -> torch.Tensor:
+        options = {"sigmas": sigma[:1], "uuids": [cond.stream], "cond_or_uncond": [ROLE_IDS.get(cond.stream, 0)]}
+
+        def transformer(x_in: torch.Tensor) -> torch.Tensor:
+            return self.model.model_fn(x_in, sigma, cond)
+
+        out = self.run(transformer, (x,), {}, options)
+        self.peak_history_bytes = max(self.peak_history_bytes, self.run.history_bytes)
+        return out
+
+
+@dataclass
+class RunResult:
+    latents: torch.Tensor  # (B, 16, 8, 8)
+    report: RunReport | None
+    seconds: float  # sampling wall time
+    peak_history_bytes: int = 0  # forecaster history, all streams
+    setup_seconds: float = 0.0  # building the predictor and plan for the run (fits, schedule search)
+
+
+@torch.no_grad()
+def sample_full(model: ReferenceModel, scenario: Scenario, batch: Batch) -> RunResult:
+    """Every step computed, no wrapper at all: the reference result."""
+    cond, uncond = model.conditioning(torch.tensor(batch.labels))
+    start = time.perf_counter()
+    latents = euler_sample(model.model_fn, batch.noise(model), scenario.sigmas(), cond, uncond, scenario.cfg_scale)
+    return RunResult(latents, None, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def sample_with(model: ReferenceModel, scenario: Scenario, batch: Batch, holder: L2PHolder) -> RunResult:
+    """Sampling through the run state a node's holder builds, exactly as the OUTER_SAMPLE wrapper does."""
+    grid = scenario.grid()
+    report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
+    start = time.perf_counter()
+    pieces = holder.start_run(grid, model.flux, report)
+    setup_seconds = time.perf_counter() - start
+    report.planned_computed = pieces.plan.planned
+    run = RunState(pieces, grid, report)
+    fn = CachedModelFn(model, run)
+    cond, uncond = model.conditioning(torch.tensor(batch.labels))
+    noise = batch.noise(model)
+    start = time.perf_counter()
+    success = False
+    try:
+        latents = euler_sample(fn, noise, scenario.sigmas(), cond, uncond, scenario.cfg_scale)
+        success = True
+    finally:
+        run.finish(success)
+    seconds = time.perf_counter() - start
+    report.status = "finished"
+    return RunResult(latents, report, seconds, fn.peak_history_bytes, setup_seconds)
+
+
+def decode_images(model: ReferenceModel, latents: torch.Tensor):
+    """(B, 64, 64) float64 numpy images in [0, 1] (the data's [-1, 1] range mapped and clipped)."""
+    images = model.codec.decode(latents).clamp(-1, 1)
+    return ((images[:, 0] + 1) / 2).double().numpy()
+
+
+def load_model() -> ReferenceModel:
+    return load_reference()

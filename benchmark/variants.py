@@ -1,0 +1,62 @@
+"""Every predictor and placement the benchmark compares, as data: a name and how to build the node holder.
+
+Builders receive the speedup and the calibration file (learned variants only) and return exactly the holder the
+corresponding node would build, so every number comes from the code path users run in ComfyUI.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .pack import comfyui_l2p
+
+comfyui_l2p()
+from comfyui_l2p.nodes import setups  # noqa: E402
+from comfyui_l2p.nodes.run_state import L2PHolder  # noqa: E402
+from comfyui_l2p.predictors import ForecastMethod, Placement  # noqa: E402
+
+WARMUP = setups.DEFAULT_WARMUP
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    learned: bool  # needs a calibration file
+    build: Callable[[float, str | None], L2PHolder]  # (speedup, calibration file) -> holder
+    on_policy: bool = False  # the calibration file is first extended on-policy at this speedup
+
+
+def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
+    def build(speedup: float, _file: str | None) -> L2PHolder:
+        return setups.forecast_cache_holder(
+            method=method.value, time_axis="step", speedup=speedup, placement=placement.value, warmup=WARMUP,
+            compute_last=False, residual_budget=setups.DEFAULT_RESIDUAL_BUDGET,
+            history_device=setups.HistoryDevice.MODEL.value,
+        )
+    return build
+
+
+def _l2p(mode: setups.L2PMode, placement: Placement):
+    def build(speedup: float, file: str | None) -> L2PHolder:
+        return setups.l2p_cache_holder(
+            file, speedup=speedup, placement=placement.value, warmup=WARMUP, compute_last=False,
+            residual_budget=setups.DEFAULT_RESIDUAL_BUDGET, history_device=setups.HistoryDevice.MODEL.value,
+            mode=mode.value, grid_policy=setups.GridPolicy.REFUSE.value,
+        )
+    return build
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("FORA", False, _forecast(ForecastMethod.FORA)),
+    Variant("TaylorSeer-1", False, _forecast(ForecastMethod.TAYLOR1)),
+    Variant("TaylorSeer-2", False, _forecast(ForecastMethod.TAYLOR2)),
+    Variant("Spectrum", False, _forecast(ForecastMethod.SPECTRUM)),
+    Variant("Spectrum (progressive)", False, _forecast(ForecastMethod.SPECTRUM, Placement.PROGRESSIVE)),
+    Variant("FoCa", False, _forecast(ForecastMethod.FOCA)),
+    Variant("L2P published (Adam, published lists)", True, _l2p(setups.L2PMode.ROLLOUT, Placement.PUBLISHED)),
+    Variant("L2P direct (even)", True, _l2p(setups.L2PMode.DIRECT, Placement.EVEN)),
+    Variant("L2P direct (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED)),
+    Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED), on_policy=True),
+)
+
+DEMO_VARIANTS = ("TaylorSeer-1", "Spectrum", "L2P published (Adam, published lists)", "L2P direct (optimized)")
