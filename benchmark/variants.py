@@ -15,7 +15,8 @@ from comfyui_l2p.nodes import setups  # noqa: E402
 from comfyui_l2p.nodes.run_state import L2PHolder  # noqa: E402
 from comfyui_l2p.predictors import ForecastMethod, Placement  # noqa: E402
 
-WARMUP = setups.DEFAULT_WARMUP
+WARMUP = setups.DEFAULT_WARMUP  # training-free predictors and the L2P baselines
+L2P_WARMUP = setups.DEFAULT_L2P_WARMUP  # what L2P Cache defaults to with optimized placement
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,10 @@ def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
     return build
 
 
-def _l2p(mode: setups.L2PMode, placement: Placement):
+def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP):
     def build(speedup: float, file: str | None) -> L2PHolder:
         return setups.l2p_cache_holder(
-            file, speedup=speedup, placement=placement.value, warmup=WARMUP, compute_last=False,
+            file, speedup=speedup, placement=placement.value, warmup=warmup, compute_last=False,
             residual_budget=setups.DEFAULT_RESIDUAL_BUDGET, history_device=setups.HistoryDevice.MODEL.value,
             mode=mode.value, grid_policy=setups.GridPolicy.REFUSE.value,
         )
@@ -55,8 +56,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("FoCa", False, _forecast(ForecastMethod.FOCA)),
     Variant("L2P published (Adam, published lists)", True, _l2p(setups.L2PMode.ROLLOUT, Placement.PUBLISHED)),
     Variant("L2P direct (even)", True, _l2p(setups.L2PMode.DIRECT, Placement.EVEN)),
-    Variant("L2P direct (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED)),
-    Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED), on_policy=True),
+    Variant("L2P direct (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP)),
+    Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP),
+            on_policy=True),
 )
 
 DEMO_VARIANTS = ("TaylorSeer-1", "Spectrum", "L2P published (Adam, published lists)", "L2P direct (optimized)")

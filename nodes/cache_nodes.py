@@ -28,7 +28,7 @@ def install(model, holder: L2PHolder):
     return m
 
 
-def _schedule_inputs(default_placement: str, placements: list[str]) -> list:
+def _schedule_inputs(default_placement: str, placements: list[str], default_warmup: int) -> list:
     return [
         io.Float.Input("speedup", default=5.0, min=1.0, max=25.0, step=0.01,
                        tooltip="Sampler steps per real transformer pass. 1 computes every step (off). 50 steps at"
@@ -38,7 +38,7 @@ def _schedule_inputs(default_placement: str, placements: list[str]) -> list:
                                " expected error of the final image. even: evenly spread after the warm-up."
                                " progressive: Spectrum's growing gaps. published: the L2P paper's lists (50 steps)."
                                " adaptive: the next computed step moves with the measured forecast error."),
-        io.Int.Input("warmup_steps", default=setups.DEFAULT_WARMUP, min=1, max=20,
+        io.Int.Input("warmup_steps", default=default_warmup, min=1, max=20,
                      tooltip="The first steps are always computed: forecasts need history."),
         io.Boolean.Input("compute_last_step", default=False,
                          tooltip="Always compute the final step (finer detail, one more pass)."),
@@ -64,7 +64,7 @@ class L2PCache(io.ComfyNode):
                 io.Combo.Input("predictor_file", options=files.list_predictor_files(),
                                tooltip="A predictor file from models/l2p/ (made by L2P Calibrate) or the pack's"
                                        " weights/. The official L2P weight.txt is accepted too."),
-                *_schedule_inputs("optimized", setups.L2P_PLACEMENTS),
+                *_schedule_inputs("optimized", setups.L2P_PLACEMENTS, setups.DEFAULT_L2P_WARMUP),
                 io.Combo.Input("predictor", options=setups.L2P_MODES, default=setups.L2P_MODES[0],
                                tooltip="direct: weights over the computed steps, fitted for the schedule in use"
                                        " (recommended). published: the paper's rollout matrix."),
@@ -102,7 +102,7 @@ class L2PForecastCache(io.ComfyNode):
                 io.Combo.Input("time_axis", options=setups.TIME_AXES, default=setups.TIME_AXES[0],
                                tooltip="step: step index, as published. sigma: the noise level, which respects"
                                        " uneven schedules."),
-                *_schedule_inputs("even", setups.FORECAST_PLACEMENTS),
+                *_schedule_inputs("even", setups.FORECAST_PLACEMENTS, setups.DEFAULT_WARMUP),
                 io.Int.Input("spectrum_degree", default=4, min=1, max=8, tooltip="Spectrum: Chebyshev degree M."),
                 io.Float.Input("spectrum_lambda", default=0.1, min=0.0, max=10.0, step=0.001,
                                tooltip="Spectrum: ridge strength."),
@@ -137,7 +137,7 @@ class L2PCalibrate(io.ComfyNode):
                 io.String.Input("file_name", default="my-model-calibration.safetensors",
                                 tooltip="Created in models/l2p/, or extended when it exists and matches this model,"
                                         " step grid and guidance setup."),
-                io.Float.Input("ridge_lambda", default=setups.DEFAULT_RIDGE, min=0.0, max=1.0, step=0.0001,
+                io.Float.Input("ridge_lambda", default=setups.DEFAULT_RIDGE, min=0.0, max=1.0, step=1e-7, round=False,
                                tooltip="Ridge strength of the fit, relative to the outputs' energy."),
                 io.Combo.Input("mode", options=setups.CALIBRATION_MODES, default=setups.CALIBRATION_MODES[0],
                                tooltip="teacher-forced: every step computed and recorded. on-policy: follow the"

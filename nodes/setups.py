@@ -12,7 +12,7 @@ import numpy as np
 
 from ..predictors.calibration import GramStats, TrajectoryRecorder
 from ..predictors.calibration_file import extend_calibration_file, stats_from_file
-from ..predictors.fit import fit_paper_adam
+from ..predictors.fit import DEFAULT_RIDGE, fit_paper_adam
 from ..predictors.fora import Fora
 from ..predictors.grid import StepGrid, TimeAxis
 from ..predictors.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
@@ -28,9 +28,11 @@ from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunPieces
 
+# Warm-up guards: training-free predictors need two computed steps for a slope; L2P's optimized placement does
+# better starting from one (benchmark.sweep on the reference model), free to compute step 1 when it pays.
 DEFAULT_WARMUP = 2
+DEFAULT_L2P_WARMUP = 1
 DEFAULT_RESIDUAL_BUDGET = 0.05
-DEFAULT_RIDGE = 1e-3
 
 
 class HistoryDevice(enum.Enum):

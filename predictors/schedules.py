@@ -28,7 +28,7 @@ from .grid import StepGrid
 from .schedule_optimizer import DEFAULT_MAX_SWEEPS, expected_final_error, optimize_schedule
 
 # Relative ridge of the direct fits when planning an OPTIMIZED schedule (fit.ridge_solve's convention).
-DEFAULT_RIDGE = 1e-3
+from .fit import DEFAULT_RIDGE  # one default for fits and schedule search
 
 # Published L2P computed-step lists, FLUX.1-dev at 50 steps (L2P-Cache `FULL_STEP_SCHEDULES`, by interval).
 PUBLISHED_L2P_50: dict[int, tuple[int, ...]] = {

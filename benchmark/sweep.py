@@ -1,0 +1,84 @@
+"""Sweep L2P's own knobs (ridge, warm-up, last-step guard, schedule weighting) on the reference model.
+
+    python3 -m benchmark.sweep [--scenario no|cfg] [--speedups 5.56 7.14]
+
+Prints one table row per setting: mean and worst PSNR over the held-out samples at each speedup. This is where
+the defaults in nodes/setups.py come from (see the issue notes for the measured table).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import harness
+from .__main__ import CAL_CLASSES, EVAL_CLASSES, SCENARIOS, batch, calibrate
+from .metrics import psnr
+
+from comfyui_l2p.nodes import setups  # noqa: E402
+from comfyui_l2p.predictors import Placement  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m benchmark.sweep")
+    p.add_argument("--scenario", choices=["no", "cfg"], default="no")
+    p.add_argument("--speedups", type=float, nargs="+", default=[4.55, 5.56, 7.14])
+    p.add_argument("--ridges", type=float, nargs="+", default=[1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+    p.add_argument("--warmups", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--placements", nargs="+", default=["optimized", "even"])
+    p.add_argument("--compute-last", type=int, nargs="+", default=[0])
+    p.add_argument("--out", default="out/sweep")
+    p.add_argument("--cal-seeds", type=int, default=6)
+    p.add_argument("--eval-seeds", type=int, default=8)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = harness.load_model()
+    scenario = SCENARIOS[0] if args.scenario == "no" else SCENARIOS[1]
+    cal = batch(CAL_CLASSES, range(args.cal_seeds))
+    ev = batch(EVAL_CLASSES, range(1000, 1000 + args.eval_seeds))
+    base = out / f"sweep-{args.scenario}.safetensors"
+    if base.exists():
+        base.unlink()
+    calibrate(model, scenario, cal, base)
+    full = harness.decode_images(model, harness.sample_full(model, scenario, ev).latents)
+    print(f"| placement | ridge | warm-up | last | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |")
+    print("|---|---|---|---|" + "---|" * len(args.speedups))
+    for placement, ridge, warmup, last in itertools.product(args.placements, args.ridges, args.warmups,
+                                                            args.compute_last):
+        file = out / "sweep-ridge.safetensors"
+        shutil.copyfile(base, file)
+        _set_ridge(file, ridge)
+        cells = []
+        for speedup in args.speedups:
+            try:
+                holder = setups.l2p_cache_holder(
+                    str(file), speedup=speedup, placement=Placement(placement).value, warmup=warmup,
+                    compute_last=bool(last), residual_budget=0.05, history_device="model device", mode="direct",
+                    grid_policy="refuse")
+                images = harness.decode_images(model, harness.sample_with(model, scenario, ev, holder).latents)
+                values = [psnr(a, b) for a, b in zip(images, full)]
+                cells.append(f"{np.mean(values):.2f} ({np.min(values):.2f})")
+            except ValueError as err:
+                cells.append(f"n/a ({str(err)[:30]})")
+        print(f"| {placement} | {ridge:g} | {warmup} | {last} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+def _set_ridge(path: Path, ridge: float) -> None:
+    import dataclasses
+
+    from comfyui_l2p.predictors import load_predictor_file, save_predictor_file
+
+    pf = load_predictor_file(path)
+    save_predictor_file(path, dataclasses.replace(pf, ridge_lambda=ridge))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
