@@ -386,10 +386,10 @@ For a model you can calibrate, L2P Cache fits the forecast to the model instead:
     return Description("flux1-dev-forecast-cache", (note(text), *nodes))
 
 
-def swap_to_calibrate(predictor_file: str) -> str:
+def swap_to_calibrate(predictor_file: str, settings: str) -> str:
     return (f"**First make its predictor file** (there is no separate template): replace L2P Cache by *L2P Calibrate*"
-            f" (same place, file_name `{predictor_file}`), queue a handful of prompts and seeds with the settings"
-            f" below unchanged, then put L2P Cache back (press R to refresh its file list).")
+            f" (same place, file_name `{predictor_file}`), queue a handful of prompts and seeds with this"
+            f" workflow's {settings} unchanged, then put L2P Cache back (press R to refresh its file list).")
 
 
 def qwen_image_l2p_cache() -> Description:
@@ -400,7 +400,7 @@ def qwen_image_l2p_cache() -> Description:
  {QWEN_STEPS} steps for real and forecasts the others with a linear predictor calibrated for this model (L2P). It\
  sits between the model (after ModelSamplingAuraFlow) and the sampler.
 
-{swap_to_calibrate(QWEN_PREDICTOR)}
+{swap_to_calibrate(QWEN_PREDICTOR, 'steps, sampler, scheduler, shift and cfg')}
 
 **CFG:** with cfg 2.5 the positive and negative prompts are forecast as two streams, and the guidance scale\
  multiplies the difference of their forecasts, so forecast errors weigh more than on FLUX (cfg 1). Hence a milder\
@@ -440,7 +440,7 @@ def hunyuan_video_l2p_cache() -> Description:
  {HUNYUAN_STEPS} steps for real and forecasts the others with a linear predictor calibrated for this model (L2P). It\
  sits between the model (after ModelSamplingSD3) and the guider and scheduler.
 
-{swap_to_calibrate(HUNYUAN_PREDICTOR)}
+{swap_to_calibrate(HUNYUAN_PREDICTOR, 'steps, sampler, scheduler and shift')}
 
 Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per video, as on FLUX.\
  {grid_text(HUNYUAN_STEPS, ", ModelSamplingSD3 shift 7")}
@@ -588,6 +588,8 @@ def build(description: Description, definitions: Callable[[str], NodeDef]) -> di
             value = n.values[name]
             if isinstance(value, Out):
                 raise TypeError(f"{where}: '{name}' is a widget in this ComfyUI, not a socket: give it a value")
+            if name == CONTROL_WIDGET and value not in CONTROL_VALUES:
+                raise ValueError(f"{where}: {CONTROL_WIDGET} must be one of {CONTROL_VALUES}, got {value!r}")
             values.append(value.name if isinstance(value, ModelFile) else value)
         widgets[id(n)] = values
 
