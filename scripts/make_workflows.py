@@ -1,0 +1,713 @@
+"""Generate the pack's example workflows, ``example_workflows/*.json``: the templates ComfyUI serves for this pack.
+
+ComfyUI lists ``custom_nodes/<pack>/example_workflows/*.json`` under Workflow > Browse Templates
+(``app/custom_node_manager.py``). It serves ``example``, ``examples``, ``workflow`` and ``workflows`` too, but logs
+a hint to rename those to ``example_workflows``: that is the one folder name it serves without complaint.
+
+Each workflow is described compactly below: node types, widget values by input NAME, and links written as
+``model=unet.out("MODEL")`` (an input name receiving a node's output, by output name). Everything positional that
+the UI format needs -- the order of ``widgets_values`` (with the frontend-only ``control_after_generate`` value after
+a seed), the link slot indices, the socket lists -- is read from the node definitions of a real ComfyUI, the same
+definitions its ``/object_info`` sends to the frontend. So a description that names an unknown node or input,
+leaves a widget out or links mismatched types fails here instead of producing a workflow that loads wrong.
+
+Usage (needs a ComfyUI checkout; nothing of it is modified):
+    COMFYUI_PATH=/path/to/ComfyUI python3 scripts/make_workflows.py           # (re)write example_workflows/
+    COMFYUI_PATH=/path/to/ComfyUI python3 scripts/make_workflows.py --check   # exit 1 when the files differ
+
+Public API (used by tests/test_workflows.py):
+    WORKFLOW_NAMES: tuple[str, ...]          file stems, one per workflow
+    OUT_DIR: Path                            example_workflows/
+    generate_all() -> dict[str, dict]        name -> UI-format workflow (bootstraps ComfyUI on first use)
+    load_comfyui() -> (nodes module, set of this pack's node ids)
+    render(workflow: dict) -> str            the exact text written to disk
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import enum
+import heapq
+import json
+import sys
+import tomllib
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = ROOT / "example_workflows"
+sys.path.insert(0, str(ROOT / "tests"))  # comfy_host: the one place that knows how to bootstrap ComfyUI in-process
+import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
+
+from comfyui_l2p.predictors.schedules import computed_count  # noqa: E402
+
+PACK_CNR_ID = "l2p-cache"  # our Comfy Registry id: pyproject.toml [project] name
+CORE_CNR_ID = "comfy-core"
+CONTROL_WIDGET = "control_after_generate"
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")  # the frontend's control combo
+
+
+# ------------------------------------------------------------------------------------------ node definitions
+
+
+class Kind(enum.Enum):
+    """How the frontend shows an input: a socket (link) or a widget (a value stored in widgets_values)."""
+
+    SOCKET = "socket"
+    WIDGET = "widget"
+
+
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+
+
+@dataclasses.dataclass(frozen=True)
+class InputDef:
+    """One input of a node definition as /object_info reports it; a V1 option list is normalised to COMBO."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    optional: bool
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.WIDGET if self.type in WIDGET_TYPES and not self.options.get("forceInput") else Kind.SOCKET
+
+    @property
+    def has_control(self) -> bool:
+        """Whether the frontend adds a control_after_generate widget right after this one. Its rule
+        (useIntWidget.ts / useComboWidget.ts): an INT asks with the option or, saying nothing, by being named
+        seed / noise_seed; a COMBO only with the option."""
+        declared = self.options.get(CONTROL_WIDGET)
+        if self.type == "INT":
+            return bool(declared) if declared is not None else self.name in ("seed", "noise_seed")
+        return self.type == "COMBO" and bool(declared)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeDef:
+    """What the UI format needs from a node type: its inputs in definition order and its output slots."""
+
+    type: str
+    inputs: tuple[InputDef, ...]
+    outputs: tuple[tuple[str, str], ...]  # (name, type) per output slot
+    cnr_id: str | None  # None for frontend-only nodes (notes)
+
+    @property
+    def sockets(self) -> tuple[InputDef, ...]:
+        return tuple(i for i in self.inputs if i.kind is Kind.SOCKET)
+
+    @property
+    def widget_slots(self) -> tuple[str, ...]:
+        """Names in widgets_values order: each widget input, then its control widget where it has one."""
+        slots: list[str] = []
+        for i in self.inputs:
+            if i.kind is Kind.WIDGET:
+                slots.append(i.name)
+                if i.has_control:
+                    slots.append(CONTROL_WIDGET)
+        return tuple(slots)
+
+    def input(self, name: str) -> InputDef:
+        for i in self.inputs:
+            if i.name == name:
+                return i
+        raise KeyError(f"{self.type} has no input '{name}'; its inputs are {[i.name for i in self.inputs]}")
+
+
+# The frontend defines these itself (no Python class): one multiline text widget.
+FRONTEND_ONLY = {
+    t: NodeDef(t, (InputDef("text", "STRING", {"multiline": True}, False),), (), None) for t in ("Note", "MarkdownNote")
+}
+
+
+def _type_name(t: Any) -> str:
+    return "COMBO" if isinstance(t, (list, tuple)) else str(t)  # IO enums are StrEnums: str() is the value
+
+
+def read_node_def(node_type: str, node_classes: Mapping[str, type], pack_node_ids: set[str]) -> NodeDef:
+    """The definition ComfyUI's /object_info serves (server.py node_info): V3 nodes through GET_NODE_INFO_V1."""
+    if node_type in FRONTEND_ONLY:
+        return FRONTEND_ONLY[node_type]
+    cls = node_classes.get(node_type)
+    if cls is None:
+        raise KeyError(f"node type '{node_type}' is not registered in this ComfyUI (nodes.NODE_CLASS_MAPPINGS)")
+    if hasattr(cls, "GET_NODE_INFO_V1"):
+        info = cls.GET_NODE_INFO_V1()
+        spec, order, out_types, out_names = info["input"], info["input_order"], info["output"], info["output_name"]
+    else:
+        spec = cls.INPUT_TYPES()
+        order = {section: list(entries) for section, entries in spec.items()}
+        out_types = cls.RETURN_TYPES
+        out_names = getattr(cls, "RETURN_NAMES", None) or out_types
+    inputs = []
+    for section in ("required", "optional"):
+        for name in order.get(section, []):
+            entry = spec[section][name]
+            options = dict(entry[1]) if len(entry) > 1 and entry[1] else {}
+            if isinstance(entry[0], (list, tuple)):
+                options["options"] = list(entry[0])
+            inputs.append(InputDef(name, _type_name(entry[0]), options, section == "optional"))
+    outputs = tuple((str(n), _type_name(t)) for n, t in zip(out_names, out_types))
+    return NodeDef(node_type, tuple(inputs), outputs, PACK_CNR_ID if node_type in pack_node_ids else CORE_CNR_ID)
+
+
+# ----------------------------------------------------------------------------------------- the description
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFile:
+    """A model file a loader widget names: the frontend offers to download it when missing (properties.models)."""
+
+    name: str
+    directory: str  # the models/ subfolder
+    url: str
+
+
+@dataclasses.dataclass(eq=False)
+class N:
+    """One node of a description. ``values``: input name -> widget value, ``ModelFile``, or ``Out`` (a link);
+    ``control_after_generate`` -> the seed's control value. ``column`` places it left to right."""
+
+    type: str
+    column: int
+    values: dict[str, Any]
+    title: str | None = None
+    width: int | None = None
+    height: int | None = None
+    highlight: bool = False
+
+    def out(self, name: str) -> "Out":
+        return Out(self, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Out:
+    node: N
+    output: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Description:
+    name: str  # file stem; the template's name in the UI
+    nodes: tuple[N, ...]
+
+
+def node(type_: str, column: int, *, node_title: str | None = None, node_width: int | None = None,
+         node_height: int | None = None, highlight: bool = False, **values: Any) -> N:
+    """A node of ``type_`` in ``column``; ``values`` are its inputs by name (the node_* names only lay it out)."""
+    return N(type_, column, values, node_title, node_width, node_height, highlight)
+
+
+# ------------------------------------------------------------------------------------ stock models, settings
+# File names, folders and links as ComfyUI's own templates use them (comfyui_workflow_templates: flux_dev_full_text
+# _to_image, image_qwen_image, hunyuan_video_text_to_video).
+
+FLUX_DEV = ModelFile("flux1-dev.safetensors", "diffusion_models",
+                     "https://huggingface.co/Comfy-Org/flux1-dev/resolve/main/flux1-dev.safetensors")
+CLIP_L = ModelFile("clip_l.safetensors", "text_encoders",
+                   "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors")
+T5XXL = ModelFile("t5xxl_fp16.safetensors", "text_encoders",
+                  "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors")
+FLUX_VAE = ModelFile("ae.safetensors", "vae",
+                     "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/"
+                     "ae.safetensors")
+_QWEN = "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/"
+QWEN_IMAGE = ModelFile("qwen_image_fp8_e4m3fn.safetensors", "diffusion_models",
+                       _QWEN + "diffusion_models/qwen_image_fp8_e4m3fn.safetensors")
+QWEN_TE = ModelFile("qwen_2.5_vl_7b_fp8_scaled.safetensors", "text_encoders",
+                    _QWEN + "text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors")
+QWEN_VAE = ModelFile("qwen_image_vae.safetensors", "vae", _QWEN + "vae/qwen_image_vae.safetensors")
+_HUNYUAN = "https://huggingface.co/Comfy-Org/HunyuanVideo_repackaged/resolve/main/split_files/"
+HUNYUAN_VIDEO = ModelFile("hunyuan_video_t2v_720p_bf16.safetensors", "diffusion_models",
+                          _HUNYUAN + "diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors")
+LLAVA_LLAMA3 = ModelFile("llava_llama3_fp8_scaled.safetensors", "text_encoders",
+                         _HUNYUAN + "text_encoders/llava_llama3_fp8_scaled.safetensors")
+HUNYUAN_VAE = ModelFile("hunyuan_video_vae_bf16.safetensors", "vae",
+                        _HUNYUAN + "vae/hunyuan_video_vae_bf16.safetensors")
+
+# 50 steps for FLUX: the L2P paper calibrates and reports its speedups (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed
+# steps) at 50 steps, so the same predictor file serves every published setting. 5.56 is the paper's 9-of-50.
+FLUX_STEPS, FLUX_SPEEDUP = 50, 5.56
+FLUX_PREDICTOR = f"flux1-dev-euler-simple-{FLUX_STEPS}.safetensors"
+# Qwen-Image: the Qwen team's 40 steps at cfg 2.5 (the stock template's table); with true CFG the guidance scale
+# multiplies the difference of the cond and uncond forecasts, so a milder speedup than FLUX's.
+QWEN_STEPS, QWEN_SPEEDUP = 40, 2.5
+QWEN_PREDICTOR = f"qwen-image-euler-simple-{QWEN_STEPS}-cfg.safetensors"
+# HunyuanVideo: 50 steps, the model's reference setting; guidance is distilled (FluxGuidance 6, no CFG) like FLUX.
+HUNYUAN_STEPS, HUNYUAN_SPEEDUP = 50, 5.0
+HUNYUAN_PREDICTOR = f"hunyuan-video-t2v-euler-simple-{HUNYUAN_STEPS}.safetensors"
+FORECAST_SPEEDUP = 4.55  # 11 of 50 steps: the paper's mildest setting, a fair training-free starting point
+
+SCHEDULE_DEFAULTS = dict(warmup_steps=2, compute_last_step=False, residual_budget=0.05, history_device="model device")
+
+
+def l2p_cache(column: int, model: Out, predictor_file: str, speedup: float) -> N:
+    return node("L2PCache", column, highlight=True, model=model, predictor_file=predictor_file, speedup=speedup,
+                placement="optimized", **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse")
+
+
+# ------------------------------------------------------------------------------------------------- notes
+
+
+def files_tree(files: list[ModelFile], predictor_file: str | None) -> str:
+    """Download links and the models/ tree, as ComfyUI's own templates show them."""
+    by_dir: dict[str, list[str]] = {}
+    for f in files:
+        by_dir.setdefault(f.directory, []).append(f.name)
+    if predictor_file:
+        by_dir.setdefault("l2p", []).append(f"{predictor_file}   <- written by L2P Calibrate")
+    lines = ["ComfyUI/", "└── models/"]
+    for d_index, (directory, names) in enumerate(by_dir.items()):
+        last_dir = d_index == len(by_dir) - 1
+        lines.append(f"    {'└──' if last_dir else '├──'} {directory}/")
+        indent = "    " if last_dir else "│   "
+        for i, name in enumerate(names):
+            lines.append(f"    {indent}{'└──' if i == len(names) - 1 else '├──'} {name}")
+    downloads = "\n".join(f"- [{f.name}]({f.url})" for f in files)
+    return "### Files\n\n" + downloads + "\n\n```\n" + "\n".join(lines) + "\n```\n"
+
+
+def note(text: str) -> N:
+    return node("MarkdownNote", -1, node_width=520, node_height=760, text=text)
+
+
+def grid_text(steps: int, extra: str = "") -> str:
+    return (f"The predictor file is tied to its step grid: {steps} steps, euler, simple, denoise 1{extra}. With another"
+            f" grid L2P Cache refuses the file (step_grid_mismatch: refuse) and says so: calibrate again at the new"
+            f" setting, or set step_grid_mismatch to resample.")
+
+
+# --------------------------------------------------------------------------------------------- workflows
+
+
+def flux_graph(model_node: Callable[[Out], N], steps: int, seed_control: str, prefix: str) -> list[N]:
+    """FLUX.1-dev text to image as the stock template builds it (UNET / dual CLIP / VAE loaders, FluxGuidance 3.5,
+    cfg 1, euler / simple), with ``model_node`` between the loader and the KSampler."""
+    unet = node("UNETLoader", 0, unet_name=FLUX_DEV, weight_dtype="default")
+    clip = node("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=T5XXL, type="flux", device="default")
+    vae = node("VAELoader", 0, vae_name=FLUX_VAE)
+    latent = node("EmptySD3LatentImage", 0, width=1024, height=1024, batch_size=1)
+    patched = model_node(unet.out("MODEL"))
+    prompt = node("CLIPTextEncode", 1, node_title="Positive prompt", node_width=420, clip=clip.out("CLIP"),
+                  text="a red fox curled up asleep in fresh snow at dawn, soft golden light, shallow depth of field,"
+                       " detailed fur, wildlife photograph")
+    guidance = node("FluxGuidance", 2, conditioning=prompt.out("CONDITIONING"), guidance=3.5)
+    negative = node("ConditioningZeroOut", 2, conditioning=prompt.out("CONDITIONING"))
+    sampler = node("KSampler", 3, model=patched.out("MODEL"), positive=guidance.out("CONDITIONING"),
+                   negative=negative.out("CONDITIONING"), latent_image=latent.out("LATENT"), seed=42,
+                   control_after_generate=seed_control, steps=steps, cfg=1.0, sampler_name="euler",
+                   scheduler="simple", denoise=1.0)
+    decode = node("VAEDecode", 4, samples=sampler.out("LATENT"), vae=vae.out("VAE"))
+    save = node("SaveImage", 4, node_width=520, node_height=560, images=decode.out("IMAGE"), filename_prefix=prefix)
+    return [unet, clip, vae, latent, patched, prompt, guidance, negative, sampler, decode, save]
+
+
+def flux_l2p_cache() -> Description:
+    k = computed_count(FLUX_STEPS, FLUX_SPEEDUP)
+    text = f"""## FLUX.1-dev + L2P Cache
+
+**L2P Cache** skips most passes of the FLUX transformer: at speedup {FLUX_SPEEDUP} it runs {k} of the {FLUX_STEPS}\
+ steps for real and forecasts the other {FLUX_STEPS - k} from the computed ones with a linear predictor calibrated\
+ for this model (L2P). It sits between the model loader (and any LoRA loaders) and the sampler.
+
+**First make its predictor file:** open the template *flux1-dev-l2p-calibrate*, queue a handful of prompts and\
+ seeds; it writes `models/l2p/{FLUX_PREDICTOR}`, which L2P Cache here loads (press R to refresh the list).
+
+**Why {FLUX_STEPS} steps:** the L2P paper calibrates FLUX.1-dev at {FLUX_STEPS} steps and reports its speedups there\
+ (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed steps); one calibration file serves all three. {grid_text(FLUX_STEPS)}
+
+**Settings:** placement *optimized* chooses the computed steps from the calibration to minimise the expected error\
+ of the final image; the first 2 steps (warm-up) are always computed; *direct* fits the forecast weights for the\
+ steps in use. speedup 1 turns the cache off.
+
+**Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full\
+ {FLUX_STEPS}-step image.
+
+{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR)}"""
+    nodes = flux_graph(lambda model: l2p_cache(1, model, FLUX_PREDICTOR, FLUX_SPEEDUP), FLUX_STEPS, "fixed",
+                       "L2P/flux1-dev")
+    return Description("flux1-dev-l2p-cache", (note(text), *nodes))
+
+
+def flux_l2p_calibrate() -> Description:
+    text = f"""## FLUX.1-dev: calibrate L2P
+
+**L2P Calibrate** runs every step for real (no speedup) and records what the L2P predictor needs. After every\
+ finished sampling run it creates, or extends, `models/l2p/{FLUX_PREDICTOR}`; a cancelled run adds nothing.
+
+1. Queue a handful of different prompts and seeds: the seed is set to *randomize*, so every run gets a new one.\
+ The runs accumulate into the one file.
+2. Then open the template *flux1-dev-l2p-cache*: its L2P Cache loads this file (press R to refresh the list) and\
+ skips most of the {FLUX_STEPS} steps.
+
+{grid_text(FLUX_STEPS)} So keep these the same here and in the cache workflow. {FLUX_STEPS} steps is the L2P paper's\
+ setting: its published speedups (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed steps) apply to this file.
+
+**Settings:** *teacher-forced* records the true output of every step; *on-policy* (for a second round, once the\
+ file exists) follows the file's own forecasts at on_policy_speedup while still recording the truth.
+
+{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR)}"""
+
+    def calibrate(model: Out) -> N:
+        return node("L2PCalibrate", 1, highlight=True, model=model, file_name=FLUX_PREDICTOR, ridge_lambda=0.001,
+                    mode="teacher-forced", on_policy_speedup=FLUX_SPEEDUP)
+
+    nodes = flux_graph(calibrate, FLUX_STEPS, "randomize", "L2P/calibration/flux1-dev")
+    return Description("flux1-dev-l2p-calibrate", (note(text), *nodes))
+
+
+def flux_forecast_cache() -> Description:
+    k = computed_count(FLUX_STEPS, FORECAST_SPEEDUP)
+    text = f"""## FLUX.1-dev + Forecast Cache (training-free)
+
+**Forecast Cache** needs no calibration. It computes {k} of the {FLUX_STEPS} steps for real (speedup\
+ {FORECAST_SPEEDUP}) and forecasts the others from them: *TaylorSeer order 1* extrapolates linearly from the last\
+ two computed outputs, and *even* placement spreads the computed steps evenly after the 2 warm-up steps. Other\
+ methods: FORA (reuse the last output), TaylorSeer order 2, Spectrum, FoCa. It sits between the model loader (and\
+ any LoRA loaders) and the sampler.
+
+For a model you can calibrate, L2P Cache fits the forecast to the model instead: see the templates\
+ *flux1-dev-l2p-calibrate* and *flux1-dev-l2p-cache*.
+
+**Compare:** the seed is fixed. Select Forecast Cache, press Ctrl+B (bypass) and queue again for the full\
+ {FLUX_STEPS}-step image.
+
+{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], None)}"""
+
+    def forecast(model: Out) -> N:
+        return node("L2PForecastCache", 1, highlight=True, model=model, method="TaylorSeer order 1", time_axis="step",
+                    speedup=FORECAST_SPEEDUP, placement="even", **SCHEDULE_DEFAULTS, spectrum_degree=4,
+                    spectrum_lambda=0.1, spectrum_blend=0.5)
+
+    nodes = flux_graph(forecast, FLUX_STEPS, "fixed", "L2P/flux1-dev-forecast")
+    return Description("flux1-dev-forecast-cache", (note(text), *nodes))
+
+
+def swap_to_calibrate(predictor_file: str, settings: str) -> str:
+    return (f"**First make its predictor file** (there is no separate template): replace L2P Cache by *L2P Calibrate*"
+            f" (same place, file_name `{predictor_file}`), queue a handful of prompts and seeds with this"
+            f" workflow's {settings} unchanged, then put L2P Cache back (press R to refresh its file list).")
+
+
+def qwen_image_l2p_cache() -> Description:
+    k = computed_count(QWEN_STEPS, QWEN_SPEEDUP)
+    text = f"""## Qwen-Image (with CFG) + L2P Cache
+
+**L2P Cache** skips most passes of the Qwen-Image transformer: at speedup {QWEN_SPEEDUP} it runs {k} of the\
+ {QWEN_STEPS} steps for real and forecasts the others with a linear predictor calibrated for this model (L2P). It\
+ sits between the model (after ModelSamplingAuraFlow) and the sampler.
+
+{swap_to_calibrate(QWEN_PREDICTOR, 'steps, sampler, scheduler, shift and cfg')}
+
+**CFG:** with cfg 2.5 the positive and negative prompts are forecast as two streams, and the guidance scale\
+ multiplies the difference of their forecasts, so forecast errors weigh more than on FLUX (cfg 1). Hence a milder\
+ speedup; raise it while the image holds up. {QWEN_STEPS} steps at cfg 2.5 is the Qwen team's suggestion.
+
+{grid_text(QWEN_STEPS, ", ModelSamplingAuraFlow shift 3.1")}
+
+**Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full image.
+
+{files_tree([QWEN_IMAGE, QWEN_TE, QWEN_VAE], QWEN_PREDICTOR)}"""
+    unet = node("UNETLoader", 0, unet_name=QWEN_IMAGE, weight_dtype="default")
+    clip = node("CLIPLoader", 0, clip_name=QWEN_TE, type="qwen_image", device="default")
+    vae = node("VAELoader", 0, vae_name=QWEN_VAE)
+    latent = node("EmptySD3LatentImage", 0, width=1328, height=1328, batch_size=1)
+    shift = node("ModelSamplingAuraFlow", 1, model=unet.out("MODEL"), shift=3.1)
+    cache = l2p_cache(1, shift.out("MODEL"), QWEN_PREDICTOR, QWEN_SPEEDUP)
+    positive = node("CLIPTextEncode", 2, node_title="Positive prompt", node_width=420, clip=clip.out("CLIP"),
+                    text='a hand-painted wooden shop sign reading "L2P BAKERY" above a window full of fresh bread,'
+                         " morning light, rainy cobblestone street")
+    negative = node("CLIPTextEncode", 2, node_title="Negative prompt", node_width=420, clip=clip.out("CLIP"), text="")
+    sampler = node("KSampler", 3, model=cache.out("MODEL"), positive=positive.out("CONDITIONING"),
+                   negative=negative.out("CONDITIONING"), latent_image=latent.out("LATENT"), seed=42,
+                   control_after_generate="fixed", steps=QWEN_STEPS, cfg=2.5, sampler_name="euler",
+                   scheduler="simple", denoise=1.0)
+    decode = node("VAEDecode", 4, samples=sampler.out("LATENT"), vae=vae.out("VAE"))
+    save = node("SaveImage", 4, node_width=520, node_height=560, images=decode.out("IMAGE"),
+                filename_prefix="L2P/qwen-image")
+    return Description("qwen-image-l2p-cache",
+                       (note(text), unet, clip, vae, latent, shift, cache, positive, negative, sampler, decode, save))
+
+
+def hunyuan_video_l2p_cache() -> Description:
+    k = computed_count(HUNYUAN_STEPS, HUNYUAN_SPEEDUP)
+    text = f"""## HunyuanVideo text to video + L2P Cache
+
+**L2P Cache** skips most passes of the HunyuanVideo transformer: at speedup {HUNYUAN_SPEEDUP} it runs {k} of the\
+ {HUNYUAN_STEPS} steps for real and forecasts the others with a linear predictor calibrated for this model (L2P). It\
+ sits between the model (after ModelSamplingSD3) and the guider and scheduler.
+
+{swap_to_calibrate(HUNYUAN_PREDICTOR, 'steps, sampler, scheduler and shift')}
+
+Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per video, as on FLUX.\
+ {grid_text(HUNYUAN_STEPS, ", ModelSamplingSD3 shift 7")}
+
+**Compare:** the noise seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full video.\
+ Lower the VAE decode tile sizes if you run out of memory.
+
+{files_tree([HUNYUAN_VIDEO, CLIP_L, LLAVA_LLAMA3, HUNYUAN_VAE], HUNYUAN_PREDICTOR)}"""
+    unet = node("UNETLoader", 0, unet_name=HUNYUAN_VIDEO, weight_dtype="default")
+    clip = node("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=LLAVA_LLAMA3, type="hunyuan_video",
+                device="default")
+    vae = node("VAELoader", 0, vae_name=HUNYUAN_VAE)
+    latent = node("EmptyHunyuanLatentVideo", 0, width=848, height=480, length=73, batch_size=1)
+    shift = node("ModelSamplingSD3", 1, model=unet.out("MODEL"), shift=7.0)
+    cache = l2p_cache(1, shift.out("MODEL"), HUNYUAN_PREDICTOR, HUNYUAN_SPEEDUP)
+    prompt = node("CLIPTextEncode", 1, node_title="Prompt", node_width=420, clip=clip.out("CLIP"),
+                  text="a paper boat drifting down a rain-filled gutter, ripples and reflections of neon signs,"
+                       " slow tracking shot, cinematic")
+    guidance = node("FluxGuidance", 2, conditioning=prompt.out("CONDITIONING"), guidance=6.0)
+    guider = node("BasicGuider", 2, model=cache.out("MODEL"), conditioning=guidance.out("CONDITIONING"))
+    noise = node("RandomNoise", 2, noise_seed=42, control_after_generate="fixed")
+    sampler_select = node("KSamplerSelect", 2, sampler_name="euler")
+    scheduler = node("BasicScheduler", 2, model=cache.out("MODEL"), scheduler="simple", steps=HUNYUAN_STEPS,
+                     denoise=1.0)
+    sampler = node("SamplerCustomAdvanced", 3, noise=noise.out("NOISE"), guider=guider.out("GUIDER"),
+                   sampler=sampler_select.out("SAMPLER"), sigmas=scheduler.out("SIGMAS"),
+                   latent_image=latent.out("LATENT"))
+    decode = node("VAEDecodeTiled", 4, samples=sampler.out("output"), vae=vae.out("VAE"), tile_size=256,
+                  overlap=64, temporal_size=64, temporal_overlap=8)
+    video = node("CreateVideo", 4, images=decode.out("IMAGE"), fps=24.0)
+    save = node("SaveVideo", 4, node_width=520, node_height=480, video=video.out("VIDEO"),
+                filename_prefix="L2P/hunyuan-video", format="auto", codec="auto")
+    return Description("hunyuan-video-l2p-cache",
+                       (note(text), unet, clip, vae, latent, shift, cache, prompt, guidance, guider, noise,
+                        sampler_select, scheduler, sampler, decode, video, save))
+
+
+DESCRIPTIONS: tuple[Callable[[], Description], ...] = (
+    flux_l2p_calibrate, flux_l2p_cache, qwen_image_l2p_cache, hunyuan_video_l2p_cache, flux_forecast_cache,
+)
+WORKFLOW_NAMES: tuple[str, ...] = tuple(describe().name for describe in DESCRIPTIONS)  # no ComfyUI needed
+
+
+# -------------------------------------------------------------------------------------------- UI format
+
+SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT = 20, 24, 110  # LiteGraph's row heights, roughly
+DEFAULT_WIDTH, COLUMN_GAP, ROW_GAP = 320, 70, 60
+HIGHLIGHT = {"color": "#223322", "bgcolor": "#335533"}  # our node in green, so the eye finds it
+
+
+def _pyproject() -> dict:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def _versions() -> dict[str | None, str]:
+    """properties.ver per cnr_id: the pack's version; for core nodes the oldest ComfyUI the pack supports."""
+    project = _pyproject()
+    core = project["tool"]["comfy"]["requires-comfyui"].lstrip(">=~^ ")
+    return {PACK_CNR_ID: project["project"]["version"], CORE_CNR_ID: core}
+
+
+def _height(definition: NodeDef) -> int:
+    rows = max(len(definition.sockets), len(definition.outputs))
+    widgets = 0
+    for name in definition.widget_slots:
+        multiline = name != CONTROL_WIDGET and definition.input(name).options.get("multiline")
+        widgets += MULTILINE_HEIGHT if multiline else WIDGET_HEIGHT
+    return 10 + SLOT_HEIGHT * rows + widgets
+
+
+def _execution_order(ids: list[int], edges: list[tuple[int, int]]) -> dict[int, int]:
+    """LiteGraph's node.order: a topological order, ties by id (Kahn)."""
+    indegree = {i: 0 for i in ids}
+    children: dict[int, list[int]] = {i: [] for i in ids}
+    for a, b in edges:
+        indegree[b] += 1
+        children[a].append(b)
+    ready = [i for i in ids if indegree[i] == 0]
+    heapq.heapify(ready)
+    order: dict[int, int] = {}
+    while ready:
+        i = heapq.heappop(ready)
+        order[i] = len(order)
+        for c in children[i]:
+            indegree[c] -= 1
+            if indegree[c] == 0:
+                heapq.heappush(ready, c)
+    if len(order) != len(ids):
+        raise ValueError("the workflow description has a cycle")
+    return order
+
+
+def build(description: Description, definitions: Callable[[str], NodeDef]) -> dict:
+    """The UI-format workflow (version 0.4) of ``description``; raises on anything the frontend would load wrong."""
+    versions = _versions()
+    ids = {id(n): index + 1 for index, n in enumerate(description.nodes)}
+    defs = {id(n): definitions(n.type) for n in description.nodes}
+    links: list[list] = []
+    inputs: dict[int, list[dict]] = {}
+    outputs: dict[int, list[dict]] = {}
+    widgets: dict[int, list] = {}
+    for n in description.nodes:
+        d = defs[id(n)]
+        where = f"{description.name}: {n.type}"
+        outputs[id(n)] = [{"name": name, "type": t, "slot_index": slot, "links": []}
+                          for slot, (name, t) in enumerate(d.outputs)]
+        unknown = set(n.values) - {i.name for i in d.inputs} - ({CONTROL_WIDGET} & set(d.widget_slots))
+        if unknown:
+            raise KeyError(f"{where}: no input(s) {sorted(unknown)}; its inputs are {[i.name for i in d.inputs]}")
+    for n in description.nodes:  # links after every node has its output list
+        d = defs[id(n)]
+        where = f"{description.name}: {n.type}"
+        node_inputs = []
+        for slot, socket in enumerate(d.sockets):
+            entry: dict[str, Any] = {"name": socket.name, "type": socket.type, "link": None}
+            if socket.optional:
+                entry["shape"] = 7  # LiteGraph's hollow circle: the frontend marks optional sockets this way
+            source = n.values.get(socket.name)
+            if source is not None:
+                if not isinstance(source, Out):
+                    raise TypeError(f"{where}: socket '{socket.name}' needs a link (node.out(name)), got {source!r}")
+                src_def = defs[id(source.node)]
+                names = [name for name, _ in src_def.outputs]
+                if source.output not in names:
+                    raise KeyError(f"{where}: {source.node.type} has no output '{source.output}'; it has {names}")
+                src_slot = names.index(source.output)
+                link_type = src_def.outputs[src_slot][1]
+                if link_type != socket.type and "*" not in (link_type, socket.type):
+                    raise TypeError(f"{where}: '{socket.name}' takes {socket.type}, {source.node.type}."
+                                    f"{source.output} gives {link_type}")
+                link_id = len(links) + 1
+                links.append([link_id, ids[id(source.node)], src_slot, ids[id(n)], slot, link_type])
+                outputs[id(source.node)][src_slot]["links"].append(link_id)
+                entry["link"] = link_id
+            elif not socket.optional:
+                raise KeyError(f"{where}: required input '{socket.name}' is not linked")
+            node_inputs.append(entry)
+        inputs[id(n)] = node_inputs
+        missing = [name for name in d.widget_slots if name not in n.values]
+        if missing:
+            raise KeyError(f"{where}: widget value(s) {missing} not given (widgets in order: {list(d.widget_slots)})")
+        values = []
+        for name in d.widget_slots:
+            value = n.values[name]
+            if isinstance(value, Out):
+                raise TypeError(f"{where}: '{name}' is a widget in this ComfyUI, not a socket: give it a value")
+            if name == CONTROL_WIDGET and value not in CONTROL_VALUES:
+                raise ValueError(f"{where}: {CONTROL_WIDGET} must be one of {CONTROL_VALUES}, got {value!r}")
+            values.append(value.name if isinstance(value, ModelFile) else value)
+        widgets[id(n)] = values
+
+    order = _execution_order(list(ids.values()), [(link[1], link[3]) for link in links])
+    columns = sorted({n.column for n in description.nodes})
+    sizes = {id(n): [n.width or DEFAULT_WIDTH, n.height or _height(defs[id(n)])] for n in description.nodes}
+    column_x, x = {}, 0
+    for c in columns:
+        column_x[c] = x
+        x += max(sizes[id(n)][0] for n in description.nodes if n.column == c) + COLUMN_GAP
+    column_y = {c: 0 for c in columns}
+    nodes_json = []
+    for n in description.nodes:
+        d = defs[id(n)]
+        nid = ids[id(n)]
+        pos = [column_x[n.column], column_y[n.column]]
+        column_y[n.column] += sizes[id(n)][1] + ROW_GAP
+        entry: dict[str, Any] = {"id": nid, "type": n.type}
+        if n.title:
+            entry["title"] = n.title
+        entry.update({"pos": pos, "size": sizes[id(n)], "flags": {}, "order": order[nid], "mode": 0,
+                      "inputs": inputs[id(n)], "outputs": outputs[id(n)]})
+        properties: dict[str, Any] = {}
+        if d.cnr_id is not None:
+            properties = {"Node name for S&R": n.type, "cnr_id": d.cnr_id, "ver": versions[d.cnr_id]}
+            models = [{"name": v.name, "url": v.url, "directory": v.directory}
+                      for v in n.values.values() if isinstance(v, ModelFile)]
+            if models:
+                properties["models"] = models
+        entry["properties"] = properties
+        entry["widgets_values"] = widgets[id(n)]
+        if n.highlight:
+            entry.update(HIGHLIGHT)
+        nodes_json.append(entry)
+    return {
+        # a fixed id per template, so regenerating changes nothing
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://github.com/comfyui-l2p/ComfyUI-L2P/{description.name}")),
+        "revision": 0,
+        "last_node_id": max(ids.values()),
+        "last_link_id": len(links),
+        "nodes": nodes_json,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.75, "offset": [600, 80]}},
+        "version": 0.4,
+    }
+
+
+def render(workflow: dict) -> str:
+    return json.dumps(workflow, indent=2, ensure_ascii=False) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ ComfyUI
+
+
+def load_comfyui() -> tuple[Any, set[str]]:
+    """ComfyUI's ``nodes`` module (COMFYUI_PATH) with its built-in extra nodes and this pack loaded, as at startup;
+    and the node ids this pack registered."""
+    import comfy_host
+
+    comfy = comfy_host.bootstrap()
+    extras = str(comfy.path / "comfy_extras")  # load_custom_node registers each extra under its path (nodes.py)
+    if not any(name.startswith(extras) for name in sys.modules):
+        asyncio.run(comfy.nodes.init_builtin_extra_nodes())
+    return comfy.nodes, set(comfy_host.load_pack_in_comfyui().nodes)
+
+
+def comfyui_definitions() -> Callable[[str], NodeDef]:
+    """Node definitions as the ComfyUI at COMFYUI_PATH serves them, with this pack loaded."""
+    nodes, pack_ids = load_comfyui()
+    cache: dict[str, NodeDef] = {}
+
+    def definition(node_type: str) -> NodeDef:
+        if node_type not in cache:
+            cache[node_type] = read_node_def(node_type, nodes.NODE_CLASS_MAPPINGS, pack_ids)
+        return cache[node_type]
+
+    return definition
+
+
+def generate_all() -> dict[str, dict]:
+    definitions = comfyui_definitions()
+    workflows = {}
+    for describe in DESCRIPTIONS:
+        description = describe()
+        workflows[description.name] = build(description, definitions)
+    return workflows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    args = parser.parse_args(argv)
+    import comfy_host
+
+    if comfy_host.comfyui_path() is None:
+        parser.error(comfy_host.SKIP_REASON)
+    workflows = generate_all()
+    stale = []
+    for name, workflow in workflows.items():
+        path = OUT_DIR / f"{name}.json"
+        text = render(workflow)
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(path)
+        if not args.check:
+            OUT_DIR.mkdir(exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    extra = sorted(p for p in OUT_DIR.glob("*.json") if p.stem not in workflows) if OUT_DIR.exists() else []
+    for path in stale:
+        print(f"{'differs' if args.check else 'wrote'}: {path.relative_to(ROOT)}")
+    for path in extra:
+        print(f"not generated by this script (remove it or describe it here): {path.relative_to(ROOT)}")
+    if not stale and not extra:
+        print(f"{len(workflows)} workflows up to date in {OUT_DIR.relative_to(ROOT)}/")
+    return 1 if (args.check and stale) or extra else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,503 @@
+"""The example workflows ComfyUI serves as this pack's templates (example_workflows/*.json).
+
+Against a real ComfyUI (COMFYUI_PATH; skipped, with the reason, without one), for every workflow file:
+- structure: the JSON parses; every node type is registered once the pack is loaded; every link joins an output and
+  an input of the same type and its id agrees with both ends; widgets_values has one value per widget input (plus
+  the frontend's control_after_generate after a seed) and each value is valid for its input. The node definitions
+  are read here from ComfyUI, independently of scripts/make_workflows.py;
+- our part runs: the model chain between the loader and the sampler (ModelSampling*, then the L2P node) is applied
+  with the workflow's own widget values to a tiny model of the workflow's family and sampled with the workflow's
+  steps, cfg, sampler, scheduler and guidance. L2P Cache first gets the predictor file its widget names, written
+  by the calibration workflow that names it or, where there is none, by L2P Calibrate in its place (as the notes
+  tell the user);
+- ComfyUI's own template route lists our workflows and serves them byte for byte, without its rename hint;
+- the committed files are exactly what scripts/make_workflows.py generates.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import comfy_host
+from comfy_host import Family
+from comfyui_l2p.predictors.schedules import computed_count
+
+comfy_only = pytest.mark.comfy  # every test but the first: that one needs no ComfyUI
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "example_workflows"  # the folder name ComfyUI serves without asking to rename it
+FILES = sorted(FOLDER.glob("*.json"))
+FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute"}  # defined by the frontend, never registered in Python
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+CONTROL = "control_after_generate"
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+PROBE_FILE = "l2p-test-probe.safetensors"
+# the loader's model file says which tiny model stands in for it
+FAMILY_OF_MODEL_FILE = {
+    "flux1-dev.safetensors": Family.FLUX,
+    "qwen_image_fp8_e4m3fn.safetensors": Family.QWEN_IMAGE,
+    "hunyuan_video_t2v_720p_bf16.safetensors": Family.HUNYUAN_VIDEO,
+}
+FILE_FAMILY = {Family.FLUX: "flux", Family.QWEN_IMAGE: "qwen_image", Family.HUNYUAN_VIDEO: "hunyuan_video"}
+CALIBRATION_SEEDS = (11, 12)
+
+
+def _load_generator():
+    """scripts/make_workflows.py as a module (scripts/ is not a package); importing it needs no ComfyUI."""
+    if "make_workflows" in sys.modules:
+        return sys.modules["make_workflows"]
+    spec = importlib.util.spec_from_file_location("make_workflows", ROOT / "scripts" / "make_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+make_workflows = _load_generator()
+
+
+# --------------------------------------------------------------------------------- ComfyUI's definitions
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    name: str
+    type: str  # a V1 option list is COMBO
+    opts: dict
+    optional: bool
+
+    @property
+    def is_widget(self) -> bool:
+        return self.type in WIDGET_TYPES and not self.opts.get("forceInput")
+
+    @property
+    def has_control(self) -> bool:
+        # the frontend's rule (useIntWidget.ts): `control_after_generate ?? ['seed', 'noise_seed'].includes(name)`
+        flag = self.opts.get(CONTROL)
+        if self.type == "INT":
+            return bool(flag) if flag is not None else self.name in ("seed", "noise_seed")
+        return self.type == "COMBO" and bool(flag)
+
+
+@dataclasses.dataclass(frozen=True)
+class Definition:
+    inputs: list[Input]
+    output_types: list[str]
+
+    @property
+    def sockets(self) -> list[Input]:
+        return [i for i in self.inputs if not i.is_widget]
+
+    @property
+    def widget_slots(self) -> list[Input | str]:
+        """widgets_values positions: an Input, or CONTROL for the control widget after it."""
+        slots: list[Input | str] = []
+        for i in self.inputs:
+            if i.is_widget:
+                slots += [i, CONTROL] if i.has_control else [i]
+        return slots
+
+
+def definition(node_classes, node_type: str) -> Definition:
+    """What server.py's node_info sends the frontend: GET_NODE_INFO_V1 for V3 nodes, INPUT_TYPES for V1."""
+    cls = node_classes[node_type]
+    if hasattr(cls, "GET_NODE_INFO_V1"):
+        info = cls.GET_NODE_INFO_V1()
+        spec, order, outputs = info["input"], info["input_order"], list(info["output"])
+    else:
+        spec = cls.INPUT_TYPES()
+        order, outputs = {k: list(v) for k, v in spec.items()}, list(cls.RETURN_TYPES)
+    inputs = []
+    for section in ("required", "optional"):
+        for name in order.get(section, []):
+            entry = spec[section][name]
+            opts = dict(entry[1]) if len(entry) > 1 and entry[1] else {}
+            if isinstance(entry[0], (list, tuple)):
+                inputs.append(Input(name, "COMBO", {**opts, "options": list(entry[0])}, section == "optional"))
+            else:
+                inputs.append(Input(name, str(entry[0]), opts, section == "optional"))
+    return Definition(inputs, [str(t) for t in outputs])
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def registry(comfy):
+    """NODE_CLASS_MAPPINGS as at ComfyUI's startup (built-in extra nodes and this pack loaded)."""
+    nodes, _pack_ids = make_workflows.load_comfyui()
+    return nodes.NODE_CLASS_MAPPINGS
+
+
+@pytest.fixture(scope="module")
+def pack(comfy):
+    return comfy_host.load_pack_in_comfyui()
+
+
+@pytest.fixture(scope="module")
+def file_combos(registry):
+    """(node type, input) pairs whose options list model files: a probe file name added to every folder listing
+    shows up in exactly these. Their options depend on what the user installed, so any file name is valid."""
+    import folder_paths
+
+    listed = folder_paths.get_filename_list
+    found = set()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(folder_paths, "get_filename_list", lambda folder: [PROBE_FILE, *listed(folder)])
+        for node_type in {n["type"] for path in FILES for n in json.loads(path.read_text())["nodes"]}:
+            if node_type not in registry:  # FRONTEND_ONLY, or unknown: test_node_types_exist... reports it
+                continue
+            for i in definition(registry, node_type).inputs:
+                if i.type == "COMBO" and PROBE_FILE in i.opts["options"]:
+                    found.add((node_type, i.name))
+    return found
+
+
+@pytest.fixture()
+def l2p_dir(comfy, tmp_path):
+    """models/l2p/ redirected to a temporary folder (the pattern of test_comfy_l2p.py): nothing is written into
+    the ComfyUI checkout."""
+    import folder_paths
+
+    saved = folder_paths.folder_names_and_paths.get("l2p")
+    folder_paths.folder_names_and_paths["l2p"] = ([str(tmp_path)], {".safetensors", ".txt"})
+    yield tmp_path
+    if saved is None:
+        folder_paths.folder_names_and_paths.pop("l2p", None)
+    else:
+        folder_paths.folder_names_and_paths["l2p"] = saved
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+by_name = pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+
+
+# ---------------------------------------------------------------------------------------- no ComfyUI needed
+
+
+def test_the_folder_holds_exactly_the_generated_workflows():
+    assert [p.stem for p in FILES] == sorted(make_workflows.WORKFLOW_NAMES) and len(FILES) == 5
+    for path in FILES:
+        assert load(path)["version"] == 0.4
+
+
+# ------------------------------------------------------------------------------------------------ structure
+
+
+@comfy_only
+@by_name
+def test_node_types_exist_and_links_are_consistent_and_typed(path, registry):
+    wf = load(path)
+    assert wf["version"] == 0.4
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    assert len(nodes) == len(wf["nodes"]) and wf["last_node_id"] == max(nodes)
+    assert wf["last_link_id"] == max(link[0] for link in wf["links"])
+    unknown = {n["type"] for n in wf["nodes"]} - set(registry) - FRONTEND_ONLY
+    assert not unknown, f"{path.name}: node types not registered in ComfyUI: {unknown}"
+    defs = {n["type"]: definition(registry, n["type"]) for n in wf["nodes"] if n["type"] not in FRONTEND_ONLY}
+
+    link_ids = [link[0] for link in wf["links"]]
+    assert len(set(link_ids)) == len(link_ids)
+    for link_id, src, src_slot, dst, dst_slot, link_type in wf["links"]:
+        out_type = defs[nodes[src]["type"]].output_types[src_slot]
+        socket = nodes[dst]["inputs"][dst_slot]
+        declared = {i.name: i for i in defs[nodes[dst]["type"]].inputs}[socket["name"]].type
+        assert link_type == out_type and socket["type"] == declared, (path.name, link_id)
+        assert out_type == declared or "*" in (out_type, declared), (path.name, link_id, out_type, declared)
+        assert socket["link"] == link_id
+        assert link_id in nodes[src]["outputs"][src_slot]["links"]
+        assert nodes[src]["outputs"][src_slot]["type"] == out_type
+
+    for n in wf["nodes"]:
+        if n["type"] in FRONTEND_ONLY:
+            assert n["inputs"] == [] and n["outputs"] == []
+            continue
+        d = defs[n["type"]]
+        # inputs list the node's sockets in definition order, as the frontend saves them; every required one linked
+        assert [s["name"] for s in n["inputs"]] == [s.name for s in d.sockets], (path.name, n["type"])
+        for socket, entry in zip(d.sockets, n["inputs"]):
+            assert entry["link"] is not None or socket.optional, (path.name, n["type"], socket.name)
+            if entry["link"] is not None:
+                assert wf["links"][link_ids.index(entry["link"])][3:5] == [n["id"], n["inputs"].index(entry)]
+        assert [o["type"] for o in n["outputs"]] == d.output_types
+        for slot, output in enumerate(n["outputs"]):
+            for link_id in output["links"] or []:
+                assert wf["links"][link_ids.index(link_id)][1:3] == [n["id"], slot]
+
+
+@comfy_only
+@by_name
+def test_widget_values_match_the_definitions(path, registry, file_combos):
+    for n in load(path)["nodes"]:
+        values = n["widgets_values"]
+        if n["type"] in FRONTEND_ONLY:
+            assert len(values) == 1 and isinstance(values[0], str) and values[0].strip()
+            continue
+        slots = definition(registry, n["type"]).widget_slots
+        where = f"{path.name}: {n['type']} #{n['id']}"
+        assert len(values) == len(slots), f"{where}: {len(values)} widgets_values for widgets {slots}"
+        for slot, value in zip(slots, values):
+            if slot == CONTROL:
+                assert value in CONTROL_VALUES, where
+                continue
+            what = f"{where}.{slot.name} = {value!r}"
+            if slot.type == "COMBO":
+                if (n["type"], slot.name) in file_combos:
+                    assert isinstance(value, str) and value.endswith(".safetensors"), what
+                else:
+                    assert value in slot.opts["options"], what
+            elif slot.type == "BOOLEAN":
+                assert isinstance(value, bool), what
+            elif slot.type == "STRING":
+                assert isinstance(value, str), what
+            else:
+                number_types = (int,) if slot.type == "INT" else (int, float)
+                assert isinstance(value, number_types) and not isinstance(value, bool), what
+                assert slot.opts.get("min", value) <= value <= slot.opts.get("max", value), what
+
+
+@comfy_only
+def test_file_combos_are_the_loaders_and_the_predictor_file(file_combos):
+    """Guards the probe: if it found nothing, every file combo would be checked against today's (empty) folders."""
+    assert {("UNETLoader", "unet_name"), ("VAELoader", "vae_name"), ("DualCLIPLoader", "clip_name2"),
+            ("CLIPLoader", "clip_name"), ("L2PCache", "predictor_file")} <= file_combos
+    assert not {t for t, _ in file_combos} & {"KSampler", "L2PCalibrate", "L2PForecastCache"}
+
+
+# ------------------------------------------------------------------------------------- the graph, as run
+
+
+class Graph:
+    """A UI-format workflow with widget values by input name (from ComfyUI's definitions)."""
+
+    def __init__(self, wf: dict, registry) -> None:
+        self.nodes = {n["id"]: n for n in wf["nodes"]}
+        self.links = {link[0]: link for link in wf["links"]}
+        self.registry = registry
+
+    def of_type(self, *types: str) -> list[dict]:
+        return [n for n in self.nodes.values() if n["type"] in types]
+
+    def source(self, node: dict, input_name: str) -> dict | None:
+        for entry in node["inputs"]:
+            if entry["name"] == input_name and entry["link"] is not None:
+                return self.nodes[self.links[entry["link"]][1]]
+        return None
+
+    def widgets(self, node: dict) -> dict[str, Any]:
+        slots = definition(self.registry, node["type"]).widget_slots
+        return {s.name: v for s, v in zip(slots, node["widgets_values"]) if s != CONTROL}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What a workflow samples: the model chain between loader and sampler, and the sampler's settings."""
+
+    family: Family
+    chain: tuple[dict, ...]  # nodes from the loader's output to the sampler's model input, in graph order
+    steps: int
+    cfg: float
+    sampler_name: str
+    scheduler: str
+    denoise: float
+    guidance: float | None  # FluxGuidance on the positive conditioning, if any
+
+    def settings(self) -> tuple:
+        return self.steps, self.cfg, self.sampler_name, self.scheduler, self.denoise, self.guidance
+
+
+def run_of(graph: Graph) -> Run:
+    (sampler,) = graph.of_type("KSampler", "SamplerCustomAdvanced")
+    if sampler["type"] == "KSampler":
+        w = graph.widgets(sampler)
+        model, positive, cfg = graph.source(sampler, "model"), graph.source(sampler, "positive"), w["cfg"]
+        steps, sampler_name, scheduler, denoise = w["steps"], w["sampler_name"], w["scheduler"], w["denoise"]
+    else:
+        guider = graph.source(sampler, "guider")
+        assert guider["type"] == "BasicGuider"  # no CFG
+        model, positive, cfg = graph.source(guider, "model"), graph.source(guider, "conditioning"), 1.0
+        sigmas = graph.source(sampler, "sigmas")
+        assert sigmas["type"] == "BasicScheduler" and graph.source(sigmas, "model") is model  # one model for both
+        w = graph.widgets(sigmas)
+        steps, scheduler, denoise = w["steps"], w["scheduler"], w["denoise"]
+        sampler_name = graph.widgets(graph.source(sampler, "sampler"))["sampler_name"]
+    guidance = None
+    while positive is not None:
+        if positive["type"] == "FluxGuidance":
+            guidance = graph.widgets(positive)["guidance"]
+        positive = graph.source(positive, "conditioning")
+    chain = []
+    while graph.source(model, "model") is not None:
+        chain.append(model)
+        model = graph.source(model, "model")
+    assert model["type"] == "UNETLoader"
+    family = FAMILY_OF_MODEL_FILE[graph.widgets(model)["unet_name"]]
+    return Run(family, tuple(reversed(chain)), steps, float(cfg), sampler_name, scheduler, float(denoise), guidance)
+
+
+def apply_chain(graph: Graph, run: Run, model, replace_cache_by_calibrate: bool = False):
+    """Each chain node through ComfyUI's executor with the workflow's widget values; returns the patched MODEL.
+    ``replace_cache_by_calibrate``: L2P Calibrate (its defaults) where L2P Cache is, writing the file L2P Cache
+    names -- what the Qwen-Image and HunyuanVideo notes tell the user to do."""
+    for n in run.chain:
+        node_type, values = n["type"], graph.widgets(n)
+        if replace_cache_by_calibrate and node_type == "L2PCache":
+            defaults = {i.name: i.opts["default"] for i in definition(graph.registry, "L2PCalibrate").inputs
+                        if i.is_widget}
+            node_type, values = "L2PCalibrate", {**defaults, "file_name": values["predictor_file"]}
+        (model,) = comfy_host.run_node(graph.registry[node_type], model=model, **values)
+    return model
+
+
+def sample(model, tiny, run: Run, seed: int) -> torch.Tensor:
+    positive = comfy_host.make_conditioning(tiny, seed=seed + 1, guidance=run.guidance)
+    shape = tiny.latent_shape(1, frames=3) if tiny.family is Family.HUNYUAN_VIDEO else None
+    return comfy_host.sample(model, steps=run.steps, cfg=run.cfg, seed=seed, sampler_name=run.sampler_name,
+                             scheduler=run.scheduler, denoise=run.denoise, positive=positive, latent_shape=shape)
+
+
+def our_node(graph: Graph, run: Run, pack) -> dict:
+    ours = [n for n in run.chain if n["type"] in pack.nodes]
+    assert len(ours) == 1 and ours[0] is run.chain[-1], "our node must be the last model patch before the sampler"
+    return ours[0]
+
+
+def writer_of(predictor_file: str, registry) -> Graph | None:
+    """The calibration workflow whose L2P Calibrate writes ``predictor_file``, if one ships."""
+    for path in FILES:
+        graph = Graph(load(path), registry)
+        if any(graph.widgets(n)["file_name"] == predictor_file for n in graph.of_type("L2PCalibrate")):
+            return graph
+    return None
+
+
+@comfy_only
+@by_name
+def test_our_node_runs_on_a_tiny_model_with_the_workflows_settings(path, registry, pack, l2p_dir):
+    graph = Graph(load(path), registry)
+    run = run_of(graph)
+    ours = our_node(graph, run, pack)
+    values = graph.widgets(ours)
+    tiny = comfy_host.tiny_model(run.family, seed=5)
+    load_file = pack.module.predictors.load_predictor_file
+
+    if ours["type"] == "L2PCache":
+        writer = writer_of(values["predictor_file"], registry)
+        if writer is not None:  # the shipped calibration workflow, run as the user runs it
+            writer_run = run_of(writer)
+            assert writer_run.settings() == run.settings() and writer_run.family is run.family
+            calibrating = apply_chain(writer, writer_run, tiny.patcher)
+        else:
+            calibrating = apply_chain(graph, run, tiny.patcher, replace_cache_by_calibrate=True)
+        for seed in CALIBRATION_SEEDS:
+            sample(calibrating, tiny, run, seed)
+        assert (l2p_dir / values["predictor_file"]).is_file()
+
+    patched = apply_chain(graph, run, tiny.patcher)
+    with comfy_host.count_passes(tiny) as counter:
+        out = sample(patched, tiny, run, seed=3)
+    report = patched.model_options["transformer_options"]["l2p"].reports[-1]
+    assert torch.isfinite(out).all() and report.status == "finished" and report.num_steps == run.steps
+    rows = 2 if run.cfg != 1.0 else 1  # cfg 1 drops the uncond; otherwise cond and uncond share one call
+    if ours["type"] == "L2PCalibrate":
+        pf = load_file(os.path.join(l2p_dir, values["file_name"]))
+        assert counter.forwards == run.steps and pf.steps == run.steps and pf.sample_count == 1
+        assert pf.model_family == FILE_FAMILY[run.family]
+    else:
+        k = computed_count(run.steps, values["speedup"])
+        assert len(report.planned_computed) == k == counter.forwards and counter.forward_rows == rows * k
+        assert report.forecast_calls == run.steps - k
+
+
+# --------------------------------------------------------------------------------------- notes, pairing
+
+
+@comfy_only
+@by_name
+def test_the_note_names_every_file_and_the_step_setting(path, registry):
+    graph = Graph(load(path), registry)
+    (note,) = graph.of_type("MarkdownNote", "Note")
+    text = note["widgets_values"][0]
+    files = [v for n in graph.nodes.values() for v in n.get("widgets_values", [])
+             if isinstance(v, str) and v.endswith(".safetensors")]
+    assert files and all(f in text for f in files), [f for f in files if f not in text]
+    assert f"{run_of(graph).steps} steps" in text
+    for n in graph.nodes.values():  # the loaders' download links name the same files their widgets do
+        for model in n["properties"].get("models", []):
+            assert model["name"] in n["widgets_values"] and model["url"].endswith("/" + model["name"])
+
+
+@comfy_only
+def test_flux_workflows_calibrate_and_cache_on_one_step_grid(registry):
+    cache, calibrate = (Graph(load(FOLDER / f"flux1-dev-l2p-{k}.json"), registry) for k in ("cache", "calibrate"))
+    (cache_node,), (calibrate_node,) = cache.of_type("L2PCache"), calibrate.of_type("L2PCalibrate")
+    assert cache.widgets(cache_node)["predictor_file"] == calibrate.widgets(calibrate_node)["file_name"]
+    assert run_of(cache).settings() == run_of(calibrate).settings() and run_of(cache).steps == 50
+    # the paper's 9-of-50 setting, chosen by the schedule (not the paper's list)
+    assert computed_count(50, cache.widgets(cache_node)["speedup"]) == 9
+    assert cache.widgets(cache_node)["placement"] == "optimized"
+    (sampler,) = calibrate.of_type("KSampler")
+    assert sampler["widgets_values"][1] == "randomize"  # each queued calibration run gets a new seed
+
+
+# --------------------------------------------------------------------------------------- served by ComfyUI
+
+
+@comfy_only
+def test_comfyui_lists_and_serves_our_workflows(comfy, tmp_path, caplog):
+    """ComfyUI's own routes (app/custom_node_manager.py) on a custom_nodes folder holding a link to this pack."""
+    import folder_paths
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+    from app.custom_node_manager import CustomNodeManager
+
+    pack_name = "ComfyUI-L2P"
+    (tmp_path / pack_name).symlink_to(ROOT, target_is_directory=True)
+    saved = folder_paths.folder_names_and_paths["custom_nodes"]
+    folder_paths.folder_names_and_paths["custom_nodes"] = ([str(tmp_path)], set())
+
+    async def fetch():
+        app, routes = web.Application(), web.RouteTableDef()
+        with caplog.at_level(logging.DEBUG):
+            CustomNodeManager().add_routes(routes, app, [(pack_name, str(tmp_path / pack_name))])
+        app.add_routes(routes)
+        async with TestClient(TestServer(app)) as client:
+            listing = await (await client.get("/workflow_templates")).json()
+            served = {}
+            for name in listing.get(pack_name, []):
+                response = await client.get(f"/api/workflow_templates/{pack_name}/{name}.json")
+                served[name] = (response.status, await response.read())
+            return listing, served
+
+    try:
+        listing, served = asyncio.run(fetch())
+    finally:
+        folder_paths.folder_names_and_paths["custom_nodes"] = saved
+    assert sorted(listing[pack_name]) == sorted(make_workflows.WORKFLOW_NAMES)
+    for name, (status, body) in served.items():
+        assert status == 200 and body == (FOLDER / f"{name}.json").read_bytes()
+    assert not [r for r in caplog.records if "consider renaming" in r.getMessage()]
+
+
+# -------------------------------------------------------------------------------------------- no drift
+
+
+@comfy_only
+def test_committed_workflows_equal_the_generator(registry):
+    generated = make_workflows.generate_all()
+    for name, workflow in generated.items():
+        assert (FOLDER / f"{name}.json").read_text(encoding="utf-8") == make_workflows.render(workflow), (
+            f"{name}.json differs from scripts/make_workflows.py: run it with COMFYUI_PATH set and commit the result")
