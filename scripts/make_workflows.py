@@ -241,12 +241,15 @@ HUNYUAN_STEPS, HUNYUAN_SPEEDUP = 50, 5.0
 HUNYUAN_PREDICTOR = f"hunyuan-video-t2v-euler-simple-{HUNYUAN_STEPS}.safetensors"
 FORECAST_SPEEDUP = 4.55  # 11 of 50 steps: the paper's mildest setting, a fair training-free starting point
 
-SCHEDULE_DEFAULTS = dict(warmup_steps=2, compute_last_step=False, residual_budget=0.05, history_device="model device")
+SCHEDULE_DEFAULTS = dict(compute_last_step=False, residual_budget=0.05, history_device="model device")
+# The nodes' own defaults (nodes/setups.py, measured by python3 -m benchmark.sweep): L2P's optimized placement
+# starts from one warm-up step, training-free forecasters from two; the calibration ridge is 1e-6.
+L2P_WARMUP, FORECAST_WARMUP, CALIBRATION_RIDGE = 1, 2, 1e-6
 
 
 def l2p_cache(column: int, model: Out, predictor_file: str, speedup: float) -> N:
     return node("L2PCache", column, highlight=True, model=model, predictor_file=predictor_file, speedup=speedup,
-                placement="optimized", **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse")
+                placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse")
 
 
 # ------------------------------------------------------------------------------------------------- notes
@@ -352,7 +355,7 @@ def flux_l2p_calibrate() -> Description:
 {files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR)}"""
 
     def calibrate(model: Out) -> N:
-        return node("L2PCalibrate", 1, highlight=True, model=model, file_name=FLUX_PREDICTOR, ridge_lambda=0.001,
+        return node("L2PCalibrate", 1, highlight=True, model=model, file_name=FLUX_PREDICTOR, ridge_lambda=CALIBRATION_RIDGE,
                     mode="teacher-forced", on_policy_speedup=FLUX_SPEEDUP)
 
     nodes = flux_graph(calibrate, FLUX_STEPS, "randomize", "L2P/calibration/flux1-dev")
@@ -379,7 +382,7 @@ For a model you can calibrate, L2P Cache fits the forecast to the model instead:
 
     def forecast(model: Out) -> N:
         return node("L2PForecastCache", 1, highlight=True, model=model, method="TaylorSeer order 1", time_axis="step",
-                    speedup=FORECAST_SPEEDUP, placement="even", **SCHEDULE_DEFAULTS, spectrum_degree=4,
+                    speedup=FORECAST_SPEEDUP, placement="even", warmup_steps=FORECAST_WARMUP, **SCHEDULE_DEFAULTS, spectrum_degree=4,
                     spectrum_lambda=0.1, spectrum_blend=0.5)
 
     nodes = flux_graph(forecast, FLUX_STEPS, "fixed", "L2P/flux1-dev-forecast")
