@@ -44,7 +44,7 @@ File layout (the predictor file's float32 ``lesa`` dict; ``to_arrays`` / ``from_
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -294,8 +294,6 @@ def with_lesa(pf: PredictorFile, model: LesaModel, sample_arrays: Mapping[str, n
               ) -> PredictorFile:
     """A copy of ``pf`` whose ``lesa`` dict holds ``model`` (replacing any previous model) and, when given, the
     trajectory sample's arrays; every other field is kept."""
-    from dataclasses import replace
-
     lesa = {k: v for k, v in pf.lesa.items() if not k.startswith(MODEL_PREFIX)}
     if sample_arrays is not None:
         lesa.update(sample_arrays)

@@ -49,7 +49,9 @@ class LesaTrainConfig:
     warmup: int = 2
     phase1_iters: int = 300
     phase2_iters: int = 150
-    batch: int = 256  # element sequences per iteration
+    batch: int = 256  # element sequences per iteration, at most
+    rows_per_iter: int = 40_000  # at most this many (sequence, pair) forecasts per iteration: bounds the time
+                                 # per iteration whatever the step count (S = 50 has ~2.5x the pairs of S = 28)
     lr_phase1: float = 1e-2
     lr_phase2: float = 3e-3
     holdout_fraction: float = 0.1
@@ -58,7 +60,7 @@ class LesaTrainConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.baseline, Baseline):
             raise ValueError(f"baseline must be a Baseline, got {self.baseline!r}")
-        for name in ("history", "num_experts", "grid_size", "batch"):
+        for name in ("history", "num_experts", "grid_size", "batch", "rows_per_iter"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"LesaTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.hidden < 0 or self.phase1_iters < 0 or self.phase2_iters < 0 or self.warmup < 1:
@@ -245,13 +247,14 @@ def train_lesa(sample: TrajectorySample, grid: StepGrid | None = None,
     weights = torch.as_tensor(pairs.weights, dtype=torch.float32)  # [K, P]
 
     params = [t.requires_grad_(True) for ex in experts for t in ex.values()]
+    batch = max(1, min(config.batch, config.rows_per_iter // int(pairs.target.size), train_x.shape[0]))
     losses = []
     for phase, iters, lr in ((1, config.phase1_iters, config.lr_phase1), (2, config.phase2_iters, config.lr_phase2)):
         if iters == 0:
             continue
         opt = torch.optim.Adam(params, lr=lr)
         for _ in range(iters):
-            pick = torch.randint(0, train_x.shape[0], (min(config.batch, train_x.shape[0]),), generator=gen)
+            pick = torch.randint(0, train_x.shape[0], (batch,), generator=gen)
             phi, base, truth = batcher.raw(train_x[pick])
             err = (batcher.predict(phi, base, experts) - truth) / out_scale  # [B, P]
             if phase == 1:
