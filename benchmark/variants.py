@@ -59,6 +59,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("L2P direct (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP)),
     Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP),
             on_policy=True),
+    Variant("LESA (even)", True, _l2p(setups.L2PMode.LESA, Placement.EVEN)),
 )
 
 DEMO_VARIANTS = ("TaylorSeer-1", "Spectrum", "L2P published (Adam, published lists)", "L2P direct (optimized)")

@@ -56,6 +56,9 @@ class RunPieces:
     plan: StepPlan
     offload: bool = False
     calibration: CalibrationSink | None = None
+    # A predictor that is not a linear combination (LESA) brings its own engine: (grid, offload) -> engine with
+    # ForecastEngine's methods. None: the linear ForecastEngine over ``predictor``.
+    make_engine: Callable[[StepGrid, bool], Any] | None = None
 
 
 @dataclass
@@ -96,7 +99,10 @@ class RunState:
         self.reset()
 
     def reset(self) -> None:
-        self.engine = ForecastEngine(self.pieces.predictor, self.grid, offload=self.pieces.offload)
+        if self.pieces.make_engine is not None:
+            self.engine = self.pieces.make_engine(self.grid, self.pieces.offload)
+        else:
+            self.engine = ForecastEngine(self.pieces.predictor, self.grid, offload=self.pieces.offload)
         self._decisions: dict[int, bool] = {}
         self._seen: dict[int, set[Hashable]] = {}
         self._names: dict[Hashable, str] = {}

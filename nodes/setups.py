@@ -9,8 +9,12 @@ import enum
 import os
 
 import numpy as np
+import torch
 
 from ..predictors.calibration import GramStats, TrajectoryRecorder
+from ..predictors.lesa_engine import LesaEngine
+from ..predictors.lesa_train import train_lesa
+from ..predictors.trajectory_sample import TrajectorySample, TrajectorySampler
 from ..predictors.calibration_file import extend_calibration_file, stats_from_file
 from ..predictors.fit import DEFAULT_RIDGE, fit_paper_adam
 from ..predictors.fora import Fora
@@ -48,6 +52,7 @@ class GridPolicy(enum.Enum):
 class L2PMode(enum.Enum):
     DIRECT = "direct"
     ROLLOUT = "published rollout"
+    LESA = "LESA (non-linear, stage-aware)"
 
 
 class CalibrationMode(enum.Enum):
@@ -167,6 +172,10 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
             return RunPieces(L2PRollout(pf.paper_matrix), make_plan(config, grid), offload=offload)
         stats = _run_stats(path, pf, grid, policy, report)
         gram = stats.combined_gram({r: 1.0 for r in stats.roles})
+        if mode is L2PMode.LESA:
+            model = lesa_model(path, pf)
+            return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
+                             make_engine=lambda g, off: LesaEngine(model, g, offload=off))
         if mode is L2PMode.DIRECT:
             predictor = L2PDirect(gram, ridge=ridge)
         else:  # the published recipe: Adam from the identity, 201 full-batch steps (regularised by early stopping)
@@ -174,6 +183,34 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
         return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)
 
     return L2PHolder("L2P Cache", f"L2P {mode.value} ({name})", start_run)
+
+
+# LESA models trained this session, by file identity: training takes tens of seconds, so a graph that re-runs
+# (or several cache nodes on one file) trains once.
+_LESA_MODELS: dict[tuple, object] = {}
+
+
+def lesa_model(path: str, pf: PredictorFile):
+    """The file's LESA model, trained (once per session and file content) from the file's trajectory sample."""
+    sample = TrajectorySample.from_arrays(pf.lesa, pf.roles) if "traj_values" in pf.lesa else None
+    if sample is None or sample.size < 2:
+        raise PredictorFileError(
+            f"{path}: LESA trains on the element trajectories that L2P Calibrate samples, and this file holds none"
+            f" (it was written by an older version or imported). Run L2P Calibrate into this file once more."
+        )
+    key = (os.path.abspath(path), sample.seen_count, sample.size)
+    if key not in _LESA_MODELS:
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(min(threads, 2))  # small KAN batches: more threads only spin
+            _LESA_MODELS[key] = train_lesa(sample)[0]
+        finally:
+            torch.set_num_threads(threads)
+    return _LESA_MODELS[key]
+
+
+def _run_seed() -> int:
+    return int.from_bytes(os.urandom(4), "little")
 
 
 # ------------------------------------------------------------------------------------------------ L2P Calibrate
@@ -189,6 +226,7 @@ class CalibrationRecorder:
         self.family = family_of(diffusion_model)
         self.model_class = type(diffusion_model).__name__
         self.recorder: TrajectoryRecorder | None = None
+        self.sampler: TrajectorySampler | None = None  # LESA's training data: a fixed-size element sample
         self.latent_channels = 0
 
     def record(self, step: int, outputs: dict) -> None:
@@ -196,6 +234,7 @@ class CalibrationRecorder:
             roles = tuple(r for r in ("cond", "uncond") if r in outputs) + tuple(
                 sorted(r for r in outputs if r not in ("cond", "uncond")))
             self.recorder = TrajectoryRecorder(self.grid, roles=roles)
+            self.sampler = TrajectorySampler(self.grid, roles=roles, seed=_run_seed())
             self.latent_channels = int(next(iter(outputs.values())).shape[1])
         missing = set(self.recorder.roles) ^ set(outputs)
         if missing:
@@ -204,19 +243,21 @@ class CalibrationRecorder:
                 f" {list(self.recorder.roles)}; keep the positive/negative setup fixed during a calibration run."
             )
         self.recorder.record(step, outputs)
+        self.sampler.record(step, outputs)
 
     def finish(self, success: bool, report: RunReport) -> None:
         if self.recorder is None:
             return
         if not success:
             self.recorder.abandon()  # a cancelled run never reaches the file
+            self.sampler.abandon()
             report.notes.append(f"calibration run discarded; {self.path} left unchanged")
             return
         stats = self.recorder.finish()
         pf = extend_calibration_file(
             self.path, stats, model_family=self.family, model_class=self.model_class,
             latent_channels=self.latent_channels, ridge=self.ridge, fit_mode=self.mode.value,
-            created_by="ComfyUI-L2P L2P Calibrate",
+            created_by="ComfyUI-L2P L2P Calibrate", trajectory_sample=self.sampler.finish(),
         )
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
                             f" ({', '.join(pf.roles)}), {pf.steps} steps")

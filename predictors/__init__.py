@@ -8,6 +8,9 @@ from .foca import FoCa
 from .fora import Fora
 from .grid import StepGrid, TimeAxis
 from .l2p import L2PDirect, L2PRollout, unroll_schedule
+from .lesa import Baseline, LesaModel, lesa_from_file, with_lesa
+from .lesa_engine import LesaEngine
+from .lesa_train import LesaTrainConfig, LesaTrainReport, train_lesa
 from .predictor_file import (
     PredictorFile, PredictorFileError, import_official_weight_txt, load_predictor_file, official_predictor_file,
     save_predictor_file,
@@ -19,6 +22,7 @@ from .schedules import (
 )
 from .spectrum import Spectrum
 from .taylorseer import TaylorSeer
+from .trajectory_sample import TrajectorySample, TrajectorySampler
 from .transfer import resample_gram
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
+
 from .calibration import GramStats
 from .fit import fit_paper_matrix
 from .predictor_file import PredictorFile, PredictorFileError, load_predictor_file, save_predictor_file
+from .trajectory_sample import DEFAULT_CAPACITY, TrajectorySample
 
 
 def stats_from_file(pf: PredictorFile, source: str) -> GramStats:
@@ -43,7 +46,8 @@ def file_from_stats(stats: GramStats, *, model_family: str, model_class: str, la
     return PredictorFile(**fields)
 
 
-def extend_calibration_file(path: str, stats: GramStats, **file_fields) -> PredictorFile:
+def extend_calibration_file(path: str, stats: GramStats, trajectory_sample: TrajectorySample | None = None,
+                            sample_capacity: int = DEFAULT_CAPACITY, **file_fields) -> PredictorFile:
     """Add ``stats`` to the file at ``path`` (created when missing) and write it atomically.
 
     An existing file must hold statistics of the same setup (family, grid, roles); otherwise it is left
@@ -62,5 +66,11 @@ def extend_calibration_file(path: str, stats: GramStats, **file_fields) -> Predi
             ) from None
         stats = old.merge(stats)
     pf = file_from_stats(stats, base=base, **file_fields)
+    if trajectory_sample is not None:  # LESA's data: a fixed-size reservoir of element trajectories
+        kept = TrajectorySample.from_arrays(pf.lesa, pf.roles) if "traj_values" in pf.lesa else None
+        merged = (kept or TrajectorySample.empty(stats.grid, stats.roles)).merge(
+            trajectory_sample, capacity=sample_capacity, rng=np.random.default_rng(stats.sample_count))
+        lesa = {k: v for k, v in pf.lesa.items() if not k.startswith("traj_")}
+        pf = dataclasses.replace(pf, lesa={**lesa, **merged.to_arrays()})
     save_predictor_file(path, pf)
     return pf
