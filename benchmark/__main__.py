@@ -73,6 +73,8 @@ def run(args) -> int:
         full_passes = scenario.steps * len(scenario.roles)
         grid_columns = [("full 50 steps", full_images[: args.grid_rows])]
         for variant in variants:
+            if variant.cfg_only and scenario.cfg_scale == 1.0:
+                continue
             for speedup in speedups:
                 file = None
                 if variant.learned:

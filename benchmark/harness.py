@@ -16,7 +16,7 @@ from .pack import comfyui_l2p
 
 comfyui_l2p()
 from comfyui_l2p.nodes.report import RunReport  # noqa: E402
-from comfyui_l2p.nodes.run_state import L2PHolder, RunState  # noqa: E402
+from comfyui_l2p.nodes.run_state import L2PHolder, RunContext, RunState  # noqa: E402
 from comfyui_l2p.predictors import StepGrid  # noqa: E402
 from comfyui_l2p.reference.model import ReferenceModel, load_reference  # noqa: E402
 from comfyui_l2p.reference.sampling import euler_sample, flux_sigmas  # noqa: E402
@@ -99,7 +99,7 @@ def sample_with(model: ReferenceModel, scenario: Scenario, batch: Batch, holder:
     grid = scenario.grid()
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
     start = time.perf_counter()
-    pieces = holder.start_run(grid, model.flux, report)
+    pieces = holder.start_run(RunContext(grid, model.flux, scenario.cfg_scale), report)
     setup_seconds = time.perf_counter() - start
     report.planned_computed = pieces.plan.planned
     run = RunState(pieces, grid, report)

@@ -25,6 +25,7 @@ class Variant:
     learned: bool  # needs a calibration file
     build: Callable[[float, str | None], L2PHolder]  # (speedup, calibration file) -> holder
     on_policy: bool = False  # the calibration file is first extended on-policy at this speedup
+    cfg_only: bool = False  # differs from another variant only under CFG
 
 
 def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
@@ -37,12 +38,13 @@ def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
     return build
 
 
-def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP):
+def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP,
+         cfg_fit: setups.CfgFit = setups.CfgFit.GUIDED):
     def build(speedup: float, file: str | None) -> L2PHolder:
         return setups.l2p_cache_holder(
             file, speedup=speedup, placement=placement.value, warmup=warmup, compute_last=False,
             residual_budget=setups.DEFAULT_RESIDUAL_BUDGET, history_device=setups.HistoryDevice.MODEL.value,
-            mode=mode.value, grid_policy=setups.GridPolicy.REFUSE.value,
+            mode=mode.value, grid_policy=setups.GridPolicy.REFUSE.value, cfg_fit=cfg_fit.value,
         )
     return build
 
@@ -57,6 +59,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("L2P published (Adam, published lists)", True, _l2p(setups.L2PMode.ROLLOUT, Placement.PUBLISHED)),
     Variant("L2P direct (even)", True, _l2p(setups.L2PMode.DIRECT, Placement.EVEN)),
     Variant("L2P direct (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP)),
+    Variant("L2P direct (optimized, each stream fitted)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.PER_STREAM), cfg_only=True),
     Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP),
             on_policy=True),
     Variant("LESA (even)", True, _l2p(setups.L2PMode.LESA, Placement.EVEN)),

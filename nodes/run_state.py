@@ -48,6 +48,15 @@ class CalibrationSink(Protocol):
     def finish(self, success: bool, report: RunReport) -> None: ...
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What a node's setup learns about a run before its first step."""
+
+    grid: StepGrid  # the run's sample_sigmas
+    diffusion_model: Any  # the transformer module (its class decides the model family)
+    cfg_scale: float | None = None  # the guider's CFG scale (None when the guider has no single scale)
+
+
 @dataclass
 class RunPieces:
     """What a node's setup builds for one run."""
@@ -65,13 +74,13 @@ class RunPieces:
 class L2PHolder:
     """The template a node stores in ``model_options["transformer_options"][HOLDER_KEY]``.
 
-    ``start_run(grid, diffusion_model, report)`` returns the RunPieces for one run; it raises user-facing errors
+    ``start_run(context, report)`` returns the RunPieces for one run; it raises user-facing errors
     (e.g. a predictor file calibrated for another step grid) before any step runs.
     """
 
     feature: str
     predictor_name: str
-    start_run: Callable[[StepGrid, Any, RunReport], RunPieces]
+    start_run: Callable[[RunContext, RunReport], RunPieces]
     reports: list[RunReport] = field(default_factory=list)
 
     def __deepcopy__(self, memo):
@@ -240,7 +249,10 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
     sigmas = args[3] if len(args) > 3 else kwargs["sigmas"]
     grid = StepGrid.from_sigmas(sigmas)
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
-    pieces = holder.start_run(grid, guider.model_patcher.model.diffusion_model, report)
+    cfg = getattr(guider, "cfg", None)  # CFGGuider; other guiders (dual CFG, custom) may have none
+    context = RunContext(grid, guider.model_patcher.model.diffusion_model,
+                         float(cfg) if isinstance(cfg, (int, float)) else None)
+    pieces = holder.start_run(context, report)
     report.planned_computed = pieces.plan.planned
     run = RunState(pieces, grid, report)
     guider.model_options = copy_nested_dicts(orig_options)

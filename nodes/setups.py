@@ -30,7 +30,7 @@ from ..predictors.transfer import resample_gram
 from .architectures import family_of
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
-from .run_state import L2PHolder, RunPieces
+from .run_state import L2PHolder, RunContext, RunPieces
 
 # Warm-up guards: training-free predictors need two computed steps for a slope; L2P's optimized placement does
 # better starting from one (benchmark.sweep on the reference model), free to compute step 1 when it pays.
@@ -55,6 +55,13 @@ class L2PMode(enum.Enum):
     LESA = "LESA (non-linear, stage-aware)"
 
 
+class CfgFit(enum.Enum):
+    """What L2P fits under classifier-free guidance (both need a file calibrated with CFG)."""
+
+    GUIDED = "guided output"  # one weight vector fitted on the Gram of u + g (c - u) at the run's scale g
+    PER_STREAM = "each stream"  # cond and uncond each forecast from their own history, fitted on both Grams
+
+
 class CalibrationMode(enum.Enum):
     TEACHER_FORCED = "teacher-forced"
     ON_POLICY = "on-policy"
@@ -64,6 +71,7 @@ HISTORY_DEVICES = [d.value for d in HistoryDevice]
 GRID_POLICIES = [p.value for p in GridPolicy]
 L2P_MODES = [m.value for m in L2PMode]
 CALIBRATION_MODES = [m.value for m in CalibrationMode]
+CFG_FITS = [f.value for f in CfgFit]
 TIME_AXES = [a.value for a in TimeAxis]
 FORECAST_METHODS = list(METHOD_DISPLAY_NAMES)
 L2P_PLACEMENTS = [p.value for p in (Placement.OPTIMIZED, Placement.EVEN, Placement.PROGRESSIVE, Placement.PUBLISHED,
@@ -101,8 +109,8 @@ def forecast_cache_holder(*, method: str, time_axis: str, speedup: float, placem
     offload = HistoryDevice(history_device) is HistoryDevice.CPU
     order = {ForecastMethod.FORA: 0, ForecastMethod.TAYLOR2: 2}.get(kind, 1)
 
-    def start_run(grid: StepGrid, diffusion_model, report: RunReport) -> RunPieces:
-        return RunPieces(predictor, make_plan(config, grid, order=order), offload=offload)
+    def start_run(context: RunContext, report: RunReport) -> RunPieces:
+        return RunPieces(predictor, make_plan(config, context.grid, order=order), offload=offload)
 
     return L2PHolder("Forecast Cache", kind.value, start_run)
 
@@ -140,12 +148,37 @@ def _short(grid: StepGrid) -> str:
     return f"{a[0]:.4g} .. {a[-2]:.4g}" if len(a) > 2 else f"{a[0]:.4g}"
 
 
+def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgFit) -> np.ndarray:
+    """The [S, S] Gram L2P fits and schedules on for this run's guidance.
+
+    Guidance multiplies the difference of the cond and uncond forecasts, so under CFG the error that reaches the
+    image is that of u + g (c - u). GUIDED fits one weight vector on exactly that combination's statistics (applied
+    to both streams, the forecast of the guided output is then the least-squares one); PER_STREAM fits each
+    stream's own error, summed over the streams.
+    """
+    cfg_run = cfg_scale is not None and cfg_scale != 1.0
+    if "uncond" not in stats.roles:
+        if cfg_run:
+            raise PredictorFileError(
+                f"{path}: calibrated without CFG (streams {', '.join(stats.roles)}), but this run uses CFG {cfg_scale:g}"
+                f" (cond and uncond). Calibrate with the same CFG setup (L2P Calibrate with a negative prompt and"
+                f" cfg > 1) into another file."
+            )
+        return stats.combined_gram({r: 1.0 for r in stats.roles})
+    if not cfg_run:
+        return stats.role_gram("cond")  # cfg 1: ComfyUI drops the uncond stream
+    if cfg_fit is CfgFit.GUIDED:
+        return stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
+    return stats.combined_gram({r: 1.0 for r in stats.roles})
+
+
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
-                     residual_budget: float, history_device: str, mode: str, grid_policy: str) -> L2PHolder:
+                     residual_budget: float, history_device: str, mode: str, grid_policy: str,
+                     cfg_fit: str = CfgFit.GUIDED.value) -> L2PHolder:
     """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start."""
     pf = load_predictor_file(path)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
-    mode, policy = L2PMode(mode), GridPolicy(grid_policy)
+    mode, policy, cfg_fit = L2PMode(mode), GridPolicy(grid_policy), CfgFit(cfg_fit)
     offload = HistoryDevice(history_device) is HistoryDevice.CPU
     ridge = pf.ridge_lambda if pf.ridge_lambda is not None else DEFAULT_RIDGE
     name = os.path.basename(path)
@@ -161,8 +194,9 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
                 f" 'even' or 'published' placement, or calibrate with L2P Calibrate."
             )
 
-    def start_run(grid: StepGrid, diffusion_model, report: RunReport) -> RunPieces:
-        _check_family(path, pf, family_of(diffusion_model))
+    def start_run(context: RunContext, report: RunReport) -> RunPieces:
+        grid = context.grid
+        _check_family(path, pf, family_of(context.diffusion_model))
         if not pf.has_gram:
             if grid.num_steps != pf.steps:
                 raise PredictorFileError(
@@ -171,7 +205,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
                 )
             return RunPieces(L2PRollout(pf.paper_matrix), make_plan(config, grid), offload=offload)
         stats = _run_stats(path, pf, grid, policy, report)
-        gram = stats.combined_gram({r: 1.0 for r in stats.roles})
+        gram = fit_gram(path, stats, context.cfg_scale, cfg_fit)
         if mode is L2PMode.LESA:
             model = lesa_model(path, pf)
             return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
@@ -203,7 +237,9 @@ def lesa_model(path: str, pf: PredictorFile):
         threads = torch.get_num_threads()
         try:
             torch.set_num_threads(min(threads, 2))  # small KAN batches: more threads only spin
-            _LESA_MODELS[key] = train_lesa(sample)[0]
+            # ComfyUI executes graphs under inference_mode (execution.py); training needs autograd back
+            with torch.inference_mode(False), torch.enable_grad():
+                _LESA_MODELS[key] = train_lesa(sample)[0]
         finally:
             torch.set_num_threads(threads)
     return _LESA_MODELS[key]
@@ -292,8 +328,9 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
     config = _schedule_config(on_policy_speedup, Placement.OPTIMIZED.value, DEFAULT_WARMUP, False,
                               DEFAULT_RESIDUAL_BUDGET)
 
-    def start_run(grid: StepGrid, diffusion_model, report: RunReport) -> RunPieces:
-        sink = CalibrationRecorder(path, grid, diffusion_model, ridge, mode)
+    def start_run(context: RunContext, report: RunReport) -> RunPieces:
+        grid = context.grid
+        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode)
         predictor, plan, gram = Fora(), EveryStepPlan(grid.num_steps), None
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
             pf = load_predictor_file(path, expect_grid=grid, expect_family=sink.family)

@@ -14,7 +14,7 @@ import comfy_host
 pytestmark = pytest.mark.comfy
 
 CACHE = dict(speedup=2.5, placement="optimized", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
-             history_device="model device", predictor="direct", step_grid_mismatch="refuse")
+             history_device="model device", predictor="direct", step_grid_mismatch="refuse", cfg_fit="guided output")
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +200,7 @@ def test_lesa_trained_from_the_calibration_file(pack, l2p_dir):
     for seed in range(2):
         comfy_host.sample(cal, steps=10, cfg=1.0, seed=seed)
     patched = l2p_cache(pack, tiny, predictor="LESA (non-linear, stage-aware)", placement="even", warmup_steps=2)
-    with comfy_host.count_passes(tiny) as counter:
+    with comfy_host.count_passes(tiny) as counter, torch.inference_mode():  # as ComfyUI's executor runs graphs
         out = comfy_host.sample(patched, steps=10, cfg=1.0, seed=5)
     assert counter.forwards == 4 and torch.isfinite(out).all()
     assert reports(patched)[-1].status == "finished"

@@ -99,9 +99,9 @@ def test_outer_wrapper_creates_state_per_run_and_restores_options_even_on_cancel
     grid = StepGrid.uniform(4)
     started = []
 
-    def start_run(g, dm, report):
-        started.append(g.num_steps)
-        return RunPieces(TaylorSeer(order=1), EveryStepPlan(g.num_steps))
+    def start_run(context, report):
+        started.append(context.grid.num_steps)
+        return RunPieces(TaylorSeer(order=1), EveryStepPlan(context.grid.num_steps))
 
     holder = L2PHolder("test", "taylorseer", start_run)
     options = {"transformer_options": {HOLDER_KEY: holder}}
