@@ -164,12 +164,12 @@ def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgF
                 f" (cond and uncond). Calibrate with the same CFG setup (L2P Calibrate with a negative prompt and"
                 f" cfg > 1) into another file."
             )
-        return stats.combined_gram({r: 1.0 for r in stats.roles})
+        return stats.summed_gram()
     if not cfg_run:
         return stats.role_gram("cond")  # cfg 1: ComfyUI drops the uncond stream
     if cfg_fit is CfgFit.GUIDED:
         return stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
-    return stats.combined_gram({r: 1.0 for r in stats.roles})
+    return stats.summed_gram()
 
 
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
@@ -256,8 +256,9 @@ REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
 class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file atomically."""
 
-    def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode) -> None:
-        self.path, self.grid, self.ridge, self.mode = path, grid, ridge, mode
+    def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode,
+                 cfg_scale: float | None = None) -> None:
+        self.path, self.grid, self.ridge, self.mode, self.cfg_scale = path, grid, ridge, mode, cfg_scale
         self.on_policy = mode is CalibrationMode.ON_POLICY
         self.family = family_of(diffusion_model)
         self.model_class = type(diffusion_model).__name__
@@ -297,12 +298,14 @@ class CalibrationRecorder:
         )
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
                             f" ({', '.join(pf.roles)}), {pf.steps} steps")
-        report.notes.append(expected_quality_line(stats_from_file(pf, self.path), self.ridge))
+        report.notes.append(expected_quality_line(self.path, stats_from_file(pf, self.path), self.ridge,
+                                                  self.cfg_scale))
 
 
-def expected_quality_line(stats: GramStats, ridge: float) -> str:
-    """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups."""
-    gram = stats.combined_gram({r: 1.0 for r in stats.roles})
+def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None) -> str:
+    """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups, for the
+    output the sampler uses (the guided one under CFG)."""
+    gram = fit_gram(path, stats, cfg_scale, CfgFit.GUIDED)
     grid = stats.grid
     d = np.abs(grid.dsigma())
     total = float(d @ gram @ d)
@@ -330,11 +333,11 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode)
+        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale)
         predictor, plan, gram = Fora(), EveryStepPlan(grid.num_steps), None
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
             pf = load_predictor_file(path, expect_grid=grid, expect_family=sink.family)
-            gram = stats_from_file(pf, path).combined_gram({r: 1.0 for r in pf.roles})
+            gram = fit_gram(path, stats_from_file(pf, path), context.cfg_scale, CfgFit.GUIDED)
             predictor = L2PDirect(gram, ridge=ridge)
         if mode is CalibrationMode.ON_POLICY:
             plan = make_plan(config, grid, gram=gram, ridge=ridge)

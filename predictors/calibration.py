@@ -172,6 +172,11 @@ class GramStats:
         r, s = self.role_index(role), self.num_steps
         return self.gram[r * s:(r + 1) * s, r * s:(r + 1) * s].copy()
 
+    def summed_gram(self) -> np.ndarray:
+        """float64 [S, S]: the sum of every role's own block, i.e. the statistics of all streams' errors together
+        when each stream is forecast from its own history (no cross-stream terms)."""
+        return sum(self.role_gram(r) for r in self.roles)
+
     def combined_gram(self, role_weights: Mapping[str, float]) -> np.ndarray:
         """float64 [S, S]: the Gram of sum_r w_r F^r, e.g. {"cond": g, "uncond": 1 - g} for CFG u + g (c - u).
 

@@ -33,7 +33,7 @@ def file_from_stats(stats: GramStats, *, model_family: str, model_class: str, la
                     **metadata: str) -> PredictorFile:
     """A predictor file holding ``stats`` and the paper-form matrix refitted from them (for inspection and the
     'published rollout' predictor). ``base`` carries over metadata and LESA tensors of an existing file."""
-    paper = fit_paper_matrix(stats.combined_gram({r: 1.0 for r in stats.roles}), ridge)
+    paper = fit_paper_matrix(stats.summed_gram(), ridge)
     fields = dict(
         steps=stats.num_steps, model_family=model_family, roles=stats.roles, model_class=model_class,
         latent_channels=latent_channels, ridge_lambda=ridge, fit_mode=fit_mode, created_by=created_by,
