@@ -71,20 +71,17 @@ class L2PCache(io.ComfyNode):
                 io.Combo.Input("step_grid_mismatch", options=setups.GRID_POLICIES, default=setups.GRID_POLICIES[0],
                                tooltip="When the run's sigmas differ from the file's: refuse with an error, or"
                                        " resample the calibration to the run's grid."),
-                io.Combo.Input("cfg_fit", options=setups.CFG_FITS, default=setups.CFG_FITS[0],
-                               tooltip="With CFG (cfg > 1): fit the guided output u + g(c - u) that the sampler"
-                                       " uses (recommended), or each stream's own output. No effect at cfg 1."),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
-                history_device, predictor, step_grid_mismatch, cfg_fit) -> io.NodeOutput:
+                history_device, predictor, step_grid_mismatch) -> io.NodeOutput:
         holder = setups.l2p_cache_holder(
             files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
             compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-            mode=predictor, grid_policy=step_grid_mismatch, cfg_fit=cfg_fit,
+            mode=predictor, grid_policy=step_grid_mismatch,
         )
         return io.NodeOutput(install(model, holder))
 

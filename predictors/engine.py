@@ -10,6 +10,7 @@ A forecast asks the predictor for float64 weights (cached per (target, computed 
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Hashable
 
@@ -30,24 +31,20 @@ class StreamHistory:
     layout: tuple | None = None
 
 
-class ForecastEngine:
-    """Forecasts skipped steps of every stream with one linear predictor on one grid.
+class HistoryEngine(abc.ABC):
+    """Per-stream history of computed outputs and everything around a forecast except the forecast itself.
 
-    Args:
-        predictor: the coefficient provider.
-        grid: the run's sigma grid (S+1 values).
-        offload: keep history in CPU memory (pinned when CUDA is available) and copy back on use.
+    Subclasses implement ``forecast``; RunState uses exactly these public methods, whatever the predictor.
     """
 
-    def __init__(self, predictor: LinearPredictor, grid: StepGrid, offload: bool = False) -> None:
-        self.predictor = predictor
+    def __init__(self, grid: StepGrid, offload: bool, history_limit: int | None) -> None:
         self.grid = grid
         self.offload = offload
+        self.history_limit = history_limit
         self.reset()
 
     def reset(self) -> None:
         self.streams: dict[Hashable, StreamHistory] = {}
-        self._coef_cache: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
 
     # ------------------------------------------------------------------ history
     def has_history(self, key: Hashable) -> bool:
@@ -75,12 +72,47 @@ class ForecastEngine:
             stored = host
         else:
             stored = stored.clone()
-        stream.steps.append(step)
+        stream.steps.append(int(step))
         stream.outputs.append(stored)
-        limit = self.predictor.history_limit
+        limit = self.history_limit
         if limit is not None and len(stream.steps) > limit:
             del stream.steps[:-limit]
             del stream.outputs[:-limit]
+
+    @abc.abstractmethod
+    def forecast(self, key: Hashable, target: int) -> torch.Tensor:
+        """The forecast output of ``target`` for stream ``key``: the stored outputs' shape, dtype and device."""
+
+    def residual(self, key: Hashable, step: int, truth: torch.Tensor) -> float | None:
+        """Relative error ||F_hat - F|| / ||F|| that a forecast of ``step`` would have had, from the history
+        before ``step``; None when the stream has nothing to forecast from. Call before ``observe``."""
+        if not self.has_history(key) or self.streams[key].layout[2] != tuple(truth.shape):
+            return None
+        pred = self.forecast(key, step).to(torch.float32)
+        truth32 = truth.detach().to(torch.float32)
+        denom = float(torch.linalg.vector_norm(truth32))
+        return float(torch.linalg.vector_norm(pred - truth32)) / max(denom, 1e-12)
+
+    def history_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for s in self.streams.values() for t in s.outputs)
+
+
+class ForecastEngine(HistoryEngine):
+    """Forecasts skipped steps of every stream with one linear predictor on one grid.
+
+    Args:
+        predictor: the coefficient provider.
+        grid: the run's sigma grid (S+1 values).
+        offload: keep history in CPU memory (pinned when CUDA is available) and copy back on use.
+    """
+
+    def __init__(self, predictor: LinearPredictor, grid: StepGrid, offload: bool = False) -> None:
+        self.predictor = predictor
+        super().__init__(grid, offload, predictor.history_limit)
+
+    def reset(self) -> None:
+        super().reset()
+        self._coef_cache: dict[tuple[int, tuple[int, ...]], np.ndarray] = {}
 
     # ------------------------------------------------------------------ forecasting
     def coefficients(self, key: Hashable, target: int) -> np.ndarray:
@@ -112,16 +144,3 @@ class ForecastEngine:
         if acc is None:
             acc = torch.zeros(stream.layout[2], dtype=torch.float32, device=device)
         return acc.to(dtype)
-
-    def residual(self, key: Hashable, step: int, truth: torch.Tensor) -> float | None:
-        """Relative error ||F_hat - F|| / ||F|| that a forecast of ``step`` would have had, from the history
-        before ``step``; None when the stream has nothing to forecast from. Call before ``observe``."""
-        if not self.has_history(key) or self.streams[key].layout[2] != tuple(truth.shape):
-            return None
-        pred = self.forecast(key, step).to(torch.float32)
-        truth32 = truth.detach().to(torch.float32)
-        denom = float(torch.linalg.vector_norm(truth32))
-        return float(torch.linalg.vector_norm(pred - truth32)) / max(denom, 1e-12)
-
-    def history_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for s in self.streams.values() for t in s.outputs)

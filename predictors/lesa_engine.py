@@ -14,7 +14,7 @@ from typing import ClassVar, Hashable
 import torch
 
 from .base import ForecastError
-from .engine import StreamHistory
+from .engine import HistoryEngine
 from .grid import StepGrid
 from .lesa import LesaModel
 
@@ -29,7 +29,7 @@ class LesaPredictor:
     history_limit: int
 
 
-class LesaEngine:
+class LesaEngine(HistoryEngine):
     """Forecasts skipped steps of every stream with a LESA model on one grid (ForecastEngine's public methods).
 
     Args:
@@ -44,52 +44,17 @@ class LesaEngine:
         if not isinstance(model, LesaModel):
             raise TypeError(f"LesaEngine needs a LesaModel, got {type(model).__name__}")
         self.model = model
-        self.grid = grid
-        self.offload = offload
         self.chunk_elements = int(chunk_elements)
         if self.chunk_elements < 1:
             raise ValueError(f"chunk_elements must be >= 1, got {chunk_elements}")
         self.predictor = LesaPredictor(history_limit=model.history)
         self._device_params: dict[torch.device, tuple] = {}
-        self.reset()
-
-    def reset(self) -> None:
-        self.streams: dict[Hashable, StreamHistory] = {}
-
-    # ------------------------------------------------------------------ history
-    def has_history(self, key: Hashable) -> bool:
-        stream = self.streams.get(key)
-        return stream is not None and bool(stream.steps)
-
-    def computed_steps(self, key: Hashable) -> tuple[int, ...]:
-        stream = self.streams.get(key)
-        return tuple(stream.steps) if stream else ()
+        super().__init__(grid, offload, model.history)
 
     def observe(self, key: Hashable, step: int, output: torch.Tensor) -> None:
-        """Record the true output of a computed step. Steps of one stream must arrive in increasing order."""
-        stream = self.streams.setdefault(key, StreamHistory())
-        layout = (output.device, output.dtype, tuple(output.shape))
-        if stream.layout is not None and stream.layout != layout:
-            stream.steps.clear()
-            stream.outputs.clear()
-        stream.layout = layout
-        if stream.steps and step <= stream.steps[-1]:
-            raise ValueError(f"stream {key!r}: step {step} observed after step {stream.steps[-1]}")
         if not output.dtype.is_floating_point:
             raise ValueError(f"stream {key!r}: LESA forecasts floating-point outputs, got {output.dtype}")
-        stored = output.detach()
-        if self.offload and stored.device.type != "cpu":
-            host = torch.empty(stored.shape, dtype=stored.dtype, pin_memory=torch.cuda.is_available())
-            host.copy_(stored, non_blocking=True)
-            stored = host
-        else:
-            stored = stored.clone()
-        stream.steps.append(int(step))
-        stream.outputs.append(stored)
-        limit = self.model.history
-        if len(stream.steps) > limit:
-            del stream.steps[:-limit]
-            del stream.outputs[:-limit]
+        super().observe(key, step, output)
 
     # ------------------------------------------------------------------ forecasting
     def _params(self, device: torch.device, expert: int) -> dict[str, torch.Tensor]:
@@ -130,16 +95,3 @@ class LesaEngine:
                 out = self.model.expert_forward(expert, phi, params)  # [chunk]
                 result[start:stop] = (base + self.model.out_scale * out).to(dtype)
         return result.reshape(shape)
-
-    def residual(self, key: Hashable, step: int, truth: torch.Tensor) -> float | None:
-        """Relative error ||F_hat - F|| / ||F|| that a forecast of ``step`` would have had, from the history
-        before ``step``; None when the stream has nothing to forecast from. Call before ``observe``."""
-        if not self.has_history(key) or self.streams[key].layout[2] != tuple(truth.shape):
-            return None
-        pred = self.forecast(key, step).to(torch.float32)
-        truth32 = truth.detach().to(torch.float32)
-        denom = float(torch.linalg.vector_norm(truth32))
-        return float(torch.linalg.vector_norm(pred - truth32)) / max(denom, 1e-12)
-
-    def history_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for s in self.streams.values() for t in s.outputs)

@@ -14,7 +14,7 @@ import comfy_host
 pytestmark = pytest.mark.comfy
 
 CACHE = dict(speedup=2.5, placement="optimized", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
-             history_device="model device", predictor="direct", step_grid_mismatch="refuse", cfg_fit="guided output")
+             history_device="model device", predictor="direct", step_grid_mismatch="refuse")
 
 
 @pytest.fixture(scope="module")
