@@ -291,6 +291,26 @@ def empty_stats(grid: StepGrid, roles: Sequence[str] = ("cond",)) -> GramStats:
 
 
 # ---------------------------------------------------------------------------------------------- recording
+def check_step_outputs(step: int, outputs: Mapping[str, torch.Tensor], roles: tuple[str, ...],
+                       num_steps: int) -> tuple:
+    """Validate one step's outputs for every role; returns their common (shape, dtype, device)."""
+    if not 0 <= step < num_steps:
+        raise ValueError(f"step {step} is outside the {num_steps}-step calibration grid")
+    if set(outputs) != set(roles):
+        raise ValueError(f"step {step}: expected outputs for roles {roles}, got {tuple(outputs)}")
+    first = outputs[roles[0]]
+    layout = (tuple(first.shape), first.dtype, first.device)
+    for role in roles:
+        out = outputs[role]
+        found = (tuple(out.shape), out.dtype, out.device)
+        if found != layout:
+            raise ValueError(f"step {step}: role {role!r} output is {found}, role {roles[0]!r} is "
+                             f"{layout}; every role needs the same shape, dtype and device")
+    if first.ndim < 1 or first.shape[0] < 1:
+        raise ValueError(f"step {step}: outputs must be [N, ...] with N >= 1 batch rows, got {layout[0]}")
+    return layout
+
+
 @dataclass
 class _RunState:
     buffer: torch.Tensor  # [S*R, N*D] in the outputs' dtype, row s*R + r = role r at step s (step-major)
@@ -337,20 +357,7 @@ class TrajectoryRecorder:
         samples (row n of every role is the same sample)."""
         self._check_open()
         num_steps = self.grid.num_steps
-        if not 0 <= step < num_steps:
-            raise ValueError(f"step {step} is outside the {num_steps}-step calibration grid")
-        if set(outputs) != set(self.roles):
-            raise ValueError(f"step {step}: expected outputs for roles {self.roles}, got {tuple(outputs)}")
-        first = outputs[self.roles[0]]
-        layout = (tuple(first.shape), first.dtype, first.device)
-        for role in self.roles:
-            out = outputs[role]
-            found = (tuple(out.shape), out.dtype, out.device)
-            if found != layout:
-                raise ValueError(f"step {step}: role {role!r} output is {found}, role {self.roles[0]!r} is "
-                                 f"{layout}; every role needs the same shape, dtype and device")
-        if first.ndim < 1 or first.shape[0] < 1:
-            raise ValueError(f"step {step}: outputs must be [N, ...] with N >= 1 batch rows, got {layout[0]}")
+        layout = check_step_outputs(step, outputs, self.roles, num_steps)
         state = self._state
         if state is None:
             state = self._state = self._new_run(layout)

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .calibration import _check_roles
+from .calibration import _check_roles, check_step_outputs
 from .grid import StepGrid
 
 VALUES_KEY = "traj_values"
@@ -230,19 +230,8 @@ class TrajectorySampler:
         batch rows (row n of every role is the same sample)."""
         self._check_open()
         num_steps = self.grid.num_steps
-        if not 0 <= step < num_steps:
-            raise ValueError(f"step {step} is outside the {num_steps}-step calibration grid")
-        if set(outputs) != set(self.roles):
-            raise ValueError(f"step {step}: expected outputs for roles {self.roles}, got {tuple(outputs)}")
+        layout = check_step_outputs(step, outputs, self.roles, num_steps)
         first = outputs[self.roles[0]]
-        layout = (tuple(first.shape), first.dtype, first.device)
-        for role in self.roles:
-            out = outputs[role]
-            if (tuple(out.shape), out.dtype, out.device) != layout:
-                raise ValueError(f"step {step}: role {role!r} output is {(tuple(out.shape), out.dtype, out.device)}, "
-                                 f"role {self.roles[0]!r} is {layout}; every role needs the same layout")
-        if first.ndim < 1 or first.shape[0] < 1:
-            raise ValueError(f"step {step}: outputs must be [N, ...] with N >= 1 batch rows, got {layout[0]}")
         if not first.dtype.is_floating_point:
             raise ValueError(f"outputs must be floating point, got {first.dtype}")
         if self._layout is None:
