@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from benchmark.pack import comfyui_l2p  # noqa: E402
 
 comfyui_l2p()
-from comfyui_l2p.predictors import ForecastEngine, L2PDirect, StepGrid, TaylorSeer  # noqa: E402
+from comfyui_l2p.predictors import ForecastEngine, L2PDirect, LesaEngine, LesaModel, StepGrid, TaylorSeer  # noqa: E402
 from comfyui_l2p.predictors.schedules import even_schedule  # noqa: E402
 from comfyui_l2p.reference.model import load_reference  # noqa: E402
 
@@ -56,6 +56,11 @@ def main() -> int:
                 used = int((engine.coefficients("cond", target) != 0).sum())
                 rows.append((f"forecast {name}, {used} outputs, {str(dtype).split('.')[-1]}",
                              median_ms(lambda: engine.forecast("cond", target))))
+    lesa = LesaEngine(LesaModel.untrained(grid.array), grid)  # an untrained KAN costs what a trained one does
+    for s in even_schedule(50, 9, warmup=2):
+        lesa.observe("cond", s, torch.randn(1, 16, 128, 128))
+    rows.append(("forecast LESA (KAN per element, 3 outputs), float32",
+                 median_ms(lambda: lesa.forecast("cond", 45), repeats=5)))
     model = load_reference()
     x = torch.randn(1, 16, 8, 8)
     cond, _ = model.conditioning(torch.tensor([3]))
