@@ -75,9 +75,8 @@ class RunReport:
         for r in self.streams.values():
             res = [v for v in r.residuals.values()]
             worst = f", worst residual {max(res):.3f}" if res else ""
-            lines.append(
-                f"{LOG_PREFIX}   stream {r.name}: computed {len(r.computed)} {r.computed}, forecast {len(r.forecast)}{worst}"
-            )
+            lines.append(f"{LOG_PREFIX}   stream {r.name}: computed {len(r.computed)} {r.computed},"
+                         f" forecast {len(r.forecast)}{worst}")
         reasons = collections.Counter(reason for _, _, reason in self.forced)
         for reason, n in reasons.items():
             lines.append(f"{LOG_PREFIX}   forced {n}x: {reason}")

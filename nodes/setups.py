@@ -163,8 +163,8 @@ def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgF
     if "uncond" not in stats.roles:
         if cfg_run:
             raise PredictorFileError(
-                f"{path}: calibrated without CFG (streams {', '.join(stats.roles)}), but this run uses CFG {cfg_scale:g}"
-                f" (cond and uncond). Calibrate with the same CFG setup (L2P Calibrate with a negative prompt and"
+                f"{path}: calibrated without CFG (streams {', '.join(stats.roles)}), but this run uses CFG"
+                f" {cfg_scale:g} (cond and uncond). Calibrate with the same CFG setup (L2P Calibrate with a negative prompt and"
                 f" cfg > 1) into another file."
             )
         return stats.summed_gram()
