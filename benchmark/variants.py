@@ -59,6 +59,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("L2P published (Adam, published lists)", True, _l2p(setups.L2PMode.ROLLOUT, Placement.PUBLISHED)),
     Variant("L2P direct (even)", True, _l2p(setups.L2PMode.DIRECT, Placement.EVEN)),
     Variant("L2P direct (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP)),
+    Variant("L2P direct (optimized, each stream on its own statistics)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.PER_ROLE), cfg_only=True),
     Variant("L2P direct (optimized, guided-output fit)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.GUIDED), cfg_only=True),
     Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP),

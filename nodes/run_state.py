@@ -137,17 +137,18 @@ class RunState:
             return self._compute_untracked(executor, args, kwargs)
         seen.update(uuids)
         names = [self._stream_name(u, r) for u, r in zip(uuids, roles or [0] * len(uuids))]
+        keys = [(ROLE_NAMES.get(int(r), f"role{r}"), u) for u, r in zip(uuids, roles or [0] * len(uuids))]
 
         compute = self._decide(step, sigma)
-        if not compute and not all(self.engine.has_history(u) for u in uuids):
+        if not compute and not all(self.engine.has_history(k) for k in keys):
             self.report.force(step, sigma, ForcedReason.NO_HISTORY)
             compute = True
         if compute:
             out = executor(*args, **kwargs)
             self.report.transformer_calls += 1
-            self._observe(step, uuids, names, out)
+            self._observe(step, keys, names, out)
             return out
-        forecast = torch.cat([self.engine.forecast(u, step) for u in uuids], dim=0)
+        forecast = torch.cat([self.engine.forecast(k, step) for k in keys], dim=0)
         self.report.forecast_calls += 1
         for name in names:
             self.report.stream(name).forecast.append(step)
@@ -180,20 +181,20 @@ class RunState:
         self.report.transformer_calls += 1
         return executor(*args, **kwargs)
 
-    def _observe(self, step: int, uuids: list, names: list[str], out: torch.Tensor) -> None:
-        chunks = out.chunk(len(uuids), dim=0)  # [len(uuids) * B, ...] -> len(uuids) x [B, ...]
+    def _observe(self, step: int, keys: list, names: list[str], out: torch.Tensor) -> None:
+        chunks = out.chunk(len(keys), dim=0)  # [len(keys) * B, ...] -> len(keys) x [B, ...]
         worst = None
-        for uuid, name, chunk in zip(uuids, names, chunks):
-            r = self.engine.residual(uuid, step, chunk)
+        for key, name, chunk in zip(keys, names, chunks):
+            r = self.engine.residual(key, step, chunk)
             stream = self.report.stream(name)
             stream.computed.append(step)
             if r is not None:
                 stream.residuals[step] = r
                 worst = r if worst is None else max(worst, r)
-            self.engine.observe(uuid, step, chunk)
+            self.engine.observe(key, step, chunk)
         if worst is not None:
             self.pieces.plan.report_residual(step, worst)
-        self._record_truth(step, names, out, len(uuids))
+        self._record_truth(step, names, out, len(keys))
 
     def _record_truth(self, step: int, names: list[str], out: torch.Tensor, n_chunks: int) -> None:
         calib = self.pieces.calibration

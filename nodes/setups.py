@@ -17,6 +17,7 @@ from ..predictors.lesa_train import train_lesa
 from ..predictors.trajectory_sample import TrajectorySample, TrajectorySampler
 from ..predictors.calibration_file import extend_calibration_file, stats_from_file
 from ..predictors.fit import DEFAULT_RIDGE, fit_paper_adam
+from ..predictors.engine import ForecastEngine, RoutedEngine
 from ..predictors.fora import Fora
 from ..predictors.grid import StepGrid, TimeAxis
 from ..predictors.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
@@ -64,6 +65,7 @@ class CfgFit(enum.Enum):
     """
 
     PER_STREAM = "each stream"  # cond and uncond each forecast from their own history, fitted on both Grams
+    PER_ROLE = "each stream, own statistics"  # cond fitted on the cond Gram, uncond on the uncond Gram
     GUIDED = "guided output"  # one weight vector fitted on the Gram of u + g (c - u) at the run's scale g
 
 
@@ -172,7 +174,11 @@ def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgF
         return stats.role_gram("cond")  # cfg 1: ComfyUI drops the uncond stream
     if cfg_fit is CfgFit.GUIDED:
         return stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
-    return stats.summed_gram()
+    return stats.summed_gram()  # PER_STREAM; PER_ROLE schedules on it too and fits each role on its own block
+
+
+def _is_cfg(cfg_scale: float | None, stats: GramStats) -> bool:
+    return cfg_scale is not None and cfg_scale != 1.0 and "uncond" in stats.roles
 
 
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
@@ -213,6 +219,13 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
             model = lesa_model(path, pf)
             return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
                              make_engine=lambda g, off: LesaEngine(model, g, offload=off))
+        if mode is L2PMode.DIRECT and cfg_fit is CfgFit.PER_ROLE and _is_cfg(context.cfg_scale, stats):
+            engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge) for r in stats.roles}
+            default = L2PDirect(gram, ridge=ridge)
+            return RunPieces(default, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload,
+                             make_engine=lambda g, off: RoutedEngine(
+                                 {r: ForecastEngine(p, g, off) for r, p in engines.items()},
+                                 ForecastEngine(default, g, off)))
         if mode is L2PMode.DIRECT:
             predictor = L2PDirect(gram, ridge=ridge)
         else:  # the published recipe: Adam from the identity, 201 full-batch steps (regularised by early stopping)

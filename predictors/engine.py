@@ -144,3 +144,41 @@ class ForecastEngine(HistoryEngine):
         if acc is None:
             acc = torch.zeros(stream.layout[2], dtype=torch.float32, device=device)
         return acc.to(dtype)
+
+
+class RoutedEngine:
+    """Several engines behind ForecastEngine's public methods, chosen by the first item of a stream key.
+
+    RunState keys streams as (role, uuid), so a ``RoutedEngine({"cond": a, "uncond": b})`` forecasts each role
+    with its own predictor (e.g. L2P fitted on that role's own statistics). Keys of other roles go to ``default``.
+    """
+
+    def __init__(self, engines: dict[str, HistoryEngine], default: HistoryEngine) -> None:
+        self.engines, self.default = engines, default
+        self.predictor = default.predictor if hasattr(default, "predictor") else None
+
+    def _route(self, key: Hashable) -> HistoryEngine:
+        role = key[0] if isinstance(key, tuple) and key else None
+        return self.engines.get(role, self.default)
+
+    def reset(self) -> None:
+        for engine in {id(e): e for e in [*self.engines.values(), self.default]}.values():
+            engine.reset()
+
+    def has_history(self, key: Hashable) -> bool:
+        return self._route(key).has_history(key)
+
+    def computed_steps(self, key: Hashable) -> tuple[int, ...]:
+        return self._route(key).computed_steps(key)
+
+    def observe(self, key: Hashable, step: int, output: torch.Tensor) -> None:
+        self._route(key).observe(key, step, output)
+
+    def forecast(self, key: Hashable, target: int) -> torch.Tensor:
+        return self._route(key).forecast(key, target)
+
+    def residual(self, key: Hashable, step: int, truth: torch.Tensor) -> float | None:
+        return self._route(key).residual(key, step, truth)
+
+    def history_bytes(self) -> int:
+        return sum(e.history_bytes() for e in {id(e): e for e in [*self.engines.values(), self.default]}.values())

@@ -54,3 +54,18 @@ def test_residual_measures_the_forecast_that_would_have_been_made():
     eng.observe("a", 0, torch.ones(3))
     assert eng.residual("a", 1, 2 * torch.ones(3)) == pytest.approx(0.5)
     assert np.isclose(eng.residual("a", 1, torch.ones(3)), 0.0)
+
+
+def test_routed_engine_forecasts_each_role_with_its_own_predictor():
+    from comfyui_l2p.predictors.engine import RoutedEngine
+
+    grid = StepGrid.uniform(10)
+    routed = RoutedEngine({"uncond": ForecastEngine(Fora(), grid)}, ForecastEngine(TaylorSeer(order=1), grid))
+    for key in (("cond", "a"), ("uncond", "b")):
+        routed.observe(key, 0, torch.zeros(2))
+        routed.observe(key, 1, torch.ones(2))
+    assert torch.equal(routed.forecast(("cond", "a"), 3), torch.full((2,), 3.0))  # TaylorSeer-1 extrapolates
+    assert torch.equal(routed.forecast(("uncond", "b"), 3), torch.ones(2))  # FORA holds
+    assert routed.history_bytes() == 3 * 2 * 4  # Taylor keeps 2 outputs, FORA 1
+    routed.reset()
+    assert not routed.has_history(("cond", "a")) and not routed.has_history(("uncond", "b"))
