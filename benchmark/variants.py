@@ -39,7 +39,7 @@ def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
 
 
 def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP,
-         cfg_fit: setups.CfgFit = setups.CfgFit.PER_STREAM):
+         cfg_fit: setups.CfgFit = setups.CfgFit.PER_ROLE):
     def build(speedup: float, file: str | None) -> L2PHolder:
         return setups.l2p_cache_holder(
             file, speedup=speedup, placement=placement.value, warmup=warmup, compute_last=False,
@@ -59,8 +59,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("L2P published (Adam, published lists)", True, _l2p(setups.L2PMode.ROLLOUT, Placement.PUBLISHED)),
     Variant("L2P direct (even)", True, _l2p(setups.L2PMode.DIRECT, Placement.EVEN)),
     Variant("L2P direct (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP)),
-    Variant("L2P direct (optimized, each stream on its own statistics)", True,
-            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.PER_ROLE), cfg_only=True),
+    Variant("L2P direct (optimized, streams' statistics summed)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.PER_STREAM), cfg_only=True),
     Variant("L2P direct (optimized, guided-output fit)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.GUIDED), cfg_only=True),
     Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP),

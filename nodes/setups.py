@@ -59,13 +59,14 @@ class L2PMode(enum.Enum):
 class CfgFit(enum.Enum):
     """What L2P fits under classifier-free guidance (both need a file calibrated with CFG).
 
-    PER_STREAM is what the nodes use. GUIDED fits the guided output's statistics exactly, yet on the reference
-    model it diverged at 4.55x and 5.56x (PSNR ~4 dB: large weights that teacher-forced statistics cannot see
-    amplifying the trajectory's drift), so it stays a benchmark variant only (python3 -m benchmark).
+    PER_ROLE is what the nodes use: on the reference model (python3 -m benchmark) it was 0.1-0.5 dB ahead of
+    PER_STREAM. GUIDED fits the guided output's statistics exactly, yet it diverged at 4.55x and 5.56x (PSNR ~4 dB:
+    large weights that teacher-forced statistics cannot see amplifying the trajectory's drift), so it stays a
+    benchmark variant only.
     """
 
-    PER_STREAM = "each stream"  # cond and uncond each forecast from their own history, fitted on both Grams
     PER_ROLE = "each stream, own statistics"  # cond fitted on the cond Gram, uncond on the uncond Gram
+    PER_STREAM = "each stream, summed statistics"  # one weight vector per step for both, fitted on both Grams
     GUIDED = "guided output"  # one weight vector fitted on the Gram of u + g (c - u) at the run's scale g
 
 
@@ -157,7 +158,8 @@ def _short(grid: StepGrid) -> str:
 def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgFit) -> np.ndarray:
     """The [S, S] Gram L2P fits and schedules on for this run's guidance.
 
-    PER_STREAM: each stream's own error, summed over the streams (the default). GUIDED: guidance multiplies the
+    PER_ROLE / PER_STREAM: each stream's own error, summed over the streams (PER_ROLE schedules on this and fits
+    each stream on its own block). GUIDED: guidance multiplies the
     difference of the cond and uncond forecasts, so the error that reaches the image is that of u + g (c - u);
     GUIDED fits one weight vector on exactly that combination's statistics (see CfgFit for why it is not used).
     """
@@ -174,7 +176,7 @@ def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgF
         return stats.role_gram("cond")  # cfg 1: ComfyUI drops the uncond stream
     if cfg_fit is CfgFit.GUIDED:
         return stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
-    return stats.summed_gram()  # PER_STREAM; PER_ROLE schedules on it too and fits each role on its own block
+    return stats.summed_gram()
 
 
 def _is_cfg(cfg_scale: float | None, stats: GramStats) -> bool:
@@ -183,7 +185,7 @@ def _is_cfg(cfg_scale: float | None, stats: GramStats) -> bool:
 
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
-                     cfg_fit: str = CfgFit.PER_STREAM.value) -> L2PHolder:
+                     cfg_fit: str = CfgFit.PER_ROLE.value) -> L2PHolder:
     """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start."""
     pf = load_predictor_file(path)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
