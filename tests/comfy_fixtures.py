@@ -33,6 +33,20 @@ def comfy() -> comfy_host.ComfyModules:
     return comfy_host.bootstrap()
 
 
+@pytest.fixture()
+def l2p_dir(comfy, tmp_path):
+    """ComfyUI's models/l2p/ redirected to a temporary folder, so tests never write into the checkout."""
+    import folder_paths
+
+    saved = folder_paths.folder_names_and_paths.get("l2p")
+    folder_paths.folder_names_and_paths["l2p"] = ([str(tmp_path)], {".safetensors", ".txt"})
+    yield tmp_path
+    if saved is None:
+        folder_paths.folder_names_and_paths.pop("l2p", None)
+    else:
+        folder_paths.folder_names_and_paths["l2p"] = saved
+
+
 # ----------------------------------------------------------------- hooks: active when loaded as a plugin
 
 

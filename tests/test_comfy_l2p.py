@@ -22,20 +22,6 @@ def pack(comfy):
     return comfy_host.load_pack_in_comfyui()
 
 
-@pytest.fixture()
-def l2p_dir(comfy, tmp_path):
-    """models/l2p/ redirected to a temporary folder, so tests never write into the ComfyUI checkout."""
-    import folder_paths
-
-    saved = folder_paths.folder_names_and_paths.get("l2p")
-    folder_paths.folder_names_and_paths["l2p"] = ([str(tmp_path)], {".safetensors", ".txt"})
-    yield tmp_path
-    if saved is None:
-        folder_paths.folder_names_and_paths.pop("l2p", None)
-    else:
-        folder_paths.folder_names_and_paths["l2p"] = saved
-
-
 def calibrate(pack, model, name="cal.safetensors", mode="teacher-forced", ridge=1e-3, speedup=2.5):
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=comfy_host.as_tiny(model).patcher,
                                      file_name=name, ridge_lambda=ridge, mode=mode, on_policy_speedup=speedup)

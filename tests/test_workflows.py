@@ -163,21 +163,6 @@ def file_combos(registry):
     return found
 
 
-@pytest.fixture()
-def l2p_dir(comfy, tmp_path):
-    """models/l2p/ redirected to a temporary folder (the pattern of test_comfy_l2p.py): nothing is written into
-    the ComfyUI checkout."""
-    import folder_paths
-
-    saved = folder_paths.folder_names_and_paths.get("l2p")
-    folder_paths.folder_names_and_paths["l2p"] = ([str(tmp_path)], {".safetensors", ".txt"})
-    yield tmp_path
-    if saved is None:
-        folder_paths.folder_names_and_paths.pop("l2p", None)
-    else:
-        folder_paths.folder_names_and_paths["l2p"] = saved
-
-
 def load(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
