@@ -263,10 +263,6 @@ def lesa_model(path: str, pf: PredictorFile):
     return _LESA_MODELS[key]
 
 
-def _run_seed() -> int:
-    return int.from_bytes(os.urandom(4), "little")
-
-
 # ------------------------------------------------------------------------------------------------ L2P Calibrate
 REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
 
@@ -275,8 +271,9 @@ class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file atomically."""
 
     def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode,
-                 cfg_scale: float | None = None) -> None:
+                 cfg_scale: float | None = None, seed: int = 0) -> None:
         self.path, self.grid, self.ridge, self.mode, self.cfg_scale = path, grid, ridge, mode, cfg_scale
+        self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
         self.family = family_of(diffusion_model)
         self.model_class = type(diffusion_model).__name__
@@ -289,7 +286,7 @@ class CalibrationRecorder:
             roles = tuple(r for r in ("cond", "uncond") if r in outputs) + tuple(
                 sorted(r for r in outputs if r not in ("cond", "uncond")))
             self.recorder = TrajectoryRecorder(self.grid, roles=roles)
-            self.sampler = TrajectorySampler(self.grid, roles=roles, seed=_run_seed())
+            self.sampler = TrajectorySampler(self.grid, roles=roles, seed=self.seed)
             self.latent_channels = int(next(iter(outputs.values())).shape[1])
         missing = set(self.recorder.roles) ^ set(outputs)
         if missing:
@@ -351,14 +348,15 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale)
-        predictor, plan, gram = Fora(), EveryStepPlan(grid.num_steps), None
+        predictor, plan, gram, seed = Fora(), EveryStepPlan(grid.num_steps), None, 0
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
-            pf = load_predictor_file(path, expect_grid=grid, expect_family=sink.family)
+            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
+            seed = pf.sample_count or 0
             gram = fit_gram(path, stats_from_file(pf, path), context.cfg_scale, CfgFit.PER_STREAM)
             predictor = L2PDirect(gram, ridge=ridge)
         if mode is CalibrationMode.ON_POLICY:
             plan = make_plan(config, grid, gram=gram, ridge=ridge)
+        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale, seed)
         return RunPieces(predictor, plan, calibration=sink)
 
     return L2PHolder("L2P Calibrate", f"{mode.value} -> {os.path.basename(path)}", start_run)
