@@ -122,7 +122,7 @@ class RunState:
     def __call__(self, executor, args: tuple, kwargs: dict, to: dict):
         sigma = float(to["sigmas"].reshape(-1)[0]) if torch.is_tensor(to.get("sigmas")) else float("nan")
         uuids = list(to.get("uuids") or [])
-        roles = list(to.get("cond_or_uncond") or [])
+        roles = list(to.get("cond_or_uncond") or [0] * len(uuids))  # 0 = cond, 1 = uncond, per chunk
         x = args[0]
         step = self.grid.step_of(sigma)
         if step is None:
@@ -136,8 +136,8 @@ class RunState:
             self.report.force(step, sigma, ForcedReason.REPEAT)
             return self._compute_untracked(executor, args, kwargs)
         seen.update(uuids)
-        names = [self._stream_name(u, r) for u, r in zip(uuids, roles or [0] * len(uuids))]
-        keys = [(ROLE_NAMES.get(int(r), f"role{r}"), u) for u, r in zip(uuids, roles or [0] * len(uuids))]
+        names = [self._stream_name(u, r) for u, r in zip(uuids, roles)]
+        keys = [(name.split("#")[0], u) for u, name in zip(uuids, names)]  # (role, uuid): engines route by role
 
         compute = self._decide(step, sigma)
         if not compute and not all(self.engine.has_history(k) for k in keys):
