@@ -10,7 +10,6 @@ L2P Calibrate. Outputs land in --out: benchmark.md, benchmark.json, quality.png,
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -25,7 +24,7 @@ from .metrics import psnr, ssim
 from .outputs import Row, image_grid, markdown, plot, save_json
 from .variants import DEMO_VARIANTS, VARIANTS
 
-from comfyui_l2p.nodes import setups  # noqa: E402  (harness registered the package)
+from comfyui_l2p.nodes import calibrate_setup, setups  # noqa: E402  (harness registered the package)
 
 SPEEDUPS = (4.55, 5.56, 7.14)
 SCENARIOS = (Scenario("no CFG (cond only)", cfg_scale=1.0), Scenario("CFG 3.0", cfg_scale=3.0))
@@ -40,7 +39,7 @@ def batch(classes, seeds) -> Batch:
 def calibrate(model, scenario: Scenario, cal: Batch, path: Path, mode: str = "teacher-forced",
               speedup: float = 5.0) -> float:
     """Run L2P Calibrate's setup over the calibration batch; returns seconds."""
-    holder = setups.calibrate_holder(str(path), ridge=setups.DEFAULT_RIDGE, mode=mode, on_policy_speedup=speedup)
+    holder = calibrate_setup.calibrate_holder(str(path), ridge=setups.DEFAULT_RIDGE, mode=mode, on_policy_speedup=speedup)
     start = time.perf_counter()
     harness.sample_with(model, scenario, cal, holder)
     return time.perf_counter() - start

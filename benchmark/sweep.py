@@ -20,7 +20,7 @@ from . import harness
 from .__main__ import CAL_CLASSES, EVAL_CLASSES, SCENARIOS, batch, calibrate
 from .metrics import psnr
 
-from comfyui_l2p.nodes import setups  # noqa: E402
+from comfyui_l2p.nodes import l2p_setup  # noqa: E402
 from comfyui_l2p.predictors import Placement  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
         base.unlink()
     calibrate(model, scenario, cal, base)
     full = harness.decode_images(model, harness.sample_full(model, scenario, ev).latents)
-    print(f"| placement | ridge | warm-up | last | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |")
+    print("| placement | ridge | warm-up | last | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |")
     print("|---|---|---|---|" + "---|" * len(args.speedups))
     for placement, ridge, warmup, last in itertools.product(args.placements, args.ridges, args.warmups,
                                                             args.compute_last):
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         cells = []
         for speedup in args.speedups:
             try:
-                holder = setups.l2p_cache_holder(
+                holder = l2p_setup.l2p_cache_holder(
                     str(file), speedup=speedup, placement=Placement(placement).value, warmup=warmup,
                     compute_last=bool(last), residual_budget=0.05, history_device="model device", mode="direct",
                     grid_policy="refuse")

@@ -20,7 +20,7 @@ from . import harness
 from .__main__ import CAL_CLASSES, EVAL_CLASSES, SCENARIOS, batch, calibrate
 from .metrics import psnr
 
-from comfyui_l2p.nodes import setups  # noqa: E402
+from comfyui_l2p.nodes import l2p_setup, setups  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         if files[steps].exists():
             files[steps].unlink()
         calibrate(model, dataclasses.replace(base, steps=steps), cal, files[steps])
-    print(f"| steps | placement | calibrated at this grid | resampled from 50 steps | difference dB |")
+    print("| steps | placement | calibrated at this grid | resampled from 50 steps | difference dB |")
     print("|---|---|---|---|---|")
     for steps in args.grids:
         scenario = dataclasses.replace(base, steps=steps)
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         for placement in ("even", "optimized"):
             cells = []
             for file, policy in ((files[steps], "refuse"), (files[50], "resample")):
-                holder = setups.l2p_cache_holder(
+                holder = l2p_setup.l2p_cache_holder(
                     str(file), speedup=args.speedup, placement=placement, warmup=setups.DEFAULT_L2P_WARMUP,
                     compute_last=False, residual_budget=0.05, history_device="model device", mode="direct",
                     grid_policy=policy)

@@ -11,7 +11,7 @@ from typing import Callable
 from .pack import comfyui_l2p
 
 comfyui_l2p()
-from comfyui_l2p.nodes import setups  # noqa: E402
+from comfyui_l2p.nodes import l2p_setup, setups  # noqa: E402
 from comfyui_l2p.nodes.run_state import L2PHolder  # noqa: E402
 from comfyui_l2p.predictors import ForecastMethod, Placement  # noqa: E402
 
@@ -41,7 +41,7 @@ def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
 def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP,
          cfg_fit: setups.CfgFit = setups.CfgFit.PER_ROLE):
     def build(speedup: float, file: str | None) -> L2PHolder:
-        return setups.l2p_cache_holder(
+        return l2p_setup.l2p_cache_holder(
             file, speedup=speedup, placement=placement.value, warmup=warmup, compute_last=False,
             residual_budget=setups.DEFAULT_RESIDUAL_BUDGET, history_device=setups.HistoryDevice.MODEL.value,
             mode=mode.value, grid_policy=setups.GridPolicy.REFUSE.value, cfg_fit=cfg_fit.value,

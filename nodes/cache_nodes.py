@@ -9,7 +9,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 from comfy.patcher_extension import WrappersMP
 
-from . import files, setups
+from . import calibrate_setup, files, l2p_setup, setups
 from .architectures import family_of
 from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
@@ -78,7 +78,7 @@ class L2PCache(io.ComfyNode):
     @classmethod
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
                 history_device, predictor, step_grid_mismatch) -> io.NodeOutput:
-        holder = setups.l2p_cache_holder(
+        holder = l2p_setup.l2p_cache_holder(
             files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
             compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
             mode=predictor, grid_policy=step_grid_mismatch,
@@ -150,7 +150,7 @@ class L2PCalibrate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, file_name, ridge_lambda, mode, on_policy_speedup) -> io.NodeOutput:
-        holder = setups.calibrate_holder(
+        holder = calibrate_setup.calibrate_holder(
             files.calibration_target(file_name), ridge=ridge_lambda, mode=mode, on_policy_speedup=on_policy_speedup,
         )
         return io.NodeOutput(install(model, holder))

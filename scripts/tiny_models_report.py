@@ -43,7 +43,7 @@ def main() -> int:
     pack = comfy_host.load_pack_in_comfyui()
     tmp = tempfile.mkdtemp(prefix="l2p-tiny-")
     folder_paths.folder_names_and_paths["l2p"] = ([tmp], {".safetensors"})
-    print(f"| model | cfg | passes full | passes L2P Cache | PSNR L2P Cache | passes Forecast Cache | PSNR Forecast Cache |")
+    print("| model | cfg | passes full | passes L2P Cache | PSNR L2P Cache | passes Forecast Cache | PSNR Forecast Cache |")
     print("|---|---|---|---|---|---|---|")
     for family, cfg in ((comfy_host.Family.FLUX, 1.0), (comfy_host.Family.QWEN_IMAGE, 3.0),
                         (comfy_host.Family.HUNYUAN_VIDEO, 1.0)):

@@ -1,9 +1,8 @@
 """What the nodes build, tested without ComfyUI: the Gram L2P fits under CFG, plans, refusals."""
 import numpy as np
 import pytest
-import torch
 
-from comfyui_l2p.nodes import setups
+from comfyui_l2p.nodes import l2p_setup, setups
 from comfyui_l2p.nodes.plans import EveryStepPlan, FixedPlan
 from comfyui_l2p.nodes.report import ForcedReason
 from comfyui_l2p.predictors import GramStats, PredictorFileError, ScheduleConfig, StepGrid
@@ -21,18 +20,18 @@ def test_guided_fit_uses_the_statistics_of_the_guided_output():
     g = 4.0
     guided = uncond + g * (cond - uncond)
     expected = np.einsum("nsd,ntd->st", guided, guided)
-    np.testing.assert_allclose(setups.fit_gram("f", stats, g, setups.CfgFit.GUIDED), expected, rtol=1e-10)
+    np.testing.assert_allclose(l2p_setup.fit_gram("f", stats, g, setups.CfgFit.GUIDED), expected, rtol=1e-10)
     summed = np.einsum("nsd,ntd->st", cond, cond) + np.einsum("nsd,ntd->st", uncond, uncond)
-    np.testing.assert_allclose(setups.fit_gram("f", stats, g, setups.CfgFit.PER_STREAM), summed, rtol=1e-10)
+    np.testing.assert_allclose(l2p_setup.fit_gram("f", stats, g, setups.CfgFit.PER_STREAM), summed, rtol=1e-10)
     cond_only = np.einsum("nsd,ntd->st", cond, cond)
-    np.testing.assert_allclose(setups.fit_gram("f", stats, 1.0, setups.CfgFit.GUIDED), cond_only, rtol=1e-10)
+    np.testing.assert_allclose(l2p_setup.fit_gram("f", stats, 1.0, setups.CfgFit.GUIDED), cond_only, rtol=1e-10)
 
 
 def test_a_file_calibrated_without_cfg_is_refused_for_a_cfg_run():
     grid = StepGrid.uniform(4)
     stats = stats_of({"cond": np.ones((1, 4, 3))}, grid)
     with pytest.raises(PredictorFileError, match=r"my\.safetensors: calibrated without CFG .* CFG 3"):
-        setups.fit_gram("my.safetensors", stats, 3.0, setups.CfgFit.GUIDED)
+        l2p_setup.fit_gram("my.safetensors", stats, 3.0, setups.CfgFit.GUIDED)
 
 
 def test_speedup_one_computes_every_step_and_guards_are_reported():

@@ -1,0 +1,126 @@
+"""L2P Calibrate's setup: every step's truth recorded, then added to the predictor file when the run ends.
+
+What the file gains per run: the joint Gram over (stream, step) (``TrajectoryRecorder``) and a fixed-size sample
+of element trajectories for LESA (``TrajectorySampler``). A cancelled run never reaches the file; writes are
+atomic (``calibration_file.extend_calibration_file``).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..predictors.calibration import GramStats, TrajectoryRecorder
+from ..predictors.calibration_file import extend_calibration_file, stats_from_file
+from ..predictors.fora import Fora
+from ..predictors.grid import StepGrid
+from ..predictors.l2p import L2PDirect
+from ..predictors.predictor_file import PredictorFileError, load_predictor_file
+from ..predictors.schedules import Placement, computed_count, expected_final_error, optimized_schedule
+from ..predictors.trajectory_sample import TrajectorySampler
+from .architectures import family_of
+from .l2p_setup import fit_gram
+from .plans import EveryStepPlan
+from .report import RunReport
+from .run_state import L2PHolder, RunContext, RunPieces
+from .setups import (
+    DEFAULT_RESIDUAL_BUDGET, DEFAULT_WARMUP, CalibrationMode, CfgFit, _schedule_config, make_plan,
+)
+
+
+REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
+
+
+class CalibrationRecorder:
+    """The calibration sink of one run: records the truth of every step, then extends the file atomically."""
+
+    def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode,
+                 cfg_scale: float | None = None, seed: int = 0) -> None:
+        self.path, self.grid, self.ridge, self.mode, self.cfg_scale = path, grid, ridge, mode, cfg_scale
+        self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
+        self.on_policy = mode is CalibrationMode.ON_POLICY
+        self.family = family_of(diffusion_model)
+        self.model_class = type(diffusion_model).__name__
+        self.recorder: TrajectoryRecorder | None = None
+        self.sampler: TrajectorySampler | None = None  # LESA's training data: a fixed-size element sample
+        self.latent_channels = 0
+
+    def record(self, step: int, outputs: dict) -> None:
+        if self.recorder is None:
+            roles = tuple(r for r in ("cond", "uncond") if r in outputs) + tuple(
+                sorted(r for r in outputs if r not in ("cond", "uncond")))
+            self.recorder = TrajectoryRecorder(self.grid, roles=roles)
+            self.sampler = TrajectorySampler(self.grid, roles=roles, seed=self.seed)
+            self.latent_channels = int(next(iter(outputs.values())).shape[1])
+        missing = set(self.recorder.roles) ^ set(outputs)
+        if missing:
+            raise ValueError(
+                f"L2P Calibrate: step {step} has conditionings {sorted(outputs)} but the run started with"
+                f" {list(self.recorder.roles)}; keep the positive/negative setup fixed during a calibration run."
+            )
+        self.recorder.record(step, outputs)
+        self.sampler.record(step, outputs)
+
+    def finish(self, success: bool, report: RunReport) -> None:
+        if self.recorder is None:
+            return
+        if not success:
+            self.recorder.abandon()  # a cancelled run never reaches the file
+            self.sampler.abandon()
+            report.notes.append(f"calibration run discarded; {self.path} left unchanged")
+            return
+        stats = self.recorder.finish()
+        pf = extend_calibration_file(
+            self.path, stats, model_family=self.family, model_class=self.model_class,
+            latent_channels=self.latent_channels, ridge=self.ridge, fit_mode=self.mode.value,
+            created_by="ComfyUI-L2P L2P Calibrate", trajectory_sample=self.sampler.finish(),
+        )
+        report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
+                            f" ({', '.join(pf.roles)}), {pf.steps} steps")
+        report.notes.append(expected_quality_line(self.path, stats_from_file(pf, self.path), self.ridge,
+                                                  self.cfg_scale))
+
+
+def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None) -> str:
+    """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups, from the
+    same statistics L2P Cache fits on for this guidance setup."""
+    grid = stats.grid
+    gram = fit_gram(path, stats, cfg_scale, CfgFit.PER_STREAM)
+    d = np.abs(grid.dsigma())
+    total = float(d @ gram @ d)
+    parts = []
+    for speedup in REPORTED_SPEEDUPS:
+        k = computed_count(grid.num_steps, speedup)
+        if k <= DEFAULT_WARMUP or k >= grid.num_steps:
+            continue
+        steps = optimized_schedule(gram, grid, k, warmup=DEFAULT_WARMUP, ridge=ridge)
+        err = expected_final_error(gram, grid, steps, ridge)
+        parts.append(f"{grid.num_steps / k:.2f}x: {10 * np.log10(total / max(err, 1e-300)):.1f} dB")
+    return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
+
+
+def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float) -> L2PHolder:
+    """L2P Calibrate: every run's truth is added to the file at ``path`` when the run finishes."""
+    mode = CalibrationMode(mode)
+    if mode is CalibrationMode.ON_POLICY and not os.path.exists(path):
+        raise PredictorFileError(
+            f"{path}: on-policy calibration follows an existing file's forecasts, but the file does not exist yet."
+            f" Run teacher-forced calibration first (a few prompts), then switch to on-policy."
+        )
+    config = _schedule_config(on_policy_speedup, Placement.OPTIMIZED.value, DEFAULT_WARMUP, False,
+                              DEFAULT_RESIDUAL_BUDGET)
+
+    def start_run(context: RunContext, report: RunReport) -> RunPieces:
+        grid = context.grid
+        predictor, plan, gram, seed = Fora(), EveryStepPlan(grid.num_steps), None, 0
+        if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
+            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
+            seed = pf.sample_count or 0
+            gram = fit_gram(path, stats_from_file(pf, path), context.cfg_scale, CfgFit.PER_STREAM)
+            predictor = L2PDirect(gram, ridge=ridge)
+        if mode is CalibrationMode.ON_POLICY:
+            plan = make_plan(config, grid, gram=gram, ridge=ridge)
+        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale, seed)
+        return RunPieces(predictor, plan, calibration=sink)
+
+    return L2PHolder("L2P Calibrate", f"{mode.value} -> {os.path.basename(path)}", start_run)

@@ -1,0 +1,169 @@
+"""L2P Cache's setup: a calibrated predictor file turned into the run's predictor and plan.
+
+The file is validated when the node runs; the run's step grid, model family and guidance are checked when
+sampling starts (RunContext), each mismatch refused with the file's name, expected versus found, and the fix.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..predictors.calibration import GramStats
+from ..predictors.calibration_file import stats_from_file
+from ..predictors.engine import ForecastEngine, RoutedEngine
+from ..predictors.fit import fit_paper_adam
+from ..predictors.fora import Fora
+from ..predictors.grid import StepGrid
+from ..predictors.l2p import L2PDirect, L2PRollout
+from ..predictors.lesa_engine import LesaEngine
+from ..predictors.lesa_train import train_lesa
+from ..predictors.predictor_file import PredictorFile, PredictorFileError, load_predictor_file
+from ..predictors.schedules import Placement
+from ..predictors.trajectory_sample import TrajectorySample
+from ..predictors.transfer import resample_gram
+from .architectures import family_of
+from .report import RunReport
+from .run_state import L2PHolder, RunContext, RunPieces
+from .setups import DEFAULT_RIDGE, CfgFit, GridPolicy, HistoryDevice, L2PMode, _schedule_config, make_plan
+
+
+def _check_family(path: str, pf: PredictorFile, family: str) -> None:
+    if pf.model_family != family:
+        raise PredictorFileError(
+            f"{path}: this predictor file was calibrated for model family '{pf.model_family}', but the model being"
+            f" sampled is '{family}'. Choose a file calibrated for this model, or calibrate one with L2P Calibrate."
+        )
+
+
+def _run_stats(path: str, pf: PredictorFile, grid: StepGrid, policy: GridPolicy, report: RunReport) -> GramStats:
+    """The file's statistics on the run's grid: as recorded, resampled when allowed, else a clear refusal."""
+    stats = stats_from_file(pf, path)
+    if stats.grid.matches(grid):
+        return stats
+    if policy is GridPolicy.REFUSE:
+        raise PredictorFileError(
+            f"{path}: calibrated on a {stats.num_steps}-step grid (sigmas {_short(stats.grid)}), but this run samples"
+            f" {grid.num_steps} steps (sigmas {_short(grid)}). Calibrate at this step count, scheduler and denoise"
+            f" with L2P Calibrate, or set step_grid_mismatch to 'resample' to interpolate the calibration."
+        )
+    try:
+        resampled = resample_gram(stats, grid)
+    except ValueError as err:
+        raise PredictorFileError(f"{path}: cannot resample the calibration to this run's grid: {err}") from None
+    report.notes.append(f"calibration resampled from {stats.num_steps} to {grid.num_steps} steps")
+    return resampled
+
+
+def _short(grid: StepGrid) -> str:
+    a = grid.array
+    return f"{a[0]:.4g} .. {a[-2]:.4g}" if len(a) > 2 else f"{a[0]:.4g}"
+
+
+def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgFit) -> np.ndarray:
+    """The [S, S] Gram L2P fits and schedules on for this run's guidance.
+
+    PER_ROLE / PER_STREAM: each stream's own error, summed over the streams (PER_ROLE schedules on this and fits
+    each stream on its own block). GUIDED: guidance multiplies the
+    difference of the cond and uncond forecasts, so the error that reaches the image is that of u + g (c - u);
+    GUIDED fits one weight vector on exactly that combination's statistics (see CfgFit for why it is not used).
+    """
+    cfg_run = cfg_scale is not None and cfg_scale != 1.0
+    if "uncond" not in stats.roles:
+        if cfg_run:
+            raise PredictorFileError(
+                f"{path}: calibrated without CFG (streams {', '.join(stats.roles)}), but this run uses CFG"
+                f" {cfg_scale:g} (cond and uncond). Calibrate with the same CFG setup (L2P Calibrate with a negative prompt and"
+                f" cfg > 1) into another file."
+            )
+        return stats.summed_gram()
+    if not cfg_run:
+        return stats.role_gram("cond")  # cfg 1: ComfyUI drops the uncond stream
+    if cfg_fit is CfgFit.GUIDED:
+        return stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
+    return stats.summed_gram()
+
+
+def _is_cfg(cfg_scale: float | None, stats: GramStats) -> bool:
+    return cfg_scale is not None and cfg_scale != 1.0 and "uncond" in stats.roles
+
+
+def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
+                     residual_budget: float, history_device: str, mode: str, grid_policy: str,
+                     cfg_fit: str = CfgFit.PER_ROLE.value) -> L2PHolder:
+    """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start."""
+    pf = load_predictor_file(path)
+    config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
+    mode, policy, cfg_fit = L2PMode(mode), GridPolicy(grid_policy), CfgFit(cfg_fit)
+    offload = HistoryDevice(history_device) is HistoryDevice.CPU
+    ridge = pf.ridge_lambda if pf.ridge_lambda is not None else DEFAULT_RIDGE
+    name = os.path.basename(path)
+    if not pf.has_gram:
+        if mode is not L2PMode.ROLLOUT:
+            raise PredictorFileError(
+                f"{path}: holds only a weight matrix (no calibration statistics), so the 'direct' predictor cannot be"
+                f" fitted from it. Set predictor to 'published rollout', or calibrate with L2P Calibrate."
+            )
+        if config.placement is Placement.OPTIMIZED:
+            raise PredictorFileError(
+                f"{path}: 'optimized' placement needs calibration statistics, which this file does not hold. Choose"
+                f" 'even' or 'published' placement, or calibrate with L2P Calibrate."
+            )
+
+    def start_run(context: RunContext, report: RunReport) -> RunPieces:
+        grid = context.grid
+        _check_family(path, pf, family_of(context.diffusion_model))
+        if not pf.has_gram:
+            if grid.num_steps != pf.steps:
+                raise PredictorFileError(
+                    f"{path}: the weight matrix is for {pf.steps} steps, but this run samples {grid.num_steps}. Set"
+                    f" the sampler to {pf.steps} steps, or calibrate this step count with L2P Calibrate."
+                )
+            return RunPieces(L2PRollout(pf.paper_matrix), make_plan(config, grid), offload=offload)
+        stats = _run_stats(path, pf, grid, policy, report)
+        gram = fit_gram(path, stats, context.cfg_scale, cfg_fit)
+        if mode is L2PMode.LESA:
+            model = lesa_model(path, pf)
+            return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
+                             make_engine=lambda g, off: LesaEngine(model, g, offload=off))
+        if mode is L2PMode.DIRECT and cfg_fit is CfgFit.PER_ROLE and _is_cfg(context.cfg_scale, stats):
+            engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge) for r in stats.roles}
+            default = L2PDirect(gram, ridge=ridge)
+            return RunPieces(default, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload,
+                             make_engine=lambda g, off: RoutedEngine(
+                                 {r: ForecastEngine(p, g, off) for r, p in engines.items()},
+                                 ForecastEngine(default, g, off)))
+        if mode is L2PMode.DIRECT:
+            predictor = L2PDirect(gram, ridge=ridge)
+        else:  # the published recipe: Adam from the identity, 201 full-batch steps (regularised by early stopping)
+            predictor = L2PRollout(fit_paper_adam(gram, elements=float(stats.element_count * len(stats.roles))))
+        return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)
+
+    return L2PHolder("L2P Cache", f"L2P {mode.value} ({name})", start_run)
+
+
+# LESA models trained this session, by file identity: training takes tens of seconds, so a graph that re-runs
+# (or several cache nodes on one file) trains once.
+_LESA_MODELS: dict[tuple, object] = {}
+
+
+def lesa_model(path: str, pf: PredictorFile):
+    """The file's LESA model, trained (once per session and file content) from the file's trajectory sample."""
+    sample = TrajectorySample.from_arrays(pf.lesa, pf.roles) if "traj_values" in pf.lesa else None
+    if sample is None or sample.size < 2:
+        raise PredictorFileError(
+            f"{path}: LESA trains on the element trajectories that L2P Calibrate samples, and this file holds none"
+            f" (it was written by an older version or imported). Run L2P Calibrate into this file once more."
+        )
+    key = (os.path.abspath(path), sample.seen_count, sample.size)
+    if key not in _LESA_MODELS:
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(min(threads, 2))  # small KAN batches: more threads only spin
+            # ComfyUI executes graphs under inference_mode (execution.py); training needs autograd back
+            with torch.inference_mode(False), torch.enable_grad():
+                _LESA_MODELS[key] = train_lesa(sample)[0]
+        finally:
+            torch.set_num_threads(threads)
+    return _LESA_MODELS[key]
