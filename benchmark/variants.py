@@ -61,6 +61,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("L2P direct (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP)),
     Variant("L2P direct (optimized, streams' statistics summed)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.PER_STREAM), cfg_only=True),
+    Variant("L2P direct (optimized, both streams' histories)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.JOINT), cfg_only=True),
     Variant("L2P direct (optimized, guided-output fit)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.GUIDED), cfg_only=True),
     Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP),

@@ -17,6 +17,7 @@ from ..predictors.fit import fit_paper_adam
 from ..predictors.fora import Fora
 from ..predictors.grid import StepGrid
 from ..predictors.l2p import L2PDirect, L2PRollout
+from ..predictors.l2p_joint import JointL2PEngine
 from ..predictors.lesa_engine import LesaEngine
 from ..predictors.lesa_train import train_lesa
 from ..predictors.predictor_file import PredictorFile, PredictorFileError, load_predictor_file
@@ -127,6 +128,10 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
             model = lesa_model(path, pf)
             return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
                              make_engine=lambda g, off: LesaEngine(model, g, offload=off))
+        if mode is L2PMode.DIRECT and cfg_fit is CfgFit.JOINT and _is_cfg(context.cfg_scale, stats):
+            return RunPieces(L2PDirect(gram, ridge=ridge), make_plan(config, grid, gram=gram, ridge=ridge),
+                             offload=offload, make_engine=lambda g, off: JointL2PEngine(
+                                 np.asarray(stats.gram), stats.roles, ridge, g, off))
         if mode is L2PMode.DIRECT and cfg_fit is CfgFit.PER_ROLE and _is_cfg(context.cfg_scale, stats):
             engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge) for r in stats.roles}
             default = L2PDirect(gram, ridge=ridge)

@@ -45,13 +45,14 @@ class CfgFit(enum.Enum):
 
     PER_ROLE is what the nodes use: on the reference model (python3 -m benchmark) it was 0.1-0.5 dB ahead of
     PER_STREAM. GUIDED fits the guided output's statistics exactly, yet it diverged at 4.55x and 5.56x (PSNR ~4 dB:
-    large weights that teacher-forced statistics cannot see amplifying the trajectory's drift), so it stays a
-    benchmark variant only.
+    large weights that teacher-forced statistics cannot see amplifying the trajectory's drift). JOINT (twice the
+    weights, across streams) was 3-4 dB behind PER_ROLE. Both stay benchmark variants only.
     """
 
     PER_ROLE = "each stream, own statistics"  # cond fitted on the cond Gram, uncond on the uncond Gram
     PER_STREAM = "each stream, summed statistics"  # one weight vector per step for both, fitted on both Grams
     GUIDED = "guided output"  # one weight vector fitted on the Gram of u + g (c - u) at the run's scale g
+    JOINT = "both streams"  # each stream forecast from both streams' histories (joint Gram over role and step)
 
 
 class CalibrationMode(enum.Enum):
