@@ -75,19 +75,25 @@ def plot(rows: list[Row], scenarios: list[str], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(6.5 * len(scenarios), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.5 * len(scenarios) + 3.5, 4.8), squeeze=False)
+    all_variants = list(dict.fromkeys(r.variant for r in rows))
+    palette = plt.get_cmap("tab20")
+    colour = {v: palette(i % 20) for i, v in enumerate(all_variants)}  # one colour per variant in every panel
+    handles = {}
     for ax, scenario in zip(axes[0], scenarios):
         variants = list(dict.fromkeys(r.variant for r in rows if r.scenario == scenario))
         for v in variants:
             pts = sorted((r.pass_speedup, r.psnr_mean) for r in rows if r.scenario == scenario and r.variant == v)
             style = "-o" if "L2P" in v or "LESA" in v else "--s"
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=v, markersize=4)
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=v, markersize=4,
+                              color=colour[v])
+            handles.setdefault(v, line)
         ax.set_title(scenario)
         ax.set_xlabel("speedup (sampler steps per real transformer pass)")
         ax.set_ylabel("PSNR vs full run (dB)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    fig.legend([handles[v] for v in all_variants], all_variants, fontsize=7, loc="center right")
+    fig.tight_layout(rect=(0, 0, 1 - 3.3 / fig.get_figwidth(), 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
