@@ -32,12 +32,11 @@ class FixedPlan:
 class EveryStepPlan(FixedPlan):
     """Compute every step (calibration, or speedup 1)."""
 
-    def __init__(self, num_steps: int, reason: ForcedReason | None = None) -> None:
+    def __init__(self, num_steps: int) -> None:
         super().__init__(frozenset(range(num_steps)), warmup=0)
-        self.reason = reason
 
     def decide(self, step: int) -> tuple[bool, ForcedReason | None]:
-        return True, self.reason
+        return True, None  # the plan itself, not a guard: nothing to report as forced
 
 
 @dataclass

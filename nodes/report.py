@@ -24,7 +24,6 @@ class ForcedReason(enum.Enum):
     REPEAT = "second evaluation of a step (multi-evaluation sampler)"
     NO_HISTORY = "stream without history (a conditioning that was not computed before)"
     ADAPTIVE = "residual budget of the adaptive schedule"
-    CALIBRATION = "calibration computes every step"
 
 
 @dataclass

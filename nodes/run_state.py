@@ -148,7 +148,8 @@ class RunState:
             self.report.transformer_calls += 1
             self._observe(step, keys, names, out)
             return out
-        forecast = torch.cat([self.engine.forecast(k, step) for k in keys], dim=0)
+        chunks = [self.engine.forecast(k, step) for k in keys]
+        forecast = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
         self.report.forecast_calls += 1
         for name in names:
             self.report.stream(name).forecast.append(step)
