@@ -55,6 +55,21 @@ def _check_grid_size(name: str, size: int, grid: StepGrid) -> None:
                          f"{size} steps, or recalibrate (or resample the calibration) for {grid.num_steps}")
 
 
+class _SquareMatrix:
+    """What both L2P predictors expose about their [S, S] matrix (stored read-only in ``_array``)."""
+
+    _array: np.ndarray
+
+    @property
+    def array(self) -> np.ndarray:
+        """float64 [S, S], read-only."""
+        return self._array
+
+    @property
+    def num_steps(self) -> int:
+        return self._array.shape[0]
+
+
 def unroll_schedule(matrix, computed_steps: Sequence[int], num_steps: int) -> dict[int, np.ndarray]:
     """The published rollout for one schedule: forecast step -> float64 [K] weights over the computed steps."""
     weights = rollout_weights(np.asarray(matrix, dtype=np.float64), computed_steps, num_steps)
@@ -63,7 +78,7 @@ def unroll_schedule(matrix, computed_steps: Sequence[int], num_steps: int) -> di
 
 
 @dataclass(frozen=True)
-class L2PRollout(LinearPredictor):
+class L2PRollout(_SquareMatrix, LinearPredictor):
     """The published L2P: ``matrix`` float64 [S, S], lower-triangular (row s-1 forecasts step s)."""
 
     name: ClassVar[str] = "l2p_rollout"
@@ -81,15 +96,6 @@ class L2PRollout(LinearPredictor):
         object.__setattr__(self, "matrix", rows)
         object.__setattr__(self, "_array", arr)
 
-    @property
-    def array(self) -> np.ndarray:
-        """float64 [S, S], read-only."""
-        return self._array
-
-    @property
-    def num_steps(self) -> int:
-        return self._array.shape[0]
-
     def _weights(self, target: int, computed: tuple[int, ...], grid: StepGrid) -> np.ndarray:
         _check_grid_size(self.name, self.num_steps, grid)
         if computed[0] != 0:
@@ -99,7 +105,7 @@ class L2PRollout(LinearPredictor):
 
 
 @dataclass(frozen=True)
-class L2PDirect(LinearPredictor):
+class L2PDirect(_SquareMatrix, LinearPredictor):
     """Direct L2P: per-(target, computed set) ridge fit over the computed outputs under ``gram`` [S, S].
 
     gram:   the calibration Gram of the stream being forecast (``GramStats.role_gram`` / ``combined_gram``).
@@ -126,15 +132,6 @@ class L2PDirect(LinearPredictor):
         object.__setattr__(self, "gram", rows)
         object.__setattr__(self, "ridge", float(self.ridge))
         object.__setattr__(self, "_array", arr)
-
-    @property
-    def array(self) -> np.ndarray:
-        """float64 [S, S], read-only."""
-        return self._array
-
-    @property
-    def num_steps(self) -> int:
-        return self._array.shape[0]
 
     @property
     def history_limit(self) -> int | None:

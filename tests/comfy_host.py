@@ -300,21 +300,10 @@ QWEN_IMAGE_TINY: dict[str, Any] = {
 }
 
 HUNYUAN_VIDEO_TINY: dict[str, Any] = {
+    **FLUX_TINY,  # the same double/single-stream sizes; what differs:
     "image_model": "hunyuan_video",
-    "in_channels": 16,
-    "out_channels": 16,
     "patch_size": [1, 2, 2],
-    "vec_in_dim": 8,
-    "context_in_dim": 16,
-    "hidden_size": 64,
-    "mlp_ratio": 2.0,
-    "num_heads": 2,
-    "depth": 1,
-    "depth_single_blocks": 1,
-    "axes_dim": [8, 12, 12],
     "theta": 256,
-    "qkv_bias": True,
-    "guidance_embed": True,
     "byt5": False,
     "meanflow": False,
 }
