@@ -39,12 +39,14 @@ def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
 
 
 def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP,
-         cfg_fit: setups.CfgFit = setups.CfgFit.PER_ROLE):
+         cfg_fit: setups.CfgFit = setups.CfgFit.PER_ROLE, cfg_schedule: setups.CfgSchedule = setups.CfgSchedule.STREAMS,
+         preserve_levels: bool = False):
     def build(speedup: float, file: str | None) -> L2PHolder:
         return l2p_setup.l2p_cache_holder(
             file, speedup=speedup, placement=placement.value, warmup=warmup, compute_last=False,
             residual_budget=setups.DEFAULT_RESIDUAL_BUDGET, history_device=setups.HistoryDevice.MODEL.value,
             mode=mode.value, grid_policy=setups.GridPolicy.REFUSE.value, cfg_fit=cfg_fit.value,
+            cfg_schedule=cfg_schedule.value, preserve_levels=preserve_levels,
         )
     return build
 
@@ -63,6 +65,22 @@ VARIANTS: tuple[Variant, ...] = (
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.PER_STREAM), cfg_only=True),
     Variant("L2P direct (optimized, both streams' histories)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.JOINT), cfg_only=True),
+    Variant("L2P direct (optimized on the guided error)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, cfg_schedule=setups.CfgSchedule.GUIDED),
+            cfg_only=True),
+    Variant("L2P direct (optimized, difference and uncond)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.DIFFERENCE), cfg_only=True),
+    Variant("L2P direct (optimized on the guided error, difference and uncond)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.DIFFERENCE,
+                 setups.CfgSchedule.GUIDED), cfg_only=True),
+    Variant("L2P direct (optimized, weights sum to 1)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, preserve_levels=True)),
+    Variant("L2P direct (optimized, both streams' histories, levels preserved)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.JOINT, preserve_levels=True),
+            cfg_only=True),
+    Variant("L2P direct (optimized, difference and uncond, weights sum to 1)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.DIFFERENCE,
+                 preserve_levels=True), cfg_only=True),
     Variant("L2P direct (optimized, guided-output fit)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.GUIDED), cfg_only=True),
     Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP),

@@ -17,6 +17,7 @@ from ..predictors.fit import fit_paper_adam
 from ..predictors.fora import Fora
 from ..predictors.grid import StepGrid
 from ..predictors.l2p import L2PDirect, L2PRollout
+from ..predictors.l2p_difference import DifferenceL2PEngine
 from ..predictors.l2p_joint import JointL2PEngine
 from ..predictors.lesa_engine import LesaEngine
 from ..predictors.lesa_train import train_lesa
@@ -27,7 +28,7 @@ from ..predictors.transfer import resample_gram
 from .architectures import family_of
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
-from .setups import DEFAULT_RIDGE, CfgFit, GridPolicy, HistoryDevice, L2PMode, _schedule_config, make_plan
+from .setups import DEFAULT_RIDGE, CfgFit, CfgSchedule, GridPolicy, HistoryDevice, L2PMode, _schedule_config, make_plan
 
 
 def _check_family(path: str, pf: PredictorFile, family: str) -> None:
@@ -90,13 +91,32 @@ def _is_cfg(cfg_scale: float | None, stats: GramStats) -> bool:
     return cfg_scale is not None and cfg_scale != 1.0 and "uncond" in stats.roles
 
 
+# The streams each CFG fit forecasts from its own history, as combinations of the recorded roles, and how each
+# stream's error enters the guided output u + g (c - u) (a function of g).
+_CFG_STREAMS = {
+    CfgFit.PER_ROLE: ([{"cond": 1.0}, {"uncond": 1.0}], lambda g: (g, 1.0 - g)),
+    CfgFit.DIFFERENCE: ([{"uncond": 1.0}, {"cond": 1.0, "uncond": -1.0}], lambda g: (1.0, g)),
+}
+
+
+def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
+              cfg_fit: CfgFit, cfg_schedule: CfgSchedule):
+    """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled."""
+    if cfg_schedule is CfgSchedule.GUIDED and cfg_fit in _CFG_STREAMS:
+        streams, mix = _CFG_STREAMS[cfg_fit]
+        return make_plan(config, grid, gram=stats.mixed_gram(streams), ridge=ridge, mix=mix(cfg_scale))
+    return make_plan(config, grid, gram=gram, ridge=ridge)
+
+
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
-                     cfg_fit: str = CfgFit.PER_ROLE.value) -> L2PHolder:
+                     cfg_fit: str = CfgFit.PER_ROLE.value, cfg_schedule: str = CfgSchedule.STREAMS.value,
+                     preserve_levels: bool = False) -> L2PHolder:
     """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start."""
     pf = load_predictor_file(path)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
     mode, policy, cfg_fit = L2PMode(mode), GridPolicy(grid_policy), CfgFit(cfg_fit)
+    cfg_schedule = CfgSchedule(cfg_schedule)
     offload = HistoryDevice(history_device) is HistoryDevice.CPU
     ridge = pf.ridge_lambda if pf.ridge_lambda is not None else DEFAULT_RIDGE
     name = os.path.basename(path)
@@ -131,16 +151,23 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
         if mode is L2PMode.DIRECT and cfg_fit is CfgFit.JOINT and _is_cfg(context.cfg_scale, stats):
             return RunPieces(L2PDirect(gram, ridge=ridge), make_plan(config, grid, gram=gram, ridge=ridge),
                              offload=offload, make_engine=lambda g, off: JointL2PEngine(
-                                 np.asarray(stats.gram), stats.roles, ridge, g, off))
+                                 np.asarray(stats.gram), stats.roles, ridge, g, off, preserve_levels))
+        if mode is L2PMode.DIRECT and cfg_fit is CfgFit.DIFFERENCE and _is_cfg(context.cfg_scale, stats):
+            plan = _cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, cfg_fit, cfg_schedule)
+            return RunPieces(L2PDirect(gram, ridge=ridge), plan, offload=offload,
+                             make_engine=lambda g, off: DifferenceL2PEngine(
+                                 stats.mixed_gram([{"cond": 1.0}, {"uncond": 1.0}]), ridge, g, off, preserve_levels))
         if mode is L2PMode.DIRECT and cfg_fit is CfgFit.PER_ROLE and _is_cfg(context.cfg_scale, stats):
-            engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge) for r in stats.roles}
+            engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge, preserve_level=preserve_levels)
+                       for r in stats.roles}
             default = L2PDirect(gram, ridge=ridge)
-            return RunPieces(default, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload,
+            plan = _cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, cfg_fit, cfg_schedule)
+            return RunPieces(default, plan, offload=offload,
                              make_engine=lambda g, off: RoutedEngine(
                                  {r: ForecastEngine(p, g, off) for r, p in engines.items()},
                                  ForecastEngine(default, g, off)))
         if mode is L2PMode.DIRECT:
-            predictor = L2PDirect(gram, ridge=ridge)
+            predictor = L2PDirect(gram, ridge=ridge, preserve_level=preserve_levels)
         else:  # the published recipe: Adam from the identity, 201 full-batch steps (regularised by early stopping)
             predictor = L2PRollout(fit_paper_adam(gram, elements=float(stats.element_count * len(stats.roles))))
         return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)

@@ -53,6 +53,19 @@ class CfgFit(enum.Enum):
     PER_STREAM = "each stream, summed statistics"  # one weight vector per step for both, fitted on both Grams
     GUIDED = "guided output"  # one weight vector fitted on the Gram of u + g (c - u) at the run's scale g
     JOINT = "both streams"  # each stream forecast from both streams' histories (joint Gram over role and step)
+    DIFFERENCE = "difference and uncond"  # c - u and u, each from its own history and own statistics
+
+
+class CfgSchedule(enum.Enum):
+    """What the optimized placement minimises under CFG (PER_ROLE and DIFFERENCE fits; the others use STREAMS).
+
+    STREAMS: the streams' errors summed, under one fit shared by both streams (their summed Gram). GUIDED: the
+    error of the guided output u + g (c - u) that the sampler integrates, propagated to the final latent, for the
+    fit actually in use, cross-stream correlations included (``schedule_optimizer``'s ``mix``).
+    """
+
+    STREAMS = "streams' errors"
+    GUIDED = "guided output's error"
 
 
 class CalibrationMode(enum.Enum):
@@ -73,13 +86,15 @@ FORECAST_PLACEMENTS = [p.value for p in (Placement.EVEN, Placement.PROGRESSIVE, 
 
 
 def make_plan(config: ScheduleConfig, grid: StepGrid, gram: np.ndarray | None = None, ridge: float = DEFAULT_RIDGE,
-              order: int = 1):
-    """The step plan for one run. speedup 1 computes every step, whatever the placement."""
+              order: int = 1, mix=None):
+    """The step plan for one run. speedup 1 computes every step, whatever the placement.
+
+    gram / mix: the optimized placement's error model (``schedules.plan_schedule``)."""
     if computed_count(grid.num_steps, config.speedup) >= grid.num_steps:
         return EveryStepPlan(grid.num_steps)
     if config.placement is Placement.ADAPTIVE:
         return AdaptivePlan(adaptive_controller(config, grid.num_steps, order=order), warmup=config.warmup)
-    steps = plan_schedule(config, grid, gram=gram, ridge=ridge)
+    steps = plan_schedule(config, grid, gram=gram, ridge=ridge, mix=mix)
     return FixedPlan(frozenset(steps), warmup=config.warmup,
                      last_step=grid.num_steps - 1 if config.compute_last else None)
 

@@ -182,12 +182,18 @@ class GramStats:
 
         Roles left out have weight 0.
         """
-        weights = np.zeros(len(self.roles))
-        for role, w in role_weights.items():
-            weights[self.role_index(role)] = float(w)
-        if not np.all(np.isfinite(weights)):
-            raise ValueError(f"role weights must be finite, got {dict(role_weights)}")
-        combine = np.kron(weights[None, :], np.eye(self.num_steps))  # [S, R*S]: the linear map of the combination
+        return self.mixed_gram([role_weights])
+
+    def mixed_gram(self, streams: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """float64 [M*S, M*S]: the joint Gram of M derived streams, stream m = sum_r w_mr F^r, e.g.
+        [{"uncond": 1}, {"cond": 1, "uncond": -1}] for (u, c - u). Roles left out have weight 0."""
+        weights = np.zeros((len(streams), len(self.roles)))
+        for m, role_weights in enumerate(streams):
+            for role, w in role_weights.items():
+                weights[m, self.role_index(role)] = float(w)
+        if not streams or not np.all(np.isfinite(weights)):
+            raise ValueError(f"derived streams need finite role weights, got {list(streams)}")
+        combine = np.kron(weights, np.eye(self.num_steps))  # [M*S, R*S]: the linear map of the combinations
         out = combine @ self.gram @ combine.T
         return 0.5 * (out + out.T)
 

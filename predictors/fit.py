@@ -33,6 +33,31 @@ def ridge_solve(gram: np.ndarray, target: int, sources: Sequence[int], ridge: fl
     return np.linalg.solve(a + ridge * max(scale, 1e-300) * np.eye(len(idx)), b)
 
 
+def level_preserving_solve(gram: np.ndarray, target: int, sources: Sequence[int], ridge: float,
+                           groups: Sequence[int], sums: Sequence[float]) -> np.ndarray:
+    """``ridge_solve`` under equality constraints: the weights of the sources in group k sum to ``sums[k]``.
+
+    groups: a group index per source (0..len(sums)-1). With one group summing to 1 the forecast of a signal that
+    is constant over the steps is exact, whatever the statistics: a drift common to the history passes through
+    at gain 1, neither damped nor amplified. Solved via the KKT system [A C^T; C 0] [w; mu] = [b; sums].
+    float64 [len(sources)].
+    """
+    idx = list(sources)
+    if len(groups) != len(idx):
+        raise ValueError(f"need one group per source, got {len(groups)} groups for {len(idx)} sources")
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    a = gram[np.ix_(idx, idx)].astype(np.float64, copy=True)
+    b = gram[idx, target].astype(np.float64, copy=True)
+    scale = max(float(np.trace(a)) / len(idx), 1e-300)
+    a += ridge * scale * np.eye(len(idx))
+    c = np.zeros((len(sums), len(idx)))
+    c[np.asarray(groups), np.arange(len(idx))] = 1.0
+    kkt = np.block([[a / scale, c.T], [c, np.zeros((len(sums), len(sums)))]])
+    rhs = np.concatenate([b / scale, np.asarray(sums, dtype=np.float64)])
+    return np.linalg.lstsq(kkt, rhs, rcond=None)[0][:len(idx)]
+
+
 def direct_weights(gram: np.ndarray, target: int, computed: Sequence[int], ridge: float) -> np.ndarray:
     """The direct L2P fit: forecast step ``target`` from the computed steps only. float64 [len(computed)]."""
     return ridge_solve(gram, target, computed, ridge)

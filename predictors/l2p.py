@@ -30,7 +30,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from .base import ForecastError, LinearPredictor
-from .fit import direct_weights, rollout_weights
+from .fit import direct_weights, level_preserving_solve, rollout_weights
 from .grid import StepGrid
 
 
@@ -111,12 +111,14 @@ class L2PDirect(_SquareMatrix, LinearPredictor):
     gram:   the calibration Gram of the stream being forecast (``GramStats.role_gram`` / ``combined_gram``).
     ridge:  relative ridge (see ``fit.ridge_solve``), >= 0.
     window: fit over at most this many most recent computed outputs (None: all of them).
+    preserve_level: constrain the weights to sum to 1 (``fit.level_preserving_solve``).
     """
 
     name: ClassVar[str] = "l2p_direct"
     gram: tuple[tuple[float, ...], ...]
     ridge: float = 1e-4
     window: int | None = None
+    preserve_level: bool = False
     _array: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -139,4 +141,6 @@ class L2PDirect(_SquareMatrix, LinearPredictor):
 
     def _weights(self, target: int, computed: tuple[int, ...], grid: StepGrid) -> np.ndarray:
         _check_grid_size(self.name, self.num_steps, grid)
+        if self.preserve_level:
+            return level_preserving_solve(self._array, target, computed, self.ridge, [0] * len(computed), [1.0])
         return direct_weights(self._array, target, computed, self.ridge)

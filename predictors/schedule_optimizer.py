@@ -13,6 +13,13 @@ and E||e||^2 = c^T G c exactly. ``step_weights`` replaces |d_s| by any per-step 
 injected at step s grows through the rest of sampling). All dsigma share one sign, so |d_s| and d_s give the
 same quadratic form.
 
+Several streams (``mix``). Under CFG the sampler integrates the guided output u + g (c - u), not a stream: with R
+streams, each forecast from its own history with weights fitted on its own diagonal block G_rr of the joint Gram
+[R*S, R*S], and the sampler's output error sum_r m_r e_r (cond g, uncond 1 - g), the final-latent error is
+e = sum_r m_r sum_i c^r_i F^r_i, so E||e||^2 = v^T G v with v = concat_r(m_r c^r). The cross blocks G_rq matter:
+the streams' errors are correlated and guidance weights them with opposite signs, so this is the error of the
+image, not the sum of the streams' errors. With one stream and m = (1,) it is the formula above.
+
 Skipped steps that share the same last computed predecessor share P(s), so one schedule costs K small ridge
 solves (one per prefix of C) with a summed right-hand side: c[P] += A_P^{-1} G[P, T] d_T. The search batches
 those solves over every candidate move of a sweep.
@@ -41,20 +48,30 @@ def default_step_weights(grid: StepGrid) -> np.ndarray:
     return np.abs(grid.dsigma())
 
 
-def _check_inputs(gram: np.ndarray, grid: StepGrid, step_weights) -> tuple[np.ndarray, np.ndarray]:
+def _check_mix(mix) -> np.ndarray:
+    m = np.asarray((1.0,) if mix is None else mix, dtype=np.float64)
+    if m.ndim != 1 or m.size < 1 or not np.all(np.isfinite(m)):
+        raise ValueError(f"mix must be one finite weight per stream, got {mix!r}")
+    return m
+
+
+def _check_inputs(gram: np.ndarray, grid: StepGrid, step_weights, mix=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     num_steps = grid.num_steps
+    m = _check_mix(mix)
+    size = m.size * num_steps
     g = np.asarray(gram, dtype=np.float64)
-    if g.shape != (num_steps, num_steps):
+    if g.shape != (size, size):
         raise ValueError(
-            f"the Gram matrix must be [S, S] = [{num_steps}, {num_steps}] for this {num_steps}-step grid, got"
-            f" {list(g.shape)}; for a file with several roles pass one role's block or their sum"
+            f"the Gram matrix must be [R*S, R*S] = [{size}, {size}] for {m.size} stream(s) on this {num_steps}-step"
+            f" grid, got {list(g.shape)}; for a file with several roles pass one role's block, their sum, or the"
+            f" joint Gram with one mix weight per role"
         )
     if not np.all(np.isfinite(g)):
         raise ValueError("the Gram matrix holds NaN or inf values: recalibrate")
     weights = default_step_weights(grid) if step_weights is None else np.asarray(step_weights, dtype=np.float64)
     if weights.shape != (num_steps,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError(f"step_weights must be {num_steps} finite values >= 0, got shape {list(weights.shape)}")
-    return g, weights
+    return g, weights, m
 
 
 def _check_computed(computed: Sequence[int], num_steps: int) -> tuple[int, ...]:
@@ -76,15 +93,9 @@ def _ridge_solve_rhs(a: np.ndarray, rhs: np.ndarray, ridge: float) -> np.ndarray
     return np.linalg.solve(a + ridge * max(scale, 1e-300) * np.eye(a.shape[0]), rhs)
 
 
-def final_error_coefficients(
-    gram: np.ndarray, grid: StepGrid, computed: Sequence[int], ridge: float, step_weights=None
-) -> np.ndarray:
-    """float64 [S]: the vector c with final-latent error e = sum_i c_i F_i (see the module docstring)."""
-    if ridge < 0:
-        raise ValueError(f"ridge must be >= 0, got {ridge}")
-    g, d = _check_inputs(gram, grid, step_weights)
-    num_steps = grid.num_steps
-    steps = _check_computed(computed, num_steps)
+def _stream_coefficients(g: np.ndarray, d: np.ndarray, steps: tuple[int, ...], ridge: float) -> np.ndarray:
+    """float64 [S]: c for one stream whose Gram is g [S, S] (see the module docstring)."""
+    num_steps = g.shape[0]
     coef = np.zeros(num_steps, dtype=np.float64)
     bounds = list(steps[1:]) + [num_steps]
     for m, (last, nxt) in enumerate(zip(steps, bounds), start=1):
@@ -98,20 +109,48 @@ def final_error_coefficients(
     return coef
 
 
-def expected_final_error(
-    gram: np.ndarray, grid: StepGrid, computed: Sequence[int], ridge: float, step_weights=None
-) -> float:
-    """E||x_final(forecast) - x_final(true)||^2 = c^T G c for the computed steps ``computed`` (same units as G).
+def _blocks(g: np.ndarray, streams: int) -> list[np.ndarray]:
+    """The diagonal [S, S] blocks of a joint [R*S, R*S] Gram: what each stream's own fit sees."""
+    s = g.shape[0] // streams
+    return [g[r * s:(r + 1) * s, r * s:(r + 1) * s] for r in range(streams)]
 
-    gram: float64 [S, S]; computed: strictly increasing, starting at 0; step_weights: float64 [S] or None
-    (|dsigma|).
+
+def final_error_coefficients(
+    gram: np.ndarray, grid: StepGrid, computed: Sequence[int], ridge: float, step_weights=None, mix=None
+) -> np.ndarray:
+    """float64 [R*S]: the vector v with final-latent error e = sum_i v_i F_i (see the module docstring).
+
+    gram: [S, S] (mix None) or the joint [R*S, R*S] of R streams with ``mix`` one weight per stream.
     """
-    coef = final_error_coefficients(gram, grid, computed, ridge, step_weights)
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    g, d, m = _check_inputs(gram, grid, step_weights, mix)
+    steps = _check_computed(computed, grid.num_steps)
+    return np.concatenate([w * _stream_coefficients(block, d, steps, ridge)
+                           for w, block in zip(m, _blocks(g, m.size))])
+
+
+def expected_final_error(
+    gram: np.ndarray, grid: StepGrid, computed: Sequence[int], ridge: float, step_weights=None, mix=None
+) -> float:
+    """E||x_final(forecast) - x_final(true)||^2 = v^T G v for the computed steps ``computed`` (same units as G).
+
+    gram: float64 [S, S], or the joint [R*S, R*S] with ``mix`` (R weights, e.g. (g, 1 - g) for CFG's cond and
+    uncond); computed: strictly increasing, starting at 0; step_weights: float64 [S] or None (|dsigma|).
+    """
+    coef = final_error_coefficients(gram, grid, computed, ridge, step_weights, mix)
     return float(coef @ np.asarray(gram, dtype=np.float64) @ coef)
 
 
-def _batched_errors(g: np.ndarray, d: np.ndarray, schedules: np.ndarray, ridge: float) -> np.ndarray:
+def _batched_errors(g: np.ndarray, d: np.ndarray, schedules: np.ndarray, ridge: float, mix: np.ndarray) -> np.ndarray:
     """float64 [n]: expected_final_error for each row of ``schedules`` (int [n, K], each row sorted)."""
+    coef = np.concatenate([w * _batched_stream_coefficients(block, d, schedules, ridge)
+                           for w, block in zip(mix, _blocks(g, mix.size))], axis=1)  # [n, R*S]
+    return np.einsum("ni,ij,nj->n", coef, g, coef)
+
+
+def _batched_stream_coefficients(g: np.ndarray, d: np.ndarray, schedules: np.ndarray, ridge: float) -> np.ndarray:
+    """float64 [n, S]: _stream_coefficients for each row of ``schedules`` (one stream, g [S, S])."""
     n, k = schedules.shape
     num_steps = g.shape[0]
     rows = np.arange(n)[:, None]
@@ -134,7 +173,7 @@ def _batched_errors(g: np.ndarray, d: np.ndarray, schedules: np.ndarray, ridge: 
             a = a + (ridge * scale)[:, None, None] * np.eye(m)[None]
             x = np.linalg.solve(a, rhs[..., None])[..., 0]
         coef[rows, prefix] += x
-    return np.einsum("ni,ij,nj->n", coef, g, coef)
+    return coef
 
 
 def optimize_schedule(
@@ -145,6 +184,7 @@ def optimize_schedule(
     ridge: float,
     step_weights=None,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
+    mix=None,
 ) -> tuple[int, ...]:
     """Local search from ``start`` (which must contain every step of ``fixed``, the guards, and step 0).
 
@@ -155,13 +195,13 @@ def optimize_schedule(
         raise ValueError(f"ridge must be >= 0, got {ridge}")
     if max_sweeps < 0:
         raise ValueError(f"max_sweeps must be >= 0, got {max_sweeps}")
-    g, d = _check_inputs(gram, grid, step_weights)
+    g, d, m = _check_inputs(gram, grid, step_weights, mix)
     num_steps = grid.num_steps
     best = _check_computed(sorted(set(int(s) for s in start)), num_steps)
     fixed_set = {int(s) for s in fixed} | {0}
     if not fixed_set <= set(best):
         raise ValueError(f"the start schedule {best} must contain the guard steps {sorted(fixed_set)}")
-    best_err = expected_final_error(g, grid, best, ridge, d)
+    best_err = expected_final_error(g, grid, best, ridge, d, m)
     for _ in range(max_sweeps):
         movable = [s for s in best if s not in fixed_set]
         free = [s for s in range(num_steps) if s not in best]
@@ -170,7 +210,7 @@ def optimize_schedule(
         candidates = np.array(
             [sorted((set(best) - {old}) | {new}) for old in movable for new in free], dtype=np.int64
         )  # [n, K]
-        errors = _batched_errors(g, d, candidates, ridge)
+        errors = _batched_errors(g, d, candidates, ridge, m)
         errors[~np.isfinite(errors)] = np.inf
         order = np.argsort(errors, kind="stable")
         improved = False
@@ -179,7 +219,7 @@ def optimize_schedule(
             if not errors[idx] < best_err:
                 break
             cand = tuple(int(s) for s in candidates[idx])
-            err = expected_final_error(g, grid, cand, ridge, d)
+            err = expected_final_error(g, grid, cand, ridge, d, m)
             if err < best_err - _STRICT_RTOL * abs(best_err):
                 best, best_err, improved = cand, err, True
                 break

@@ -207,13 +207,15 @@ def optimized_schedule(
     ridge: float = DEFAULT_RIDGE,
     step_weights=None,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
+    mix=None,
 ) -> tuple[int, ...]:
-    """K computed steps minimising ``expected_final_error`` under ``gram`` (float64 [S, S]), found by local search
-    from the even schedule with the same K and guards; never worse than that even schedule. Guards never move.
+    """K computed steps minimising ``expected_final_error`` under ``gram`` (float64 [S, S], or the joint
+    [R*S, R*S] with ``mix``, one weight per stream), found by local search from the even schedule with the same K
+    and guards; never worse than that even schedule. Guards never move.
     """
     start = even_schedule(grid.num_steps, k, warmup, compute_last)
     fixed = guard_steps(grid.num_steps, warmup, compute_last)
-    return optimize_schedule(gram, grid, start, fixed, ridge, step_weights, max_sweeps)
+    return optimize_schedule(gram, grid, start, fixed, ridge, step_weights, max_sweeps, mix)
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -268,10 +270,12 @@ def plan_schedule(
     gram: np.ndarray | None = None,
     ridge: float = DEFAULT_RIDGE,
     step_weights=None,
+    mix=None,
 ) -> tuple[int, ...]:
     """The computed steps of a run on ``grid`` for a fixed placement (EVEN, PUBLISHED, PROGRESSIVE, OPTIMIZED).
 
-    gram: float64 [S, S], needed by OPTIMIZED only (for several roles, their summed diagonal blocks).
+    gram: needed by OPTIMIZED only: float64 [S, S] (one stream, or several roles' summed blocks sharing one fit),
+    or the joint [R*S, R*S] of R streams each fitted on its own block, with ``mix`` their weights in the output.
     """
     num_steps = grid.num_steps
     k = config.computed_count(num_steps)
@@ -296,7 +300,7 @@ def plan_schedule(
                 "the optimized placement needs a calibrated predictor file (one holding a Gram matrix, made by"
                 " L2P Calibrate); this one has none. Choose the even placement, or calibrate this model"
             )
-        return optimized_schedule(gram, grid, k, config.warmup, config.compute_last, ridge, step_weights)
+        return optimized_schedule(gram, grid, k, config.warmup, config.compute_last, ridge, step_weights, mix=mix)
     raise ValueError(
         f"placement {placement.value!r} is decided during the run, not planned: use adaptive_controller()"
     )

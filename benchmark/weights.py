@@ -1,0 +1,98 @@
+"""How large are the weights each predictor puts on the computed outputs under CFG? (the drift hypothesis)
+
+    python3 -m benchmark.weights [--speedups 4.55 5.56 7.14]
+
+A forecast is a weighted sum of computed outputs, so any error already in those outputs (the drift of a run
+whose earlier forecasts were imperfect, which teacher-forced calibration statistics never contain) reaches the
+forecast scaled by the weights. This prints, per variant and speedup, the weights of the GUIDED output
+u + g (c - u) on the computed cond and uncond outputs: the largest L1 norm over the skipped steps (worst-case
+amplification of a perturbation of the history) and the median. For reference, re-using the last computed step
+(FORA) gives |g| + |1 - g| = 5 at g = 3.
+
+The weights are read off the real engines each variant builds (the nodes' setups): every computed output is fed
+as a unit vector, so a forecast returns its own weights. Needs no model calls after calibration.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import harness
+from .__main__ import CAL_CLASSES, SCENARIOS, SPEEDUPS, batch, calibrate
+from .variants import VARIANTS
+
+from comfyui_l2p.nodes.report import RunReport  # noqa: E402
+from comfyui_l2p.nodes.run_state import RunContext, RunState  # noqa: E402
+from comfyui_l2p.predictors.base import ForecastError  # noqa: E402
+
+KEYS = (("cond", "c"), ("uncond", "u"))
+
+
+def guided_weights(holder, model, scenario, speedup: float) -> np.ndarray | None:
+    """float64 [skipped, 2K]: the guided forecast's weights on (cond, uncond) computed outputs, per skipped step;
+    None when the variant decides its steps during the run (no fixed plan)."""
+    grid, g = scenario.grid(), scenario.cfg_scale
+    report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
+    run = RunState(holder.start_run(RunContext(grid, model.flux, g), report), grid, report)
+    engine, plan = run.engine, run.pieces.plan.planned
+    if plan is None:
+        return None
+    computed = list(plan)
+    size = 2 * len(computed)
+    rows = []
+    for step in range(grid.num_steps):
+        if step in plan:
+            i = computed.index(step)
+            for r, key in enumerate(KEYS):
+                engine.observe(key, step, torch.nn.functional.one_hot(torch.tensor(r * len(computed) + i),
+                                                                       size).double())
+            continue
+        try:
+            cond, uncond = (engine.forecast(key, step).double().numpy() for key in KEYS)
+        except ForecastError:
+            continue
+        rows.append(g * cond + (1.0 - g) * uncond)
+    return np.array(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python3 -m benchmark.weights", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--speedups", type=float, nargs="+", default=list(SPEEDUPS))
+    p.add_argument("--out", default="out/weights")
+    p.add_argument("--cal-seeds", type=int, default=6)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = harness.load_model()
+    scenario = SCENARIOS[1]
+    file = out / "weights-cfg.safetensors"
+    if file.exists():
+        file.unlink()
+    calibrate(model, scenario, batch(CAL_CLASSES, range(args.cal_seeds)), file)
+    print(f"Guided-output weights on the computed outputs, {scenario.name}: max (median) L1 norm over skipped steps")
+    print("\n| predictor | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |")
+    print("|---|" + "---|" * len(args.speedups))
+    for variant in VARIANTS:
+        if variant.on_policy:
+            continue
+        cells = []
+        for speedup in args.speedups:
+            weights = guided_weights(variant.build(speedup, str(file) if variant.learned else None), model,
+                                     scenario, speedup)
+            if weights is None or not len(weights):
+                cells.append("n/a (non-linear or adaptive)")
+                continue
+            l1 = np.abs(weights).sum(axis=1)
+            cells.append(f"{l1.max():.1f} ({np.median(l1):.1f})")
+        print(f"| {variant.name} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
