@@ -41,12 +41,17 @@ class L2PMode(enum.Enum):
 
 
 class CfgFit(enum.Enum):
-    """What L2P fits under classifier-free guidance (both need a file calibrated with CFG).
+    """What L2P fits under classifier-free guidance (all but PER_ROLE need a file calibrated with CFG; measured
+    with python3 -m benchmark, CFG 3 on the reference model, at 4.55x / 5.56x / 7.14x).
 
-    PER_ROLE is what the nodes use: on the reference model (python3 -m benchmark) it was 0.1-0.5 dB ahead of
-    PER_STREAM. GUIDED fits the guided output's statistics exactly, yet it diverged at 4.55x and 5.56x (PSNR ~4 dB:
-    large weights that teacher-forced statistics cannot see amplifying the trajectory's drift). JOINT (twice the
-    weights, across streams) was 3-4 dB behind PER_ROLE. Both stay benchmark variants only.
+    PER_ROLE is what the nodes use (47.2 / 45.2 / 39.0 dB). PER_STREAM was 0.1-0.5 dB behind. The cross-stream
+    fits exploit the streams' correlation and lose: JOINT by 3-4 dB, DIFFERENCE (c - u and u) by 5-7 dB. Their
+    guided forecasts shrink the guidance (weights summing to about 2.6 on cond and -1.6 on uncond instead of 3
+    and -2, python3 -m benchmark.weights): damping the hard-to-forecast difference is the teacher-forced optimum,
+    but it under-guides every skipped step the same way, and that bias adds up over the run. Constraining the
+    weights to keep the levels (``preserve_levels``) recovers 0.4-4 dB of that and still loses to PER_ROLE.
+    GUIDED (one weight vector on the guided output's statistics) diverged at 4.55x and 5.56x: its optimum puts
+    weights of 1e5 on the history. Only PER_ROLE is offered in the node; the rest stay benchmark variants.
     """
 
     PER_ROLE = "each stream, own statistics"  # cond fitted on the cond Gram, uncond on the uncond Gram
@@ -61,7 +66,10 @@ class CfgSchedule(enum.Enum):
 
     STREAMS: the streams' errors summed, under one fit shared by both streams (their summed Gram). GUIDED: the
     error of the guided output u + g (c - u) that the sampler integrates, propagated to the final latent, for the
-    fit actually in use, cross-stream correlations included (``schedule_optimizer``'s ``mix``).
+    fit actually in use, cross-stream correlations included (``schedule_optimizer``'s ``mix``). GUIDED is the
+    exact teacher-forced objective, yet on the reference model it lost 1.4-2.1 dB at 4.55x and 5.56x and its
+    worst samples 5-8 dB (+0.7 dB mean at 7.14x): the schedules it picks count on the two streams' errors
+    cancelling under guidance, which drifting runs do not honour. STREAMS is the default.
     """
 
     STREAMS = "streams' errors"
