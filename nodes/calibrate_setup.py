@@ -19,6 +19,7 @@ from ..predictors.predictor_file import PredictorFileError, load_predictor_file
 from ..predictors.schedules import Placement, computed_count, expected_final_error, optimized_schedule
 from ..predictors.trajectory_sample import TrajectorySampler
 from .architectures import family_of
+from .cfg_record import cfg_record
 from .l2p_setup import fit_gram
 from .plans import EveryStepPlan
 from .report import RunReport
@@ -30,13 +31,13 @@ from .setups import (
 
 REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
 
-
 class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file atomically."""
 
     def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode,
-                 cfg_scale: float | None = None, seed: int = 0) -> None:
+                 cfg_scale: float | None = None, seed: int = 0, previous_cfg_mode: str | None = None) -> None:
         self.path, self.grid, self.ridge, self.mode, self.cfg_scale = path, grid, ridge, mode, cfg_scale
+        self.previous_cfg_mode = previous_cfg_mode  # the existing file's record, extended by this run
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
         self.family = family_of(diffusion_model)
@@ -74,6 +75,7 @@ class CalibrationRecorder:
             self.path, stats, model_family=self.family, model_class=self.model_class,
             latent_channels=self.latent_channels, ridge=self.ridge, fit_mode=self.mode.value,
             created_by="ComfyUI-L2P L2P Calibrate", trajectory_sample=self.sampler.finish(),
+            cfg_mode=cfg_record(self.previous_cfg_mode, self.recorder.roles, self.cfg_scale),
         )
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
                             f" ({', '.join(pf.roles)}), {pf.steps} steps")
@@ -112,15 +114,16 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        predictor, plan, gram, seed = Fora(), EveryStepPlan(grid.num_steps), None, 0
+        predictor, plan, gram, seed, previous = Fora(), EveryStepPlan(grid.num_steps), None, 0, None
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
             pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
-            seed = pf.sample_count or 0
+            seed, previous = pf.sample_count or 0, pf.cfg_mode
             gram = fit_gram(path, stats_from_file(pf, path), context.cfg_scale, CfgFit.PER_STREAM)
             predictor = L2PDirect(gram, ridge=ridge)
         if mode is CalibrationMode.ON_POLICY:
             plan = make_plan(config, grid, gram=gram, ridge=ridge)
-        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale, seed)
+        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale, seed,
+                                   previous)
         return RunPieces(predictor, plan, calibration=sink)
 
     return L2PHolder("L2P Calibrate", f"{mode.value} -> {os.path.basename(path)}", start_run)

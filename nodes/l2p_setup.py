@@ -26,6 +26,7 @@ from ..predictors.schedules import Placement
 from ..predictors.trajectory_sample import TrajectorySample
 from ..predictors.transfer import resample_gram
 from .architectures import family_of
+from .cfg_record import calibrated_cfg_scales
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
 from .setups import DEFAULT_RIDGE, CfgFit, CfgSchedule, GridPolicy, HistoryDevice, L2PMode, _schedule_config, make_plan
@@ -91,6 +92,14 @@ def _is_cfg(cfg_scale: float | None, stats: GramStats) -> bool:
     return cfg_scale is not None and cfg_scale != 1.0 and "uncond" in stats.roles
 
 
+def _note_cfg_scale(pf: PredictorFile, stats: GramStats, cfg_scale: float | None, report: RunReport) -> None:
+    """A CFG run at a scale the file was not calibrated at is allowed (nodes/cfg_record.py says why) and reported."""
+    scales = calibrated_cfg_scales(pf.cfg_mode)
+    if _is_cfg(cfg_scale, stats) and scales and f"{float(cfg_scale):g}" not in scales:
+        report.notes.append(f"calibrated at CFG {', '.join(scales)}, sampling at CFG {float(cfg_scale):g}: the fit"
+                            f" carries over between scales (within about 1 dB on the reference model)")
+
+
 # The streams each CFG fit forecasts from its own history, as combinations of the recorded roles, and how each
 # stream's error enters the guided output u + g (c - u) (a function of g).
 _CFG_STREAMS = {
@@ -144,6 +153,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
             return RunPieces(L2PRollout(pf.paper_matrix), make_plan(config, grid), offload=offload)
         stats = _run_stats(path, pf, grid, policy, report)
         gram = fit_gram(path, stats, context.cfg_scale, cfg_fit)
+        _note_cfg_scale(pf, stats, context.cfg_scale, report)
         if mode is L2PMode.LESA:
             model = lesa_model(path, pf)
             return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,

@@ -1,0 +1,28 @@
+"""What a calibration file records of its guidance: its ``cfg_mode`` metadata, written by L2P Calibrate and read
+by L2P Cache.
+
+The roles of the Gram (cond, or cond and uncond) already decide whether a file can serve a CFG run (l2p_setup
+refuses a one-stream file for a CFG run). On top, the file lists the CFG scales its trajectories were sampled at:
+L2P's per-stream fit carried over between scales 1.5 and 7 within about 1 dB on the reference model
+(``python3 -m benchmark.cfg_scales``), so another scale is allowed and said in the run's report, not refused.
+"""
+from __future__ import annotations
+
+CFG_RECORD_PREFIX = "cfg"
+
+
+def cfg_record(previous: str | None, roles: tuple[str, ...], cfg_scale: float | None) -> str:
+    """The file's ``cfg_mode``: "none" (one stream: no CFG, or guidance-distilled), else "cfg" and the CFG scales
+    its trajectories were sampled at, e.g. "cfg 3,5" ("?" for a guider without a single scale)."""
+    if "uncond" not in roles:
+        return "none"
+    scales = set(calibrated_cfg_scales(previous))
+    scales.add("?" if cfg_scale is None else f"{float(cfg_scale):g}")
+    return f"{CFG_RECORD_PREFIX} " + ",".join(sorted(scales, key=lambda v: (v == "?", float(v) if v != "?" else 0)))
+
+
+def calibrated_cfg_scales(cfg_mode: str | None) -> tuple[str, ...]:
+    """The scales a ``cfg_record`` lists (as written, e.g. ("3", "5")); () for "none", an older file, or import."""
+    if not cfg_mode or not cfg_mode.startswith(CFG_RECORD_PREFIX + " "):
+        return ()
+    return tuple(v for v in cfg_mode[len(CFG_RECORD_PREFIX) + 1:].split(",") if v)
