@@ -6,6 +6,7 @@ atomic (``calibration_file.extend_calibration_file``).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -14,18 +15,18 @@ from ..predictors.calibration import GramStats, TrajectoryRecorder
 from ..predictors.calibration_file import extend_calibration_file, stats_from_file
 from ..predictors.fora import Fora
 from ..predictors.grid import StepGrid
-from ..predictors.l2p import L2PDirect
 from ..predictors.predictor_file import PredictorFileError, load_predictor_file
 from ..predictors.schedules import Placement, computed_count, expected_final_error, optimized_schedule
 from ..predictors.trajectory_sample import TrajectorySampler
 from .architectures import family_of
 from .cfg_record import cfg_record
-from .l2p_setup import fit_gram
+from .l2p_setup import fit_gram, l2p_cache_holder
 from .plans import EveryStepPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
 from .setups import (
-    DEFAULT_RESIDUAL_BUDGET, DEFAULT_WARMUP, CalibrationMode, CfgFit, _schedule_config, make_plan,
+    DEFAULT_L2P_WARMUP, DEFAULT_RESIDUAL_BUDGET, DEFAULT_WARMUP, CalibrationMode, CfgFit, GridPolicy, HistoryDevice,
+    L2PMode,
 )
 
 
@@ -109,21 +110,27 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
             f"{path}: on-policy calibration follows an existing file's forecasts, but the file does not exist yet."
             f" Run teacher-forced calibration first (a few prompts), then switch to on-policy."
         )
-    config = _schedule_config(on_policy_speedup, Placement.OPTIMIZED.value, DEFAULT_WARMUP, False,
-                              DEFAULT_RESIDUAL_BUDGET)
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        predictor, plan, gram, seed, previous = Fora(), EveryStepPlan(grid.num_steps), None, 0, None
+        predictor, plan, seed, previous = Fora(), EveryStepPlan(grid.num_steps), 0, None
+        pieces = None
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
             pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
             seed, previous = pf.sample_count or 0, pf.cfg_mode
-            gram = fit_gram(path, stats_from_file(pf, path), context.cfg_scale, CfgFit.PER_STREAM)
-            predictor = L2PDirect(gram, ridge=ridge)
         if mode is CalibrationMode.ON_POLICY:
-            plan = make_plan(config, grid, gram=gram, ridge=ridge)
+            # follow exactly what L2P Cache does with this file by default (fit, CFG handling, schedule), so the
+            # recorded trajectories drift the way the cache's runs drift
+            pieces = l2p_cache_holder(
+                path, speedup=on_policy_speedup, placement=Placement.OPTIMIZED.value, warmup=DEFAULT_L2P_WARMUP,
+                compute_last=False, residual_budget=DEFAULT_RESIDUAL_BUDGET,
+                history_device=HistoryDevice.MODEL.value, mode=L2PMode.DIRECT.value,
+                grid_policy=GridPolicy.REFUSE.value, ridge=ridge,
+            ).start_run(context, report)
         sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale, seed,
                                    previous)
-        return RunPieces(predictor, plan, calibration=sink)
+        if pieces is None:
+            return RunPieces(predictor, plan, calibration=sink)
+        return dataclasses.replace(pieces, calibration=sink)
 
     return L2PHolder("L2P Calibrate", f"{mode.value} -> {os.path.basename(path)}", start_run)

@@ -120,14 +120,17 @@ def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge:
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
                      cfg_fit: str = CfgFit.PER_ROLE.value, cfg_schedule: str = CfgSchedule.STREAMS.value,
-                     preserve_levels: bool = False) -> L2PHolder:
-    """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start."""
+                     preserve_levels: bool = False, ridge: float | None = None) -> L2PHolder:
+    """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start.
+
+    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with)."""
     pf = load_predictor_file(path)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
     mode, policy, cfg_fit = L2PMode(mode), GridPolicy(grid_policy), CfgFit(cfg_fit)
     cfg_schedule = CfgSchedule(cfg_schedule)
     offload = HistoryDevice(history_device) is HistoryDevice.CPU
-    ridge = pf.ridge_lambda if pf.ridge_lambda is not None else DEFAULT_RIDGE
+    if ridge is None:
+        ridge = pf.ridge_lambda if pf.ridge_lambda is not None else DEFAULT_RIDGE
     name = os.path.basename(path)
     if not pf.has_gram:
         if mode is not L2PMode.ROLLOUT:
