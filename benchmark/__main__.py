@@ -49,13 +49,13 @@ def calibrate(model, scenario: Scenario, cal: Batch, path: Path, mode: str = "te
 
 def run(args) -> int:
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     try:
         model = harness.load_model(args.model)
     except ComfyUINotFound as error:
         print(f"python3 -m benchmark --model {args.model}: {error}", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     seeds_cal = range(args.cal_seeds)
     seeds_eval = range(1000, 1000 + args.eval_seeds)
     cal, ev = batch(CAL_CLASSES, seeds_cal), batch(EVAL_CLASSES, seeds_eval)
