@@ -123,3 +123,22 @@ def test_samples_look_like_their_class(qwen):
     distance = ((samples[:, None] - centroids[None]) ** 2).flatten(2).mean(-1)
     accuracy = float((distance.argmin(1) == labels).float().mean())
     assert accuracy >= MIN_CLASS_ACCURACY, accuracy
+
+
+@requires_comfyui
+@torch.no_grad()
+def test_model_fn_is_what_comfyuis_model_base_computes(qwen):
+    """The benchmark's call convention (5-D latents, timestep = sigma, output = velocity) against ComfyUI's own
+    path: supported_models.QwenImage -> model_base.QwenImage.apply_model, which returns x - sigma * output."""
+    import comfy_host
+
+    tiny = comfy_host.tiny_qwen_image(seed=0, **qwen.config.qwen_image.comfy_kwargs())
+    tiny.diffusion_model.load_state_dict(qwen.diffusion_model.state_dict(), strict=True)
+    cond, _ = qwen.conditioning(torch.tensor([1, 4, 9]))
+    x = torch.randn(3, 16, 8, 8, generator=torch.Generator().manual_seed(11))
+    sigma = torch.tensor([0.9, 0.5, 0.1])
+    denoised = tiny.patcher.model.apply_model(x.unsqueeze(2), sigma, c_crossattn=cond.context).squeeze(2)
+    theirs = (x - denoised) / sigma[:, None, None, None]
+    ours = qwen.model_fn(x, sigma, cond)
+    # the same module and weights; only the division above rounds differently (measured max difference 1.4e-6)
+    assert torch.allclose(theirs, ours, atol=1e-4, rtol=1e-4), float((theirs - ours).abs().max())
