@@ -2,6 +2,7 @@
 
     python3 -m benchmark            # the full benchmark: both scenarios, every variant, three speedups
     python3 -m benchmark --demo     # the README demo: calibrate L2P, compare it with training-free predictors
+    COMFYUI_PATH=/path/to/ComfyUI python3 -m benchmark --model qwen   # the same on ComfyUI's Qwen-Image (trained)
 
 Calibration uses classes 0-6; evaluation uses held-out classes 7-9 and held-out seeds. Every cached run goes
 through the nodes' own setups (nodes/setups.py) and run state, with a predictor file written by the same code as
@@ -25,6 +26,7 @@ from .outputs import Row, image_grid, markdown, plot, save_json
 from .variants import DEMO_VARIANTS, VARIANTS
 
 from comfyui_l2p.nodes import calibrate_setup, setups  # noqa: E402  (harness registered the package)
+from comfyui_l2p.reference.comfy_import import ComfyUINotFound  # noqa: E402
 
 SPEEDUPS = (4.55, 5.56, 7.14)
 SCENARIOS = (Scenario("no CFG (cond only)", cfg_scale=1.0), Scenario("CFG 3.0", cfg_scale=3.0))
@@ -47,13 +49,22 @@ def calibrate(model, scenario: Scenario, cal: Batch, path: Path, mode: str = "te
 
 def run(args) -> int:
     torch.set_num_threads(args.threads)
+    try:
+        model = harness.load_model(args.model)
+    except ComfyUINotFound as error:
+        print(f"python3 -m benchmark --model {args.model}: {error}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = harness.load_model()
     seeds_cal = range(args.cal_seeds)
     seeds_eval = range(1000, 1000 + args.eval_seeds)
     cal, ev = batch(CAL_CLASSES, seeds_cal), batch(EVAL_CLASSES, seeds_eval)
-    variants = [v for v in VARIANTS if not args.demo or v.name in DEMO_VARIANTS]
+    variants = [v for v in VARIANTS if (not args.demo or v.name in DEMO_VARIANTS)
+                and (not args.variants or any(part.lower() in v.name.lower() for part in args.variants))]
+    if not variants:
+        print(f"python3 -m benchmark: --variants {args.variants} matches no variant; names: "
+              f"{[v.name for v in VARIANTS]}", file=sys.stderr)
+        return 2
     scenarios = [s for s in SCENARIOS if args.scenario in ("all", s.name.split()[0].lower())]
     speedups = list(args.speedups)
     rows: list[Row] = []
@@ -61,7 +72,7 @@ def run(args) -> int:
     grids = []
     for scenario in scenarios:
         tag = "cfg" if scenario.cfg_scale != 1.0 else "nocfg"
-        cal_file = out / f"l2p-reference-{tag}.safetensors"
+        cal_file = out / f"l2p-{args.model}-{tag}.safetensors"
         if cal_file.exists():
             cal_file.unlink()
         cal_seconds = calibrate(model, scenario, cal, cal_file)
@@ -79,7 +90,7 @@ def run(args) -> int:
                 if variant.learned:
                     file = cal_file
                     if variant.on_policy:
-                        file = out / f"l2p-reference-{tag}-onpolicy-{speedup:.2f}.safetensors"
+                        file = out / f"l2p-{args.model}-{tag}-onpolicy-{speedup:.2f}.safetensors"
                         shutil.copyfile(cal_file, file)
                         calibrate(model, scenario, cal, file, mode="on-policy", speedup=speedup)
                 holder = variant.build(speedup, None if file is None else str(file))
@@ -98,7 +109,7 @@ def run(args) -> int:
                 if speedup == max(speedups):
                     grid_columns.append((variant.name, images[: args.grid_rows]))
         grids.append(image_grid(grid_columns, out / f"grid-{tag}.png"))
-    context = (f"Reference model: FLUX-architecture transformer trained on digits (reference/). {args.cal_seeds} seeds"
+    context = (f"Model `{args.model}`: {harness.MODELS[args.model]}. {args.cal_seeds} seeds"
                f" x classes 0-6 calibrate; {args.eval_seeds} held-out seeds x held-out classes 7-9 evaluate."
                f" 50 Euler steps, shift {harness.SHIFT}. torch threads: {args.threads}.\n\n" + "\n".join(
                    f"- {n}" for n in notes))
@@ -115,7 +126,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", action="store_true", help="the README demo: fewer variants and samples")
-    parser.add_argument("--out", default="out/benchmark", help="output folder (default out/benchmark)")
+    parser.add_argument("--model", choices=sorted(harness.MODELS), default="reference",
+                        help="'reference' = the FLUX-architecture model; 'qwen' = ComfyUI's Qwen-Image (needs COMFYUI_PATH)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default out/benchmark, out/benchmark-<model> for other models)")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="only the variants whose names contain one of these (case-insensitive) substrings")
     parser.add_argument("--scenario", choices=["all", "no", "cfg"], default="all",
                         help="'no' = no CFG only, 'cfg' = CFG only")
     parser.add_argument("--speedups", type=float, nargs="+", default=SPEEDUPS)
@@ -124,6 +140,7 @@ def main(argv=None) -> int:
     parser.add_argument("--grid-rows", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    args.out = args.out or ("out/benchmark" if args.model == "reference" else f"out/benchmark-{args.model}")
     args.cal_seeds = args.cal_seeds or (3 if args.demo else 6)
     args.eval_seeds = args.eval_seeds or (4 if args.demo else 8)
     return run(args)

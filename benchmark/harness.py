@@ -1,4 +1,8 @@
-"""Sampling the reference model through the pack's own run state.
+"""Sampling a reference model through the pack's own run state.
+
+Two trained models (``MODELS``): "reference", the FLUX-architecture one (pure torch), and "qwen", ComfyUI's own
+Qwen-Image transformer (reference/qwen_model.py, needs COMFYUI_PATH). Both expose model_fn / conditioning /
+latent_noise / codec and ``diffusion_model`` (the module whose class names the family, as in ComfyUI).
 
 The reference sampler calls ``model_fn(x, sigma, cond)`` once per stream and step (cond, then uncond with CFG).
 ``CachedModelFn`` turns each call into what ComfyUI's DIFFUSION_MODEL wrapper sees (x, transformer_options with
@@ -19,11 +23,18 @@ from comfyui_l2p.nodes.report import RunReport  # noqa: E402
 from comfyui_l2p.nodes.run_state import L2PHolder, RunContext, RunState  # noqa: E402
 from comfyui_l2p.predictors import StepGrid  # noqa: E402
 from comfyui_l2p.reference.model import ReferenceModel, load_reference  # noqa: E402
+from comfyui_l2p.reference.qwen_model import QwenReferenceModel, load_qwen_reference  # noqa: E402  (ComfyUI: on load)
 from comfyui_l2p.reference.sampling import euler_sample, flux_sigmas  # noqa: E402
 
 STEPS = 50
 SHIFT = 3.0
 ROLE_IDS = {"cond": 0, "uncond": 1}
+MODELS = {  # --model name -> what it is (the benchmark's context line)
+    "reference": "FLUX-architecture transformer trained on digits (reference/, pure torch)",
+    "qwen": "ComfyUI's Qwen-Image transformer (QwenImageTransformer2DModel from COMFYUI_PATH) trained on digits "
+            "(reference/qwen_model.py)",
+}
+Model = ReferenceModel | QwenReferenceModel
 
 
 @dataclass(frozen=True)
@@ -53,14 +64,14 @@ class Batch:
     labels: tuple[int, ...]
     seeds: tuple[int, ...]
 
-    def noise(self, model: ReferenceModel) -> torch.Tensor:
+    def noise(self, model: Model) -> torch.Tensor:
         return torch.cat([model.latent_noise(1, s) for s in self.seeds])
 
 
 class CachedModelFn:
     """``model_fn`` for the reference sampler that routes every call through a RunState."""
 
-    def __init__(self, model: ReferenceModel, run: RunState) -> None:
+    def __init__(self, model: Model, run: RunState) -> None:
         self.model, self.run = model, run
         self.peak_history_bytes = 0
 
@@ -85,7 +96,7 @@ class RunResult:
 
 
 @torch.no_grad()
-def sample_full(model: ReferenceModel, scenario: Scenario, batch: Batch) -> RunResult:
+def sample_full(model: Model, scenario: Scenario, batch: Batch) -> RunResult:
     """Every step computed, no wrapper at all: the reference result."""
     cond, uncond = model.conditioning(torch.tensor(batch.labels))
     start = time.perf_counter()
@@ -94,12 +105,12 @@ def sample_full(model: ReferenceModel, scenario: Scenario, batch: Batch) -> RunR
 
 
 @torch.no_grad()
-def sample_with(model: ReferenceModel, scenario: Scenario, batch: Batch, holder: L2PHolder) -> RunResult:
+def sample_with(model: Model, scenario: Scenario, batch: Batch, holder: L2PHolder) -> RunResult:
     """Sampling through the run state a node's holder builds, exactly as the OUTER_SAMPLE wrapper does."""
     grid = scenario.grid()
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
     start = time.perf_counter()
-    pieces = holder.start_run(RunContext(grid, model.flux, scenario.cfg_scale), report)
+    pieces = holder.start_run(RunContext(grid, model.diffusion_model, scenario.cfg_scale), report)
     setup_seconds = time.perf_counter() - start
     report.planned_computed = pieces.plan.planned
     run = RunState(pieces, grid, report)
@@ -118,11 +129,16 @@ def sample_with(model: ReferenceModel, scenario: Scenario, batch: Batch, holder:
     return RunResult(latents, report, seconds, fn.peak_history_bytes, setup_seconds)
 
 
-def decode_images(model: ReferenceModel, latents: torch.Tensor):
+def decode_images(model: Model, latents: torch.Tensor):
     """(B, 64, 64) float64 numpy images in [0, 1] (the data's [-1, 1] range mapped and clipped)."""
     images = model.codec.decode(latents).clamp(-1, 1)
     return ((images[:, 0] + 1) / 2).double().numpy()
 
 
-def load_model() -> ReferenceModel:
-    return load_reference()
+def load_model(name: str = "reference") -> Model:
+    """The model named `name` (a key of MODELS). "qwen" raises ComfyUINotFound when COMFYUI_PATH is unusable."""
+    if name == "reference":
+        return load_reference()
+    if name == "qwen":
+        return load_qwen_reference()
+    raise ValueError(f"benchmark: unknown model '{name}'; expected one of {sorted(MODELS)}")

@@ -32,15 +32,18 @@ class Conditioning:
 
 
 class ClassConditioner(nn.Module):
-    """Learned embeddings: class (incl. null) -> context tokens and y."""
+    """Learned embeddings: class (incl. null) -> context tokens and y (y is (B, 0) when vec_in_dim is 0)."""
 
     def __init__(self, config: ConditionerConfig):
         super().__init__()
         self.config = config
         self.context = nn.Embedding(config.num_classes + 1, config.context_tokens * config.context_in_dim)
-        self.pooled = nn.Embedding(config.num_classes + 1, config.vec_in_dim)
+        # Qwen-Image takes no pooled vector: no parameter at all then, so its state dict holds only the context.
+        # (Both embeddings are built before either is re-initialised: the FLUX weights' seeded RNG order.)
+        self.pooled = nn.Embedding(config.num_classes + 1, config.vec_in_dim) if config.vec_in_dim else None
         nn.init.normal_(self.context.weight, std=1.0)
-        nn.init.normal_(self.pooled.weight, std=1.0)
+        if self.pooled is not None:
+            nn.init.normal_(self.pooled.weight, std=1.0)
 
     def forward(self, labels: Tensor, stream: str = "cond") -> Conditioning:
         """labels (B,) int64 in [0, num_classes] (num_classes = null) -> Conditioning."""
@@ -50,7 +53,8 @@ class ClassConditioner(nn.Module):
             raise ValueError(f"ClassConditioner: labels must be in [0, {self.config.num_classes}], found "
                              f"[{int(labels.min())}, {int(labels.max())}]")
         context = self.context(labels).reshape(labels.shape[0], self.config.context_tokens, self.config.context_in_dim)
-        return Conditioning(context=context, y=self.pooled(labels), stream=stream)
+        y = self.pooled(labels) if self.pooled is not None else context.new_zeros(labels.shape[0], 0)
+        return Conditioning(context=context, y=y, stream=stream)
 
     def null(self, batch: int, stream: str = "uncond") -> Conditioning:
         return self(torch.full((batch,), self.config.null_class, dtype=torch.int64), stream=stream)

@@ -64,12 +64,14 @@ class ConditionerConfig:
     num_classes: int = 10
     context_tokens: int = 4
     context_in_dim: int = 64
-    vec_in_dim: int = 32
+    vec_in_dim: int = 32  # 0: no pooled vector (Qwen-Image reads only the context); y is then (B, 0)
 
     def __post_init__(self) -> None:
-        for name in ("num_classes", "context_tokens", "context_in_dim", "vec_in_dim"):
+        for name in ("num_classes", "context_tokens", "context_in_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ConditionerConfig: {name} must be >= 1, found {getattr(self, name)}")
+        if self.vec_in_dim < 0:
+            raise ValueError(f"ConditionerConfig: vec_in_dim must be >= 0 (0 = no pooled vector), found {self.vec_in_dim}")
 
     @property
     def null_class(self) -> int:

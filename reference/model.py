@@ -36,6 +36,11 @@ class ReferenceModel:
     codec: PatchPCACodec
     info: dict  # the JSON's training settings and measurements
 
+    @property
+    def diffusion_model(self) -> Flux:
+        """The transformer module (the name ComfyUI's BaseModel gives it; the benchmark reads this one)."""
+        return self.flux
+
     def model_fn(self, x: Tensor, sigma: Tensor, cond: Conditioning) -> Tensor:
         """The plain transformer call (the `ModelFn` the sampler takes): velocity (B, 16, h, w)."""
         return self.flux(x, sigma, cond.context, cond.y)

@@ -18,22 +18,25 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reference.conditioning import ClassConditioner  # noqa: E402
+from reference.conditioning import ClassConditioner, Conditioning  # noqa: E402
 from reference.config import ReferenceConfig  # noqa: E402
-from reference.data import load_digits, random_affine, split, upsample  # noqa: E402
+from reference.data import Digits, load_digits, random_affine, split, upsample  # noqa: E402
 from reference.flux import Flux  # noqa: E402
 from reference.latent_codec import PatchPCACodec  # noqa: E402
 from reference.model import WEIGHTS_DIR, ReferenceModel, load_reference, save_reference  # noqa: E402
 from reference.samples import SAMPLES_PATH, render_sample_grid  # noqa: E402
 
 EVAL_SIGMAS = (0.25, 0.5, 0.75)
+DATA_DESCRIPTION = "scikit-learn load_digits (bundled), 8x8 -> 64x64 bicubic, first 1500 train / 297 held out"
 
 
 @dataclass(frozen=True)
@@ -66,50 +69,58 @@ def learning_rate(step: int, s: TrainSettings) -> float:
     return s.lr * (s.final_lr_fraction + (1 - s.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+# (transformer, conditioning, x_t (B, 16, h, w), t (B,)) -> predicted velocity (B, 16, h, w)
+VelocityFn = Callable[[nn.Module, Conditioning, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def flux_velocity(flux: nn.Module, cond: Conditioning, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return flux(x_t, t, cond.context, cond.y)
+
+
 @torch.no_grad()
-def held_out_loss(flux: Flux, conditioner: ClassConditioner, latents: torch.Tensor, labels: torch.Tensor) -> float:
+def held_out_loss(transformer: nn.Module, conditioner: ClassConditioner, velocity: VelocityFn,
+                  latents: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean velocity MSE on held-out latents at EVAL_SIGMAS, fixed noise."""
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1234))
     cond = conditioner(labels)
     losses = []
     for sigma in EVAL_SIGMAS:
         x_t = (1 - sigma) * latents + sigma * noise
-        v = flux(x_t, torch.full((latents.shape[0],), sigma), cond.context, cond.y)
+        v = velocity(transformer, cond, x_t, torch.full((latents.shape[0],), sigma))
         losses.append(F.mse_loss(v, noise - latents).item())
     return sum(losses) / len(losses)
 
 
-def train(s: TrainSettings) -> ReferenceModel:
-    torch.set_num_threads(s.threads)
-    torch.manual_seed(s.seed)
-    torch.use_deterministic_algorithms(True)
-    config = ReferenceConfig()
-    train_set, held_out = split(load_digits())
-    data_gen = torch.Generator().manual_seed(s.seed)
+def fit(s: TrainSettings, transformer: nn.Module, conditioner: ClassConditioner, velocity: VelocityFn,
+        codec: PatchPCACodec, train_set: Digits, held_out: Digits, data_gen: torch.Generator,
+        ) -> tuple[nn.Module, ClassConditioner, dict]:
+    """The training loop shared by both reference models; returns (EMA transformer, EMA conditioner, measured).
 
-    fit_images = train_set.images.repeat(s.codec_fit_copies, 1, 1, 1)
-    codec = PatchPCACodec.fit(upsample(fit_images, random_affine(fit_images.shape[0], data_gen)))
+    Rectified flow on codec latents of augmented training digits, labels dropped to the null class with
+    probability cond_dropout, AdamW with warm-up and cosine decay, gradient clipping, EMA of all weights.
+    """
     held_latents = codec.encode(upsample(held_out.images))
-
-    flux, conditioner = Flux(config.flux), ClassConditioner(config.conditioner)
-    params = list(flux.parameters()) + list(conditioner.parameters())
-    print(f"parameters: transformer {sum(p.numel() for p in flux.parameters()):,}, "
+    null_class = conditioner.config.null_class
+    params = list(transformer.parameters()) + list(conditioner.parameters())
+    print(f"parameters: transformer {sum(p.numel() for p in transformer.parameters()):,}, "
           f"conditioner {sum(p.numel() for p in conditioner.parameters()):,}", flush=True)
     optimizer = torch.optim.AdamW(params, lr=s.lr, betas=(0.9, 0.99), weight_decay=s.weight_decay)
-    ema_flux, ema_conditioner = copy.deepcopy(flux).eval(), copy.deepcopy(conditioner).eval()
-    ema_params = list(ema_flux.parameters()) + list(ema_conditioner.parameters())
+    ema_transformer, ema_conditioner = copy.deepcopy(transformer).eval(), copy.deepcopy(conditioner).eval()
+    ema_params = list(ema_transformer.parameters()) + list(ema_conditioner.parameters())
+
+    def evaluate() -> float:
+        return held_out_loss(ema_transformer, ema_conditioner, velocity, held_latents, held_out.labels)
 
     start, recent = time.time(), []
     for step in range(s.steps):
         index = torch.randint(0, train_set.labels.shape[0], (s.batch_size,), generator=data_gen)
         x0 = codec.encode(upsample(train_set.images[index], random_affine(s.batch_size, data_gen)))
         labels = train_set.labels[index].clone()
-        labels[torch.rand(s.batch_size, generator=data_gen) < s.cond_dropout] = config.conditioner.null_class
+        labels[torch.rand(s.batch_size, generator=data_gen) < s.cond_dropout] = null_class
         t = torch.sigmoid(torch.randn(s.batch_size, generator=data_gen))  # logit-normal(0, 1)
         noise = torch.randn(x0.shape, generator=data_gen)
         x_t = (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * noise
-        cond = conditioner(labels)
-        loss = F.mse_loss(flux(x_t, t, cond.context, cond.y), noise - x0)
+        loss = F.mse_loss(velocity(transformer, conditioner(labels), x_t, t), noise - x0)
 
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, s)
@@ -124,24 +135,41 @@ def train(s: TrainSettings) -> ReferenceModel:
         recent = (recent + [loss.item()])[-s.log_every:]
         if (step + 1) % s.log_every == 0 or step + 1 == s.steps:
             print(f"step {step + 1:5d}  train loss {sum(recent) / len(recent):.4f}  held-out (EMA) "
-                  f"{held_out_loss(ema_flux, ema_conditioner, held_latents, held_out.labels):.4f}  "
-                  f"{time.time() - start:6.0f} s", flush=True)
+                  f"{evaluate():.4f}  {time.time() - start:6.0f} s", flush=True)
 
     wall = time.time() - start
+    measured = {
+        "train_wall_seconds": round(wall, 1),
+        "final_train_loss": round(sum(recent) / len(recent), 5),
+        "held_out_loss_ema": round(evaluate(), 5),
+        "held_out_eval_sigmas": list(EVAL_SIGMAS),
+        "torch": torch.__version__,
+    }
+    print(f"trained {s.steps} steps in {wall:.0f} s; {measured}", flush=True)
+    return ema_transformer, ema_conditioner, measured
+
+
+def train(s: TrainSettings) -> ReferenceModel:
+    torch.set_num_threads(s.threads)
+    torch.manual_seed(s.seed)
+    torch.use_deterministic_algorithms(True)
+    config = ReferenceConfig()
+    train_set, held_out = split(load_digits())
+    data_gen = torch.Generator().manual_seed(s.seed)
+
+    fit_images = train_set.images.repeat(s.codec_fit_copies, 1, 1, 1)
+    codec = PatchPCACodec.fit(upsample(fit_images, random_affine(fit_images.shape[0], data_gen)))
+
+    flux, conditioner = Flux(config.flux), ClassConditioner(config.conditioner)
+    ema_flux, ema_conditioner, measured = fit(s, flux, conditioner, flux_velocity, codec, train_set, held_out,
+                                              data_gen)
     info = {
-        "data": "scikit-learn load_digits (bundled), 8x8 -> 64x64 bicubic, first 1500 train / 297 held out",
+        "data": DATA_DESCRIPTION,
         "codec": {"kind": "PatchPCACodec", "patch": 8, "channels": 16, "image": "1x64x64 in [-1, 1]",
                   "scale": codec.scale},
         "training": asdict(s),
-        "measured": {
-            "train_wall_seconds": round(wall, 1),
-            "final_train_loss": round(sum(recent) / len(recent), 5),
-            "held_out_loss_ema": round(held_out_loss(ema_flux, ema_conditioner, held_latents, held_out.labels), 5),
-            "held_out_eval_sigmas": list(EVAL_SIGMAS),
-            "torch": torch.__version__,
-        },
+        "measured": measured,
     }
-    print(f"trained {s.steps} steps in {wall:.0f} s; {info['measured']}", flush=True)
     return ReferenceModel(config=config, flux=ema_flux, conditioner=ema_conditioner, codec=codec, info=info)
 
 
