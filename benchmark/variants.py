@@ -39,7 +39,7 @@ def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
 
 
 def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP,
-         cfg_fit: setups.CfgFit = setups.CfgFit.PER_ROLE, cfg_schedule: setups.CfgSchedule = setups.CfgSchedule.STREAMS,
+         cfg_fit: setups.CfgFit = setups.CfgFit.PER_ROLE, cfg_schedule: setups.CfgSchedule = setups.CfgSchedule.GUIDED_HALF_CROSS,
          preserve_levels: bool = False):
     def build(speedup: float, file: str | None) -> L2PHolder:
         return l2p_setup.l2p_cache_holder(
@@ -65,12 +65,15 @@ VARIANTS: tuple[Variant, ...] = (
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.PER_STREAM), cfg_only=True),
     Variant("L2P direct (optimized, both streams' histories)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.JOINT), cfg_only=True),
-    Variant("L2P direct (optimized on the guided error)", True,
+    Variant("L2P direct (optimized on the streams' errors)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, cfg_schedule=setups.CfgSchedule.STREAMS),
+            cfg_only=True),
+    Variant("L2P direct (optimized on the guided error, full cross terms)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, cfg_schedule=setups.CfgSchedule.GUIDED),
             cfg_only=True),
     Variant("L2P direct (optimized, difference and uncond)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.DIFFERENCE), cfg_only=True),
-    Variant("L2P direct (optimized on the guided error, difference and uncond)", True,
+    Variant("L2P direct (optimized on the guided error, full cross terms, difference and uncond)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.DIFFERENCE,
                  setups.CfgSchedule.GUIDED), cfg_only=True),
     Variant("L2P direct (optimized, weights sum to 1)", True,

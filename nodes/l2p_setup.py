@@ -22,6 +22,7 @@ from ..predictors.l2p_joint import JointL2PEngine
 from ..predictors.lesa_engine import LesaEngine
 from ..predictors.lesa_train import train_lesa
 from ..predictors.predictor_file import PredictorFile, PredictorFileError, load_predictor_file
+from ..predictors.schedule_optimizer import shrink_cross_streams
 from ..predictors.schedules import Placement
 from ..predictors.trajectory_sample import TrajectorySample
 from ..predictors.transfer import resample_gram
@@ -111,15 +112,16 @@ _CFG_STREAMS = {
 def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
               cfg_fit: CfgFit, cfg_schedule: CfgSchedule):
     """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled."""
-    if cfg_schedule is CfgSchedule.GUIDED and cfg_fit in _CFG_STREAMS:
+    if cfg_schedule is not CfgSchedule.STREAMS and cfg_fit in _CFG_STREAMS:
         streams, mix = _CFG_STREAMS[cfg_fit]
-        return make_plan(config, grid, gram=stats.mixed_gram(streams), ridge=ridge, mix=mix(cfg_scale))
+        joint = shrink_cross_streams(stats.mixed_gram(streams), len(streams), cfg_schedule.cross_stream_keep)
+        return make_plan(config, grid, gram=joint, ridge=ridge, mix=mix(cfg_scale))
     return make_plan(config, grid, gram=gram, ridge=ridge)
 
 
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
-                     cfg_fit: str = CfgFit.PER_ROLE.value, cfg_schedule: str = CfgSchedule.STREAMS.value,
+                     cfg_fit: str = CfgFit.PER_ROLE.value, cfg_schedule: str = CfgSchedule.GUIDED_HALF_CROSS.value,
                      preserve_levels: bool = False, ridge: float | None = None) -> L2PHolder:
     """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start.
 

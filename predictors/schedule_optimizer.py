@@ -109,6 +109,27 @@ def _stream_coefficients(g: np.ndarray, d: np.ndarray, steps: tuple[int, ...], r
     return coef
 
 
+def shrink_cross_streams(gram: np.ndarray, streams: int, keep: float) -> np.ndarray:
+    """float64 [R*S, R*S]: the joint Gram with its cross-stream blocks scaled by ``keep`` in [0, 1], i.e.
+    keep * G + (1 - keep) * blockdiag(G), positive semi-definite like G.
+
+    Why: the cross blocks say how much the streams' forecast errors cancel in the guided output. They are measured
+    teacher-forced, and a run that forecasts drifts away from them; trusting them fully (keep 1) lets the schedule
+    search bet on cancellations that do not happen, ignoring them (keep 0) wastes the information. keep = 0.5 is
+    L2P Cache's default under CFG (nodes.setups.CfgSchedule says what was measured).
+    """
+    if not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep must be in [0, 1], got {keep}")
+    g = np.asarray(gram, dtype=np.float64)
+    if g.ndim != 2 or g.shape[0] != g.shape[1] or g.shape[0] % streams:
+        raise ValueError(f"the joint Gram must be square with a multiple of {streams} rows, got {list(g.shape)}")
+    out = keep * g
+    for r, block in enumerate(_blocks(g, streams)):
+        s = block.shape[0]
+        out[r * s:(r + 1) * s, r * s:(r + 1) * s] = block
+    return out
+
+
 def _blocks(g: np.ndarray, streams: int) -> list[np.ndarray]:
     """The diagonal [S, S] blocks of a joint [R*S, R*S] Gram: what each stream's own fit sees."""
     s = g.shape[0] // streams

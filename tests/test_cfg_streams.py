@@ -9,6 +9,7 @@ from comfyui_l2p.nodes import l2p_setup, setups
 from comfyui_l2p.predictors import GramStats, ScheduleConfig, StepGrid, fit
 from comfyui_l2p.predictors.l2p_difference import DifferenceL2PEngine
 from comfyui_l2p.predictors.l2p_joint import JointL2PEngine
+from comfyui_l2p.predictors.schedule_optimizer import shrink_cross_streams
 from comfyui_l2p.predictors.schedules import even_schedule, expected_final_error, optimized_schedule
 
 from test_schedules import flux_like_grid, smooth_trajectories
@@ -149,3 +150,30 @@ def test_guided_error_schedule_is_what_the_cache_plans_for_a_cfg_run():
     streams = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.CfgFit.PER_ROLE,
                                   setups.CfgSchedule.STREAMS)
     assert streams.planned == optimized_schedule(stats.summed_gram(), grid, 5, warmup=1, ridge=1e-6)
+
+
+def test_shrink_cross_streams_keeps_the_streams_own_blocks_and_scales_the_rest():
+    grid = StepGrid.uniform(5)
+    cond, uncond = cfg_trajectories(grid, samples=3, dim=8, seed=8)
+    joint = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid).gram
+    half = shrink_cross_streams(joint, 2, 0.5)
+    np.testing.assert_array_equal(half[:5, :5], joint[:5, :5])
+    np.testing.assert_array_equal(half[5:, 5:], joint[5:, 5:])
+    np.testing.assert_allclose(half[:5, 5:], 0.5 * joint[:5, 5:])
+    assert np.linalg.eigvalsh(half).min() >= -1e-9 * np.abs(joint).max()  # still a Gram (PSD)
+    np.testing.assert_array_equal(shrink_cross_streams(joint, 2, 1.0), joint)
+    with pytest.raises(ValueError, match=r"keep must be in \[0, 1\]"):
+        shrink_cross_streams(joint, 2, 1.5)
+
+
+def test_the_default_cfg_schedule_halves_the_cross_stream_terms():
+    assert l2p_setup.l2p_cache_holder.__kwdefaults__["cfg_schedule"] == setups.CfgSchedule.GUIDED_HALF_CROSS.value
+    grid = flux_like_grid(20)
+    cond, uncond = cfg_trajectories(grid, seed=9)
+    stats = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid)
+    config = ScheduleConfig(4.0, "optimized", warmup=1)
+    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 5.0, setups.CfgFit.PER_ROLE,
+                               setups.CfgSchedule.GUIDED_HALF_CROSS)
+    expected = optimized_schedule(shrink_cross_streams(stats.gram, 2, 0.5), grid, 5, warmup=1, ridge=1e-6,
+                                  mix=(5.0, -4.0))
+    assert plan.planned == expected
