@@ -77,6 +77,10 @@ def run(args) -> int:
             cal_file.unlink()
         cal_seconds = calibrate(model, scenario, cal, cal_file)
         notes.append(f"{scenario.name}: calibrated on {len(cal.labels)} trajectories in {cal_seconds:.1f} s")
+        cfg_only = [v.name for v in variants if v.cfg_only]
+        if scenario.cfg_scale == 1.0 and cfg_only:
+            notes.append(f"{scenario.name}: the CFG variants ({'; '.join(cfg_only)}) differ only in how they treat"
+                         f" the uncond stream; with one stream they are the same run as L2P direct (optimized)")
         print(f"[benchmark] {scenario.name}: calibration {cal_seconds:.1f} s -> {cal_file.name}", flush=True)
         full = harness.sample_full(model, scenario, ev)
         full_images = harness.decode_images(model, full.latents)

@@ -66,6 +66,9 @@ def markdown(rows: list[Row], scenarios: list[str], speedups: list[float], conte
     return "\n".join(out) + "\n"
 
 
+PLOT_FLOOR_DB = 20.0
+
+
 def plot(rows: list[Row], scenarios: list[str], path: Path) -> Path | None:
     """PSNR against achieved pass speedup, one panel per scenario. None when matplotlib is missing."""
     try:
@@ -75,8 +78,11 @@ def plot(rows: list[Row], scenarios: list[str], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(5.5 * len(scenarios) + 3.5, 4.8), squeeze=False)
     all_variants = list(dict.fromkeys(r.variant for r in rows))
+    legend_rows = (len(all_variants) + 1) // 2
+    legend_height = 0.16 * legend_rows + 0.3  # inches: the legend sits below the panels, two columns
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(6.5 * len(scenarios), 4.6 + legend_height),
+                             squeeze=False)
     palette = plt.get_cmap("tab20")
     colour = {v: palette(i % 20) for i, v in enumerate(all_variants)}  # one colour per variant in every panel
     handles = {}
@@ -88,12 +94,17 @@ def plot(rows: list[Row], scenarios: list[str], path: Path) -> Path | None:
             (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=v, markersize=4,
                               color=colour[v])
             handles.setdefault(v, line)
+        values = [r.psnr_mean for r in rows if r.scenario == scenario]
+        if min(values) < PLOT_FLOOR_DB < max(values):  # diverged runs would squash the rest of the panel
+            ax.set_ylim(bottom=PLOT_FLOOR_DB)
+            scenario = f"{scenario} (runs below {PLOT_FLOOR_DB:g} dB off the chart)"
         ax.set_title(scenario)
         ax.set_xlabel("speedup (sampler steps per real transformer pass)")
         ax.set_ylabel("PSNR vs full run (dB)")
         ax.grid(alpha=0.3)
-    fig.legend([handles[v] for v in all_variants], all_variants, fontsize=7, loc="center right")
-    fig.tight_layout(rect=(0, 0, 1 - 3.3 / fig.get_figwidth(), 1))
+    fig.legend([handles[v] for v in all_variants], all_variants, fontsize=7, loc="lower center", ncol=2,
+               frameon=False)
+    fig.tight_layout(rect=(0, legend_height / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

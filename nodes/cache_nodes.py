@@ -140,8 +140,9 @@ class L2PCalibrate(io.ComfyNode):
                 io.Float.Input("ridge_lambda", default=setups.DEFAULT_RIDGE, min=0.0, max=1.0, step=1e-7, round=False,
                                tooltip="Ridge strength of the fit, relative to the outputs' energy."),
                 io.Combo.Input("mode", options=setups.CALIBRATION_MODES, default=setups.CALIBRATION_MODES[0],
-                               tooltip="teacher-forced: every step computed and recorded. on-policy: follow the"
-                                       " file's own forecasts at the speedup below while recording the truth."),
+                               tooltip="teacher-forced: every step computed and recorded. on-policy: follow what"
+                                       " L2P Cache does with this file by default (direct fit, optimized"
+                                       " schedule, CFG handling) at the speedup below while recording the truth."),
                 io.Float.Input("on_policy_speedup", default=5.0, min=1.0, max=25.0, step=0.01,
                                tooltip="on-policy mode only: the speedup whose forecasts the run follows."),
             ],

@@ -98,7 +98,7 @@ def _note_cfg_scale(pf: PredictorFile, stats: GramStats, cfg_scale: float | None
     scales = calibrated_cfg_scales(pf.cfg_mode)
     if _is_cfg(cfg_scale, stats) and scales and f"{float(cfg_scale):g}" not in scales:
         report.notes.append(f"calibrated at CFG {', '.join(scales)}, sampling at CFG {float(cfg_scale):g}: the fit"
-                            f" carries over between scales (within about 1 dB on the reference model)")
+                            f" carries over, at some cost for distant scales: calibrate near the scales you use")
 
 
 # The streams each CFG fit forecasts from its own history, as combinations of the recorded roles, and how each
