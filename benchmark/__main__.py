@@ -26,7 +26,6 @@ from .outputs import Row, image_grid, markdown, plot, save_json
 from .variants import DEMO_VARIANTS, VARIANTS
 
 from comfyui_l2p.nodes import calibrate_setup, setups  # noqa: E402  (harness registered the package)
-from comfyui_l2p.reference.comfy_import import ComfyUINotFound  # noqa: E402
 
 SPEEDUPS = (4.55, 5.56, 7.14)
 SCENARIOS = (Scenario("no CFG (cond only)", cfg_scale=1.0), Scenario("CFG 3.0", cfg_scale=3.0))
@@ -49,10 +48,8 @@ def calibrate(model, scenario: Scenario, cal: Batch, path: Path, mode: str = "te
 
 def run(args) -> int:
     torch.set_num_threads(args.threads)
-    try:
-        model = harness.load_model(args.model)
-    except ComfyUINotFound as error:
-        print(f"python3 -m benchmark --model {args.model}: {error}", file=sys.stderr)
+    model = harness.load_model_for_command("python3 -m benchmark", args.model)
+    if model is None:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,7 +141,7 @@ def main(argv=None) -> int:
     parser.add_argument("--grid-rows", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    args.out = args.out or ("out/benchmark" if args.model == "reference" else f"out/benchmark-{args.model}")
+    args.out = args.out or str(harness.default_out("benchmark", args.model))
     args.cal_seeds = args.cal_seeds or (3 if args.demo else 6)
     args.eval_seeds = args.eval_seeds or (4 if args.demo else 8)
     return run(args)

@@ -31,16 +31,20 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speedups", type=float, nargs="+", default=[4.55, 7.14])
     p.add_argument("--scales", type=float, nargs="+", default=[1.5, 3.0, 5.0, 7.0])
-    p.add_argument("--out", default="out/cfg_scales")
+    p.add_argument("--out", default=None, help="default out/cfg_scales (reference) or out/cfg_scales-qwen")
+    p.add_argument("--model", choices=sorted(harness.MODELS), default="reference",
+                   help="qwen: ComfyUI's Qwen-Image reference (needs COMFYUI_PATH)")
     p.add_argument("--cal-seeds", type=int, default=6)
     p.add_argument("--eval-seeds", type=int, default=8)
     args = p.parse_args(argv)
     if len(args.scales) < 2 or any(g == 1.0 for g in args.scales):
         p.error("--scales needs at least two CFG scales other than 1")
     torch.set_num_threads(1)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else harness.default_out("cfg_scales", args.model)
     out.mkdir(parents=True, exist_ok=True)
-    model = harness.load_model()
+    model = harness.load_model_for_command("python3 -m benchmark.cfg_scales", args.model)
+    if model is None:
+        return 2
     cal, ev = batch(CAL_CLASSES, range(args.cal_seeds)), batch(EVAL_CLASSES, range(1000, 1000 + args.eval_seeds))
     scales = sorted(args.scales)
     files: dict[str, Path] = {}

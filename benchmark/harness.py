@@ -11,8 +11,10 @@ calibration sink and report as inside ComfyUI, so the benchmark measures the cod
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -22,6 +24,7 @@ comfyui_l2p()
 from comfyui_l2p.nodes.report import RunReport  # noqa: E402
 from comfyui_l2p.nodes.run_state import L2PHolder, RunContext, RunState  # noqa: E402
 from comfyui_l2p.predictors import StepGrid  # noqa: E402
+from comfyui_l2p.reference.comfy_import import ComfyUINotFound  # noqa: E402
 from comfyui_l2p.reference.model import ReferenceModel, load_reference  # noqa: E402
 from comfyui_l2p.reference.qwen_model import QwenReferenceModel, load_qwen_reference  # noqa: E402  (ComfyUI: on load)
 from comfyui_l2p.reference.sampling import euler_sample, flux_sigmas  # noqa: E402
@@ -133,6 +136,20 @@ def decode_images(model: Model, latents: torch.Tensor):
     """(B, 64, 64) float64 numpy images in [0, 1] (the data's [-1, 1] range mapped and clipped)."""
     images = model.codec.decode(latents).clamp(-1, 1)
     return ((images[:, 0] + 1) / 2).double().numpy()
+
+
+def default_out(folder: str, model: str) -> Path:
+    """Where a command writes by default: out/<folder> for the reference model, out/<folder>-<model> otherwise."""
+    return Path("out") / (folder if model == "reference" else f"{folder}-{model}")
+
+
+def load_model_for_command(command: str, name: str) -> Model | None:
+    """``load_model`` for a command line: None, with the reason on stderr, when ComfyUI is not available."""
+    try:
+        return load_model(name)
+    except ComfyUINotFound as error:
+        print(f"{command} --model {name}: {error}", file=sys.stderr)
+        return None
 
 
 def load_model(name: str = "reference") -> Model:

@@ -7,7 +7,8 @@ whose earlier forecasts were imperfect, which teacher-forced calibration statist
 forecast scaled by the weights. This prints, per variant and speedup, the weights of the GUIDED output
 u + g (c - u) on the computed cond and uncond outputs: the largest L1 norm over the skipped steps (worst-case
 amplification of a perturbation of the history) and the median. For reference, re-using the last computed step
-(FORA) gives |g| + |1 - g| = 5 at g = 3.
+(FORA) gives |g| + |1 - g| = 5 at g = 3. A second table sums the weights over the cond and the uncond outputs: a forecast
+that keeps the guidance of a slowly varying signal has sums g and 1 - g; smaller sums mean damped guidance.
 
 The weights are read off the real engines each variant builds (the nodes' setups): every computed output is fed
 as a unit vector, so a forecast returns its own weights. Needs no model calls after calibration.
@@ -28,6 +29,7 @@ from .variants import VARIANTS
 from comfyui_l2p.nodes.report import RunReport  # noqa: E402
 from comfyui_l2p.nodes.run_state import RunContext, RunState  # noqa: E402
 from comfyui_l2p.predictors.base import ForecastError  # noqa: E402
+from comfyui_l2p.predictors.lesa_engine import LesaEngine  # noqa: E402
 
 KEYS = (("cond", "c"), ("uncond", "u"))
 
@@ -37,9 +39,9 @@ def guided_weights(holder, model, scenario, speedup: float) -> np.ndarray | None
     None when the variant decides its steps during the run (no fixed plan)."""
     grid, g = scenario.grid(), scenario.cfg_scale
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
-    run = RunState(holder.start_run(RunContext(grid, model.flux, g), report), grid, report)
+    run = RunState(holder.start_run(RunContext(grid, model.diffusion_model, g), report), grid, report)
     engine, plan = run.engine, run.pieces.plan.planned
-    if plan is None:
+    if plan is None or isinstance(engine, LesaEngine):  # no fixed plan, or not a weighted sum (KAN experts)
         return None
     computed = list(plan)
     size = 2 * len(computed)
@@ -63,34 +65,47 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m benchmark.weights", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speedups", type=float, nargs="+", default=list(SPEEDUPS))
-    p.add_argument("--out", default="out/weights")
+    p.add_argument("--out", default=None, help="default out/weights (reference) or out/weights-qwen")
+    p.add_argument("--model", choices=sorted(harness.MODELS), default="reference",
+                   help="qwen: ComfyUI's Qwen-Image reference (needs COMFYUI_PATH)")
     p.add_argument("--cal-seeds", type=int, default=6)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else harness.default_out("weights", args.model)
     out.mkdir(parents=True, exist_ok=True)
-    model = harness.load_model()
+    model = harness.load_model_for_command("python3 -m benchmark.weights", args.model)
+    if model is None:
+        return 2
     scenario = SCENARIOS[1]
     file = out / "weights-cfg.safetensors"
     if file.exists():
         file.unlink()
     calibrate(model, scenario, batch(CAL_CLASSES, range(args.cal_seeds)), file)
-    print(f"Guided-output weights on the computed outputs, {scenario.name}: max (median) L1 norm over skipped steps")
-    print("\n| predictor | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |")
-    print("|---|" + "---|" * len(args.speedups))
+    norms, sums = [], []
     for variant in VARIANTS:
         if variant.on_policy:
             continue
-        cells = []
+        norm_cells, sum_cells = [], []
         for speedup in args.speedups:
             weights = guided_weights(variant.build(speedup, str(file) if variant.learned else None), model,
                                      scenario, speedup)
             if weights is None or not len(weights):
-                cells.append("n/a (non-linear or adaptive)")
+                norm_cells.append("n/a (non-linear or adaptive)")
+                sum_cells.append("n/a")
                 continue
             l1 = np.abs(weights).sum(axis=1)
-            cells.append(f"{l1.max():.1f} ({np.median(l1):.1f})")
-        print(f"| {variant.name} | " + " | ".join(cells) + " |", flush=True)
+            k = weights.shape[1] // 2
+            norm_cells.append(f"{l1.max():.1f} ({np.median(l1):.1f})")
+            sum_cells.append(f"{np.median(weights[:, :k].sum(axis=1)):.2f} / {np.median(weights[:, k:].sum(axis=1)):.2f}")
+        norms.append(f"| {variant.name} | " + " | ".join(norm_cells) + " |")
+        sums.append(f"| {variant.name} | " + " | ".join(sum_cells) + " |")
+    header = "| predictor | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |\n|---|" + "---|" * len(args.speedups)
+    g = scenario.cfg_scale
+    print(f"Guided-output weights on the computed outputs, {scenario.name}: max (median) L1 norm over skipped steps\n")
+    print(header + "\n" + "\n".join(norms))
+    print(f"\nThe same weights summed over the cond / uncond outputs, median over skipped steps: a forecast that keeps"
+          f" the guidance of a slowly varying signal has {g:g} / {1 - g:g}\n")
+    print(header + "\n" + "\n".join(sums))
     return 0
 
 

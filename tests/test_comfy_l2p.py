@@ -86,10 +86,14 @@ def test_cfg_calibration_records_both_roles_in_one_or_two_calls(pack, l2p_dir):
     comfy_host.sample(cal, steps=8, cfg=3.0, seed=2, negative_text_len=6)  # cond and uncond in two calls
     pf = load_file(pack, os.path.join(l2p_dir, "cal.safetensors"))
     assert pf.roles == ("cond", "uncond") and pf.sample_count == 2
+    assert pf.cfg_mode == "cfg 3"  # the scale the guider ran at reached the file
     cached = l2p_cache(pack, tiny)
     with comfy_host.count_passes(tiny) as counter:
         comfy_host.sample(cached, steps=8, cfg=3.0, seed=5, negative_text_len=6)
     assert counter.forwards == 2 * 3  # K = round(8 / 2.5) = 3, two calls per computed step
+    assert not any("calibrated at CFG" in n for n in reports(cached)[-1].notes)
+    comfy_host.sample(cached, steps=8, cfg=4.5, seed=5)  # another scale: allowed, and said in the report
+    assert any("calibrated at CFG 3, sampling at CFG 4.5" in n for n in reports(cached)[-1].notes)
 
 
 def test_video_latents(pack, l2p_dir):
