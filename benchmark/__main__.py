@@ -55,7 +55,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     seeds_cal = range(args.cal_seeds)
     seeds_eval = range(1000, 1000 + args.eval_seeds)
-    cal, ev = batch(CAL_CLASSES, seeds_cal), batch(EVAL_CLASSES, seeds_eval)
+    eval_classes = CAL_CLASSES if args.eval_classes == "calibration" else EVAL_CLASSES
+    cal, ev = batch(CAL_CLASSES, seeds_cal), batch(eval_classes, seeds_eval)
     variants = [v for v in VARIANTS if (not args.demo or v.name in DEMO_VARIANTS)
                 and (not args.variants or any(part.lower() in v.name.lower() for part in args.variants))]
     if not variants:
@@ -111,7 +112,9 @@ def run(args) -> int:
                     grid_columns.append((variant.name, images[: args.grid_rows]))
         grids.append(image_grid(grid_columns, out / f"grid-{tag}.png"))
     context = (f"Model `{args.model}`: {harness.MODELS[args.model]}. {args.cal_seeds} seeds"
-               f" x classes 0-6 calibrate; {args.eval_seeds} held-out seeds x held-out classes 7-9 evaluate."
+               f" x classes 0-6 calibrate; {args.eval_seeds} held-out seeds x "
+               + ("held-out classes 7-9" if args.eval_classes == "held-out" else "the calibration classes 0-6")
+               + " evaluate."
                f" 50 Euler steps, shift {harness.SHIFT}. torch threads: {args.threads}.\n\n" + "\n".join(
                    f"- {n}" for n in notes))
     (out / "benchmark.md").write_text(markdown(rows, [s.name for s in scenarios], speedups, context))
@@ -138,6 +141,9 @@ def main(argv=None) -> int:
     parser.add_argument("--speedups", type=float, nargs="+", default=SPEEDUPS)
     parser.add_argument("--cal-seeds", type=int, default=None, help="calibration seeds per class (default 6, demo 3)")
     parser.add_argument("--eval-seeds", type=int, default=None, help="held-out seeds per class (default 8, demo 4)")
+    parser.add_argument("--eval-classes", choices=["held-out", "calibration"], default="held-out",
+                        help="evaluate on the held-out classes 7-9 (default) or on the calibration classes 0-6"
+                             " (held-out seeds either way): separates class generalisation from the rest")
     parser.add_argument("--grid-rows", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

@@ -1,6 +1,8 @@
 """Sweep L2P's own knobs (ridge, warm-up, last-step guard, schedule weighting) on the reference model.
 
-    python3 -m benchmark.sweep [--scenario no|cfg] [--speedups 5.56 7.14]
+    python3 -m benchmark.sweep [--scenario no|cfg] [--speedups 5.56 7.14] [--model qwen]
+    python3 -m benchmark.sweep --scenario cfg --ridges 1e-6 --warmups 1 --placements optimized \
+        --cross-keeps 0 0.2 0.35 0.5 0.65 0.8 1          # the CFG schedule's share of cross-stream terms
 
 Prints one table row per setting: mean and worst PSNR over the held-out samples at each speedup. This is where
 the defaults in nodes/setups.py come from (see the issue notes for the measured table).
@@ -32,14 +34,20 @@ def main(argv=None) -> int:
     p.add_argument("--warmups", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--placements", nargs="+", default=["optimized", "even"])
     p.add_argument("--compute-last", type=int, nargs="+", default=[0])
-    p.add_argument("--out", default="out/sweep")
+    p.add_argument("--cross-keeps", type=float, nargs="+", default=[None],
+                   help="CFG only: shares of the cross-stream terms the schedule search keeps (default: the node's)")
+    p.add_argument("--model", choices=sorted(harness.MODELS), default="reference",
+                   help="qwen: ComfyUI's Qwen-Image reference (needs COMFYUI_PATH)")
+    p.add_argument("--out", default=None, help="default out/sweep (reference) or out/sweep-<model>")
     p.add_argument("--cal-seeds", type=int, default=6)
     p.add_argument("--eval-seeds", type=int, default=8)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else harness.default_out("sweep", args.model)
     out.mkdir(parents=True, exist_ok=True)
-    model = harness.load_model()
+    model = harness.load_model_for_command("python3 -m benchmark.sweep", args.model)
+    if model is None:
+        return 2
     scenario = SCENARIOS[0] if args.scenario == "no" else SCENARIOS[1]
     cal = batch(CAL_CLASSES, range(args.cal_seeds))
     ev = batch(EVAL_CLASSES, range(1000, 1000 + args.eval_seeds))
@@ -48,10 +56,11 @@ def main(argv=None) -> int:
         base.unlink()
     calibrate(model, scenario, cal, base)
     full = harness.decode_images(model, harness.sample_full(model, scenario, ev).latents)
-    print("| placement | ridge | warm-up | last | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |")
-    print("|---|---|---|---|" + "---|" * len(args.speedups))
-    for placement, ridge, warmup, last in itertools.product(args.placements, args.ridges, args.warmups,
-                                                            args.compute_last):
+    print("| placement | ridge | warm-up | last | cross keep | " + " | ".join(f"{s:.2f}x" for s in args.speedups)
+          + " |")
+    print("|---|---|---|---|---|" + "---|" * len(args.speedups))
+    for placement, ridge, warmup, last, keep in itertools.product(args.placements, args.ridges, args.warmups,
+                                                                  args.compute_last, args.cross_keeps):
         file = out / "sweep-ridge.safetensors"
         shutil.copyfile(base, file)
         _set_ridge(file, ridge)
@@ -61,13 +70,15 @@ def main(argv=None) -> int:
                 holder = l2p_setup.l2p_cache_holder(
                     str(file), speedup=speedup, placement=Placement(placement).value, warmup=warmup,
                     compute_last=bool(last), residual_budget=0.05, history_device="model device", mode="direct",
-                    grid_policy="refuse")
+                    grid_policy="refuse", cross_stream_keep=keep)
                 images = harness.decode_images(model, harness.sample_with(model, scenario, ev, holder).latents)
                 values = [psnr(a, b) for a, b in zip(images, full)]
                 cells.append(f"{np.mean(values):.2f} ({np.min(values):.2f})")
             except ValueError as err:
                 cells.append(f"n/a ({str(err)[:30]})")
-        print(f"| {placement} | {ridge:g} | {warmup} | {last} | " + " | ".join(cells) + " |", flush=True)
+        keep_cell = "default" if keep is None else f"{keep:g}"
+        print(f"| {placement} | {ridge:g} | {warmup} | {last} | {keep_cell} | " + " | ".join(cells) + " |",
+              flush=True)
     return 0
 
 

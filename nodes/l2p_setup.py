@@ -110,11 +110,14 @@ _CFG_STREAMS = {
 
 
 def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
-              cfg_fit: CfgFit, cfg_schedule: CfgSchedule):
-    """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled."""
+              cfg_fit: CfgFit, cfg_schedule: CfgSchedule, cross_stream_keep: float | None = None):
+    """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled.
+
+    cross_stream_keep: overrides the schedule's own share of the cross-stream terms (benchmark.sweep)."""
     if cfg_schedule is not CfgSchedule.STREAMS and cfg_fit in _CFG_STREAMS:
         streams, mix = _CFG_STREAMS[cfg_fit]
-        joint = shrink_cross_streams(stats.mixed_gram(streams), len(streams), cfg_schedule.cross_stream_keep)
+        keep = cfg_schedule.cross_stream_keep if cross_stream_keep is None else cross_stream_keep
+        joint = shrink_cross_streams(stats.mixed_gram(streams), len(streams), keep)
         return make_plan(config, grid, gram=joint, ridge=ridge, mix=mix(cfg_scale))
     return make_plan(config, grid, gram=gram, ridge=ridge)
 
@@ -122,10 +125,13 @@ def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge:
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
                      cfg_fit: str = CfgFit.PER_ROLE.value, cfg_schedule: str = CfgSchedule.GUIDED_HALF_CROSS.value,
-                     preserve_levels: bool = False, ridge: float | None = None) -> L2PHolder:
+                     preserve_levels: bool = False, ridge: float | None = None,
+                     cross_stream_keep: float | None = None) -> L2PHolder:
     """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start.
 
-    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with)."""
+    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with).
+    cross_stream_keep: None uses ``cfg_schedule``'s share of the cross-stream terms; a number in [0, 1] overrides it
+    (benchmark.sweep --cross-keeps)."""
     pf = load_predictor_file(path)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
     mode, policy, cfg_fit = L2PMode(mode), GridPolicy(grid_policy), CfgFit(cfg_fit)
@@ -168,7 +174,8 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
                              offload=offload, make_engine=lambda g, off: JointL2PEngine(
                                  np.asarray(stats.gram), stats.roles, ridge, g, off, preserve_levels))
         if mode is L2PMode.DIRECT and cfg_fit is CfgFit.DIFFERENCE and _is_cfg(context.cfg_scale, stats):
-            plan = _cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, cfg_fit, cfg_schedule)
+            plan = _cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, cfg_fit, cfg_schedule,
+                             cross_stream_keep)
             return RunPieces(L2PDirect(gram, ridge=ridge), plan, offload=offload,
                              make_engine=lambda g, off: DifferenceL2PEngine(
                                  stats.mixed_gram([{"cond": 1.0}, {"uncond": 1.0}]), ridge, g, off, preserve_levels))
@@ -176,7 +183,8 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
             engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge, preserve_level=preserve_levels)
                        for r in stats.roles}
             default = L2PDirect(gram, ridge=ridge)
-            plan = _cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, cfg_fit, cfg_schedule)
+            plan = _cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, cfg_fit, cfg_schedule,
+                             cross_stream_keep)
             return RunPieces(default, plan, offload=offload,
                              make_engine=lambda g, off: RoutedEngine(
                                  {r: ForecastEngine(p, g, off) for r, p in engines.items()},

@@ -79,8 +79,9 @@ class CfgSchedule(enum.Enum):
     - Qwen-Image reference: STREAMS 44.41 (33.77) / 42.78 (33.00) / 37.95 (30.77); GUIDED 45.69 (36.19) / 44.67
       (37.37) / 40.32 (34.06); half 47.13 (38.49) / 44.92 (36.64) / 40.11 (34.69).
     Each extreme fails on one model: the cross terms are how much the two streams' errors cancel under guidance,
-    measured teacher-forced; a drifting run honours part of that. Keeping 0.5 to 0.8 of them gave the same
-    schedules on both models; below 0.35 they reduce to STREAMS.
+    measured teacher-forced; a drifting run honours part of that. Keeping 0.5 or 0.65 of them gave identical
+    results on both models, 0.8 differed only at 4.55x (-0.1 dB), 0.35 and below matched STREAMS
+    (python3 -m benchmark.sweep --scenario cfg --cross-keeps ... [--model qwen]).
     """
 
     GUIDED_HALF_CROSS = "guided output's error, cross-stream terms halved"

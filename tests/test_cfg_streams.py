@@ -177,3 +177,15 @@ def test_the_default_cfg_schedule_halves_the_cross_stream_terms():
     expected = optimized_schedule(shrink_cross_streams(stats.gram, 2, 0.5), grid, 5, warmup=1, ridge=1e-6,
                                   mix=(5.0, -4.0))
     assert plan.planned == expected
+
+
+def test_a_sweep_can_override_the_share_of_cross_stream_terms():
+    grid = flux_like_grid(20)
+    cond, uncond = cfg_trajectories(grid, seed=10)
+    stats = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid)
+    config = ScheduleConfig(4.0, "optimized", warmup=1)
+    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.CfgFit.PER_ROLE,
+                               setups.CfgSchedule.GUIDED_HALF_CROSS, cross_stream_keep=0.8)
+    expected = optimized_schedule(shrink_cross_streams(stats.gram, 2, 0.8), grid, 5, warmup=1, ridge=1e-6,
+                                  mix=(3.0, -2.0))
+    assert plan.planned == expected
