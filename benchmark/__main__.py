@@ -130,8 +130,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", action="store_true", help="the README demo: fewer variants and samples")
-    parser.add_argument("--model", choices=sorted(harness.MODELS), default="reference",
-                        help="'reference' = the FLUX-architecture model; 'qwen' = ComfyUI's Qwen-Image (needs COMFYUI_PATH)")
+    harness.add_model_option(parser)
     parser.add_argument("--out", default=None,
                         help="output folder (default out/benchmark, out/benchmark-<model> for other models)")
     parser.add_argument("--variants", nargs="+", default=None,

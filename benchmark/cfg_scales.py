@@ -32,8 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--speedups", type=float, nargs="+", default=[4.55, 7.14])
     p.add_argument("--scales", type=float, nargs="+", default=[1.5, 3.0, 5.0, 7.0])
     p.add_argument("--out", default=None, help="default out/cfg_scales (reference) or out/cfg_scales-qwen")
-    p.add_argument("--model", choices=sorted(harness.MODELS), default="reference",
-                   help="qwen: ComfyUI's Qwen-Image reference (needs COMFYUI_PATH)")
+    harness.add_model_option(p)
     p.add_argument("--cal-seeds", type=int, default=6)
     p.add_argument("--eval-seeds", type=int, default=8)
     args = p.parse_args(argv)

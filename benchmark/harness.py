@@ -138,6 +138,13 @@ def decode_images(model: Model, latents: torch.Tensor):
     return ((images[:, 0] + 1) / 2).double().numpy()
 
 
+def add_model_option(parser) -> None:
+    """The ``--model`` option every benchmark command shares (an argparse parser)."""
+    parser.add_argument("--model", choices=sorted(MODELS), default="reference",
+                        help="'reference' = the FLUX-architecture model; 'qwen' = ComfyUI's Qwen-Image (needs"
+                             " COMFYUI_PATH)")
+
+
 def default_out(folder: str, model: str) -> Path:
     """Where a command writes by default: out/<folder> for the reference model, out/<folder>-<model> otherwise."""
     return Path("out") / (folder if model == "reference" else f"{folder}-{model}")

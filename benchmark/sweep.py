@@ -36,8 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--compute-last", type=int, nargs="+", default=[0])
     p.add_argument("--cross-keeps", type=float, nargs="+", default=[None],
                    help="CFG only: shares of the cross-stream terms the schedule search keeps (default: the node's)")
-    p.add_argument("--model", choices=sorted(harness.MODELS), default="reference",
-                   help="qwen: ComfyUI's Qwen-Image reference (needs COMFYUI_PATH)")
+    harness.add_model_option(p)
     p.add_argument("--out", default=None, help="default out/sweep (reference) or out/sweep-<model>")
     p.add_argument("--cal-seeds", type=int, default=6)
     p.add_argument("--eval-seeds", type=int, default=8)

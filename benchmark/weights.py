@@ -66,8 +66,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--speedups", type=float, nargs="+", default=list(SPEEDUPS))
     p.add_argument("--out", default=None, help="default out/weights (reference) or out/weights-qwen")
-    p.add_argument("--model", choices=sorted(harness.MODELS), default="reference",
-                   help="qwen: ComfyUI's Qwen-Image reference (needs COMFYUI_PATH)")
+    harness.add_model_option(p)
     p.add_argument("--cal-seeds", type=int, default=6)
     args = p.parse_args(argv)
     torch.set_num_threads(1)

@@ -173,13 +173,23 @@ def train(s: TrainSettings) -> ReferenceModel:
     return ReferenceModel(config=config, flux=ema_flux, conditioner=ema_conditioner, codec=codec, info=info)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The options both training scripts share: TrainSettings' sizes, seed, threads and lr, and --out."""
     defaults = TrainSettings()
     for name in ("steps", "batch_size", "seed", "threads"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="weights directory")
+
+
+def settings_from(args: argparse.Namespace) -> TrainSettings:
+    return TrainSettings(steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
+                         lr=args.lr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_options(parser)
     parser.add_argument("--samples", type=Path, default=SAMPLES_PATH, help="sample grid PNG")
     parser.add_argument("--samples-only", action="store_true", help="only redraw the grid from --out's weights")
     args = parser.parse_args()
@@ -187,9 +197,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         print(render_sample_grid(load_reference(args.out), args.samples))
         return
-    settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                             lr=args.lr)
-    model = train(settings)
+    model = train(settings_from(args))
     save_reference(model, args.out)
     print(render_sample_grid(load_reference(args.out), args.samples))
 

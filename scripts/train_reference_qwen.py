@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_reference import DATA_DESCRIPTION, TrainSettings, fit  # noqa: E402
+from train_reference import DATA_DESCRIPTION, TrainSettings, add_training_options, fit, settings_from  # noqa: E402
 
 from reference.comfy_import import ComfyUINotFound, comfyui_path  # noqa: E402
 from reference.conditioning import ClassConditioner, Conditioning  # noqa: E402
@@ -70,11 +70,7 @@ def train(s: TrainSettings, codec_dir: Path) -> QwenReferenceModel:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = TrainSettings()
-    for name in ("steps", "batch_size", "seed", "threads"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="weights directory")
+    add_training_options(parser)
     parser.add_argument("--codec-dir", type=Path, default=WEIGHTS_DIR,
                         help=f"folder holding the FLUX reference's {CONDITIONER_FILE} (the shared codec)")
     parser.add_argument("--samples", type=Path, default=SAMPLES_PATH, help="sample grid PNG")
@@ -87,9 +83,7 @@ def main() -> int:
         return 2
     torch.set_num_threads(args.threads)
     if not args.samples_only:
-        settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                                 lr=args.lr)
-        save_qwen_reference(train(settings, args.codec_dir), args.out)
+        save_qwen_reference(train(settings_from(args), args.codec_dir), args.out)
         if args.out != args.codec_dir:  # the loader finds the shared codec next to the weights
             (args.out / CONDITIONER_FILE).write_bytes((args.codec_dir / CONDITIONER_FILE).read_bytes())
     print(render_sample_grid(load_qwen_reference(args.out), args.samples))
