@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import harness
 from .__main__ import CAL_CLASSES, EVAL_CLASSES, batch, calibrate
@@ -38,12 +37,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if len(args.scales) < 2 or any(g == 1.0 for g in args.scales):
         p.error("--scales needs at least two CFG scales other than 1")
-    torch.set_num_threads(1)
-    out = Path(args.out) if args.out else harness.default_out("cfg_scales", args.model)
-    out.mkdir(parents=True, exist_ok=True)
-    model = harness.load_model_for_command("python3 -m benchmark.cfg_scales", args.model)
-    if model is None:
+    started = harness.start_command("python3 -m benchmark.cfg_scales", "cfg_scales", args)
+    if started is None:
         return 2
+    out, model = started
     cal, ev = batch(CAL_CLASSES, range(args.cal_seeds)), batch(EVAL_CLASSES, range(1000, 1000 + args.eval_seeds))
     scales = sorted(args.scales)
     files: dict[str, Path] = {}

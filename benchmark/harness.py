@@ -150,6 +150,16 @@ def default_out(folder: str, model: str) -> Path:
     return Path("out") / (folder if model == "reference" else f"{folder}-{model}")
 
 
+def start_command(command: str, folder: str, args) -> tuple[Path, Model] | None:
+    """What a benchmark command does first: one torch thread, its output folder (``--out`` or ``default_out``),
+    and the ``--model``; None, with the reason on stderr, when the model cannot be loaded."""
+    torch.set_num_threads(1)
+    out = Path(args.out) if args.out else default_out(folder, args.model)
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_model_for_command(command, args.model)
+    return None if model is None else (out, model)
+
+
 def load_model_for_command(command: str, name: str) -> Model | None:
     """``load_model`` for a command line: None, with the reason on stderr, when ComfyUI is not available."""
     try:

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import harness
 from .__main__ import CAL_CLASSES, EVAL_CLASSES, SCENARIOS, batch, calibrate
@@ -41,12 +40,10 @@ def main(argv=None) -> int:
     p.add_argument("--cal-seeds", type=int, default=6)
     p.add_argument("--eval-seeds", type=int, default=8)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    out = Path(args.out) if args.out else harness.default_out("sweep", args.model)
-    out.mkdir(parents=True, exist_ok=True)
-    model = harness.load_model_for_command("python3 -m benchmark.sweep", args.model)
-    if model is None:
+    started = harness.start_command("python3 -m benchmark.sweep", "sweep", args)
+    if started is None:
         return 2
+    out, model = started
     scenario = SCENARIOS[0] if args.scenario == "no" else SCENARIOS[1]
     cal = batch(CAL_CLASSES, range(args.cal_seeds))
     ev = batch(EVAL_CLASSES, range(1000, 1000 + args.eval_seeds))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,12 +68,10 @@ def main(argv=None) -> int:
     harness.add_model_option(p)
     p.add_argument("--cal-seeds", type=int, default=6)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    out = Path(args.out) if args.out else harness.default_out("weights", args.model)
-    out.mkdir(parents=True, exist_ok=True)
-    model = harness.load_model_for_command("python3 -m benchmark.weights", args.model)
-    if model is None:
+    started = harness.start_command("python3 -m benchmark.weights", "weights", args)
+    if started is None:
         return 2
+    out, model = started
     scenario = SCENARIOS[1]
     file = out / "weights-cfg.safetensors"
     if file.exists():
