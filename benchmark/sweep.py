@@ -21,7 +21,7 @@ from . import harness
 from .__main__ import CAL_CLASSES, EVAL_CLASSES, SCENARIOS, batch, calibrate
 from .metrics import psnr
 
-from comfyui_l2p.nodes import l2p_setup  # noqa: E402
+from comfyui_l2p.nodes import l2p_setup, setups  # noqa: E402
 from comfyui_l2p.predictors import Placement  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
                 holder = l2p_setup.l2p_cache_holder(
                     str(file), speedup=speedup, placement=Placement(placement).value, warmup=warmup,
                     compute_last=bool(last), residual_budget=0.05, history_device="model device", mode="direct",
-                    grid_policy="refuse", cross_stream_keep=keep)
+                    grid_policy="refuse", options=setups.FitOptions(cross_stream_keep=keep))
                 images = harness.decode_images(model, harness.sample_with(model, scenario, ev, holder).latents)
                 values = [psnr(a, b) for a, b in zip(images, full)]
                 cells.append(f"{np.mean(values):.2f} ({np.min(values):.2f})")

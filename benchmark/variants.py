@@ -38,15 +38,18 @@ def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
     return build
 
 
-def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP,
-         cfg_fit: setups.CfgFit = setups.CfgFit.PER_ROLE, cfg_schedule: setups.CfgSchedule = setups.CfgSchedule.GUIDED_HALF_CROSS,
-         preserve_levels: bool = False):
+def _l2p(mode: setups.L2PMode, placement: Placement, warmup: int = WARMUP, cfg_fit: setups.CfgFit | None = None,
+         cfg_schedule: setups.CfgSchedule | None = None, preserve_levels: bool = False):
+    """L2P Cache's holder; options left out are the node's (setups.FitOptions' defaults)."""
+    defaults = setups.FitOptions()
+    options = setups.FitOptions(cfg_fit=cfg_fit or defaults.cfg_fit,
+                                cfg_schedule=cfg_schedule or defaults.cfg_schedule, preserve_levels=preserve_levels)
+
     def build(speedup: float, file: str | None) -> L2PHolder:
         return l2p_setup.l2p_cache_holder(
             file, speedup=speedup, placement=placement.value, warmup=warmup, compute_last=False,
             residual_budget=setups.DEFAULT_RESIDUAL_BUDGET, history_device=setups.HistoryDevice.MODEL.value,
-            mode=mode.value, grid_policy=setups.GridPolicy.REFUSE.value, cfg_fit=cfg_fit.value,
-            cfg_schedule=cfg_schedule.value, preserve_levels=preserve_levels,
+            mode=mode.value, grid_policy=setups.GridPolicy.REFUSE.value, options=options,
         )
     return build
 

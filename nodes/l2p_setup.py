@@ -30,7 +30,9 @@ from .architectures import family_of
 from .cfg_record import calibrated_cfg_scales
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
-from .setups import DEFAULT_RIDGE, CfgFit, CfgSchedule, GridPolicy, HistoryDevice, L2PMode, _schedule_config, make_plan
+from .setups import (
+    DEFAULT_RIDGE, CfgFit, CfgSchedule, FitOptions, GridPolicy, HistoryDevice, L2PMode, _schedule_config, make_plan,
+)
 
 
 def _check_family(path: str, pf: PredictorFile, family: str) -> None:
@@ -110,32 +112,48 @@ _CFG_STREAMS = {
 
 
 def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
-              cfg_fit: CfgFit, cfg_schedule: CfgSchedule, cross_stream_keep: float | None = None):
-    """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled.
-
-    cross_stream_keep: overrides the schedule's own share of the cross-stream terms (benchmark.sweep)."""
-    if cfg_schedule is not CfgSchedule.STREAMS and cfg_fit in _CFG_STREAMS:
-        streams, mix = _CFG_STREAMS[cfg_fit]
-        keep = cfg_schedule.cross_stream_keep if cross_stream_keep is None else cross_stream_keep
-        joint = shrink_cross_streams(stats.mixed_gram(streams), len(streams), keep)
+              options: FitOptions):
+    """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled."""
+    if options.cfg_schedule is not CfgSchedule.STREAMS and options.cfg_fit in _CFG_STREAMS:
+        streams, mix = _CFG_STREAMS[options.cfg_fit]
+        joint = shrink_cross_streams(stats.mixed_gram(streams), len(streams), options.cross_keep)
         return make_plan(config, grid, gram=joint, ridge=ridge, mix=mix(cfg_scale))
     return make_plan(config, grid, gram=gram, ridge=ridge)
 
 
+def _direct_cfg_pieces(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
+                       options: FitOptions, offload: bool) -> RunPieces:
+    """The direct fit's pieces for a CFG run (two streams), by ``options.cfg_fit``."""
+    fit, levels = options.cfg_fit, options.preserve_levels
+    default = L2PDirect(gram, ridge=ridge, preserve_level=levels)  # what a stream of another role gets
+    plan = _cfg_plan(config, grid, stats, gram, ridge, cfg_scale, options)
+    if fit is CfgFit.JOINT:
+        joint = np.asarray(stats.gram)
+        return RunPieces(default, plan, offload=offload,
+                         make_engine=lambda g, off: JointL2PEngine(joint, stats.roles, ridge, g, off, levels))
+    if fit is CfgFit.DIFFERENCE:
+        ordered = stats.mixed_gram([{"cond": 1.0}, {"uncond": 1.0}])
+        return RunPieces(default, plan, offload=offload,
+                         make_engine=lambda g, off: DifferenceL2PEngine(ordered, ridge, g, off, levels))
+    if fit is CfgFit.PER_ROLE:
+        engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge, preserve_level=levels) for r in stats.roles}
+        return RunPieces(default, plan, offload=offload,
+                         make_engine=lambda g, off: RoutedEngine(
+                             {r: ForecastEngine(p, g, off) for r, p in engines.items()},
+                             ForecastEngine(default, g, off)))
+    return RunPieces(default, plan, offload=offload)  # PER_STREAM / GUIDED: one fit on fit_gram's statistics
+
+
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
-                     cfg_fit: str = CfgFit.PER_ROLE.value, cfg_schedule: str = CfgSchedule.GUIDED_HALF_CROSS.value,
-                     preserve_levels: bool = False, ridge: float | None = None,
-                     cross_stream_keep: float | None = None) -> L2PHolder:
+                     options: FitOptions = FitOptions(), ridge: float | None = None) -> L2PHolder:
     """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start.
 
-    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with).
-    cross_stream_keep: None uses ``cfg_schedule``'s share of the cross-stream terms; a number in [0, 1] overrides it
-    (benchmark.sweep --cross-keeps)."""
+    options: what the node does not show (FitOptions; the defaults are the node's).
+    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with)."""
     pf = load_predictor_file(path)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
-    mode, policy, cfg_fit = L2PMode(mode), GridPolicy(grid_policy), CfgFit(cfg_fit)
-    cfg_schedule = CfgSchedule(cfg_schedule)
+    mode, policy = L2PMode(mode), GridPolicy(grid_policy)
     offload = HistoryDevice(history_device) is HistoryDevice.CPU
     if ridge is None:
         ridge = pf.ridge_lambda if pf.ridge_lambda is not None else DEFAULT_RIDGE
@@ -163,34 +181,16 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
                 )
             return RunPieces(L2PRollout(pf.paper_matrix), make_plan(config, grid), offload=offload)
         stats = _run_stats(path, pf, grid, policy, report)
-        gram = fit_gram(path, stats, context.cfg_scale, cfg_fit)
+        gram = fit_gram(path, stats, context.cfg_scale, options.cfg_fit)
         _note_cfg_scale(pf, stats, context.cfg_scale, report)
         if mode is L2PMode.LESA:
             model = lesa_model(path, pf)
             return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
                              make_engine=lambda g, off: LesaEngine(model, g, offload=off))
-        if mode is L2PMode.DIRECT and cfg_fit is CfgFit.JOINT and _is_cfg(context.cfg_scale, stats):
-            return RunPieces(L2PDirect(gram, ridge=ridge), make_plan(config, grid, gram=gram, ridge=ridge),
-                             offload=offload, make_engine=lambda g, off: JointL2PEngine(
-                                 np.asarray(stats.gram), stats.roles, ridge, g, off, preserve_levels))
-        if mode is L2PMode.DIRECT and cfg_fit is CfgFit.DIFFERENCE and _is_cfg(context.cfg_scale, stats):
-            plan = _cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, cfg_fit, cfg_schedule,
-                             cross_stream_keep)
-            return RunPieces(L2PDirect(gram, ridge=ridge), plan, offload=offload,
-                             make_engine=lambda g, off: DifferenceL2PEngine(
-                                 stats.mixed_gram([{"cond": 1.0}, {"uncond": 1.0}]), ridge, g, off, preserve_levels))
-        if mode is L2PMode.DIRECT and cfg_fit is CfgFit.PER_ROLE and _is_cfg(context.cfg_scale, stats):
-            engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge, preserve_level=preserve_levels)
-                       for r in stats.roles}
-            default = L2PDirect(gram, ridge=ridge)
-            plan = _cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, cfg_fit, cfg_schedule,
-                             cross_stream_keep)
-            return RunPieces(default, plan, offload=offload,
-                             make_engine=lambda g, off: RoutedEngine(
-                                 {r: ForecastEngine(p, g, off) for r, p in engines.items()},
-                                 ForecastEngine(default, g, off)))
+        if mode is L2PMode.DIRECT and _is_cfg(context.cfg_scale, stats):
+            return _direct_cfg_pieces(config, grid, stats, gram, ridge, context.cfg_scale, options, offload)
         if mode is L2PMode.DIRECT:
-            predictor = L2PDirect(gram, ridge=ridge, preserve_level=preserve_levels)
+            predictor = L2PDirect(gram, ridge=ridge, preserve_level=options.preserve_levels)
         else:  # the published recipe: Adam from the identity, 201 full-batch steps (regularised by early stopping)
             predictor = L2PRollout(fit_paper_adam(gram, elements=float(stats.element_count * len(stats.roles))))
         return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)

@@ -6,6 +6,7 @@ these files, testable without the node API.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -92,6 +93,37 @@ class CfgSchedule(enum.Enum):
     def cross_stream_keep(self) -> float:
         """How much of the calibrated cross-stream terms the error model keeps (STREAMS: none)."""
         return {CfgSchedule.GUIDED_HALF_CROSS: 0.5, CfgSchedule.GUIDED: 1.0, CfgSchedule.STREAMS: 0.0}[self]
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How L2P Cache fits and schedules beyond what the node shows. The defaults are what the node does; the
+    benchmark's variants and sweeps vary the rest.
+
+    cfg_fit / cfg_schedule: see CfgFit and CfgSchedule. preserve_levels: constrain the direct fits' weights to keep
+    a constant signal's level (``fit.level_preserving_solve``). cross_stream_keep: override cfg_schedule's share of
+    the cross-stream terms, in [0, 1] (None: the schedule's own).
+    """
+
+    cfg_fit: CfgFit = CfgFit.PER_ROLE
+    cfg_schedule: CfgSchedule = CfgSchedule.GUIDED_HALF_CROSS
+    preserve_levels: bool = False
+    cross_stream_keep: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cfg_fit, CfgFit) or not isinstance(self.cfg_schedule, CfgSchedule):
+            raise ValueError(f"FitOptions: cfg_fit must be a CfgFit and cfg_schedule a CfgSchedule, got"
+                             f" {self.cfg_fit!r} and {self.cfg_schedule!r}")
+        if not isinstance(self.preserve_levels, bool):
+            raise ValueError(f"FitOptions: preserve_levels must be True or False, got {self.preserve_levels!r}")
+        keep = self.cross_stream_keep
+        if keep is not None and not (isinstance(keep, (int, float)) and 0.0 <= keep <= 1.0):
+            raise ValueError(f"FitOptions: cross_stream_keep must be None or a number in [0, 1], got {keep!r}")
+
+    @property
+    def cross_keep(self) -> float:
+        """The share of the cross-stream terms the CFG schedule search keeps."""
+        return self.cfg_schedule.cross_stream_keep if self.cross_stream_keep is None else float(self.cross_stream_keep)
 
 
 class CalibrationMode(enum.Enum):

@@ -140,15 +140,15 @@ def test_guided_error_schedule_is_what_the_cache_plans_for_a_cfg_run():
     cond, uncond = cfg_trajectories(grid, seed=7)
     stats = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid)
     config = ScheduleConfig(4.0, "optimized", warmup=1)
-    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.CfgFit.PER_ROLE,
-                               setups.CfgSchedule.GUIDED)
+    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
+        setups.CfgFit.PER_ROLE, setups.CfgSchedule.GUIDED))
     assert plan.planned == optimized_schedule(stats.gram, grid, 5, warmup=1, ridge=1e-6, mix=(3.0, -2.0))
-    diff = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.CfgFit.DIFFERENCE,
-                               setups.CfgSchedule.GUIDED)
+    diff = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
+        setups.CfgFit.DIFFERENCE, setups.CfgSchedule.GUIDED))
     derived = stats.mixed_gram([{"uncond": 1.0}, {"cond": 1.0, "uncond": -1.0}])
     assert diff.planned == optimized_schedule(derived, grid, 5, warmup=1, ridge=1e-6, mix=(1.0, 3.0))
-    streams = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.CfgFit.PER_ROLE,
-                                  setups.CfgSchedule.STREAMS)
+    streams = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
+        setups.CfgFit.PER_ROLE, setups.CfgSchedule.STREAMS))
     assert streams.planned == optimized_schedule(stats.summed_gram(), grid, 5, warmup=1, ridge=1e-6)
 
 
@@ -167,13 +167,14 @@ def test_shrink_cross_streams_keeps_the_streams_own_blocks_and_scales_the_rest()
 
 
 def test_the_default_cfg_schedule_halves_the_cross_stream_terms():
-    assert l2p_setup.l2p_cache_holder.__kwdefaults__["cfg_schedule"] == setups.CfgSchedule.GUIDED_HALF_CROSS.value
+    assert setups.FitOptions().cfg_schedule is setups.CfgSchedule.GUIDED_HALF_CROSS
+    assert setups.FitOptions().cfg_fit is setups.CfgFit.PER_ROLE and setups.FitOptions().cross_keep == 0.5
     grid = flux_like_grid(20)
     cond, uncond = cfg_trajectories(grid, seed=9)
     stats = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid)
     config = ScheduleConfig(4.0, "optimized", warmup=1)
-    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 5.0, setups.CfgFit.PER_ROLE,
-                               setups.CfgSchedule.GUIDED_HALF_CROSS)
+    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 5.0, setups.FitOptions(
+        setups.CfgFit.PER_ROLE, setups.CfgSchedule.GUIDED_HALF_CROSS))
     expected = optimized_schedule(shrink_cross_streams(stats.gram, 2, 0.5), grid, 5, warmup=1, ridge=1e-6,
                                   mix=(5.0, -4.0))
     assert plan.planned == expected
@@ -184,8 +185,19 @@ def test_a_sweep_can_override_the_share_of_cross_stream_terms():
     cond, uncond = cfg_trajectories(grid, seed=10)
     stats = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid)
     config = ScheduleConfig(4.0, "optimized", warmup=1)
-    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.CfgFit.PER_ROLE,
-                               setups.CfgSchedule.GUIDED_HALF_CROSS, cross_stream_keep=0.8)
+    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
+        setups.CfgFit.PER_ROLE, setups.CfgSchedule.GUIDED_HALF_CROSS, cross_stream_keep=0.8))
     expected = optimized_schedule(shrink_cross_streams(stats.gram, 2, 0.8), grid, 5, warmup=1, ridge=1e-6,
                                   mix=(3.0, -2.0))
     assert plan.planned == expected
+
+
+def test_fit_options_are_validated_at_construction():
+    with pytest.raises(ValueError, match="cfg_fit must be a CfgFit"):
+        setups.FitOptions(cfg_fit="each stream, own statistics")
+    with pytest.raises(ValueError, match=r"cross_stream_keep must be None or a number in \[0, 1\]"):
+        setups.FitOptions(cross_stream_keep=1.5)
+    with pytest.raises(ValueError, match="preserve_levels must be True or False"):
+        setups.FitOptions(preserve_levels=1)
+    assert setups.FitOptions(cross_stream_keep=0.8).cross_keep == 0.8
+    assert setups.FitOptions(cfg_schedule=setups.CfgSchedule.STREAMS).cross_keep == 0.0
