@@ -16,6 +16,7 @@ Public API (all functions bootstrap on first use):
     load_pack_in_comfyui(pack_dir=ROOT) -> LoadedPack
     tiny_flux(seed=0, **overrides) / tiny_qwen_image(...) / tiny_hunyuan_video(...) -> TinyModel
     flux_from_state_dict(state_dict, unet_config) -> TinyModel
+    qwen_image_from_state_dict(state_dict, unet_config) -> TinyModel
     make_conditioning(model, *, seed, text_len, guidance=None) -> CONDITIONING list
     as_tiny(model_patcher_or_tiny) -> TinyModel
     sample(model, *, steps, cfg, seed, sampler_name="euler", scheduler="simple", batch=1, ...) -> latent Tensor
@@ -458,6 +459,21 @@ def flux_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Ma
         offload_device=comfy.model_management.unet_offload_device(),
     )
     return as_tiny(patcher)
+
+
+def qwen_image_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Mapping[str, Any]) -> TinyModel:
+    """A Qwen-Image ModelPatcher (supported_models.QwenImage) whose transformer holds ``state_dict``, strictly.
+
+    ``unet_config``: QwenImageTransformer2DModel's keyword arguments plus ``image_model: "qwen_image"``.
+    """
+    tiny = _build(Family.QWEN_IMAGE, unet_config)
+    sd = {k.removeprefix("model.").removeprefix("diffusion_model."): v for k, v in state_dict.items()}
+    missing, unexpected = tiny.diffusion_model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ComfyHostError(f"state dict does not fit QwenImageTransformer2DModel{dict(unet_config)}: missing"
+                             f" {sorted(missing)}, unexpected {sorted(unexpected)}")
+    tiny.diffusion_model.float()
+    return tiny
 
 
 # ------------------------------------------------------------------------------------------------ sampling
