@@ -20,12 +20,12 @@ from ..predictors.schedules import Placement, computed_count, expected_final_err
 from ..predictors.trajectory_sample import TrajectorySampler
 from .architectures import family_of
 from .cfg_record import cfg_record
-from .l2p_setup import fit_gram, l2p_cache_holder
+from .l2p_setup import cfg_error_model, fit_gram, l2p_cache_holder
 from .plans import EveryStepPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
 from .setups import (
-    DEFAULT_L2P_WARMUP, DEFAULT_RESIDUAL_BUDGET, DEFAULT_WARMUP, CalibrationMode, CfgFit, GridPolicy, HistoryDevice,
+    DEFAULT_L2P_WARMUP, DEFAULT_RESIDUAL_BUDGET, CalibrationMode, CfgFit, FitOptions, GridPolicy, HistoryDevice,
     L2PMode,
 )
 
@@ -85,19 +85,25 @@ class CalibrationRecorder:
 
 
 def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None) -> str:
-    """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups, from the
-    same statistics L2P Cache fits on for this guidance setup."""
+    """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups, with the
+    schedules and fits L2P Cache uses by default for this guidance setup; under CFG, of the guided output."""
     grid = stats.grid
     gram = fit_gram(path, stats, cfg_scale, CfgFit.PER_STREAM)
+    mix, search, exact = None, gram, gram
+    if cfg_scale is not None and cfg_scale != 1.0 and "uncond" in stats.roles:
+        options = FitOptions()
+        search, mix = cfg_error_model(stats, cfg_scale, options)  # what L2P Cache's schedule search minimises
+        exact = cfg_error_model(stats, cfg_scale, options, keep=1.0)[0]  # the guided output's own statistics
+        gram = stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
     d = np.abs(grid.dsigma())
     total = float(d @ gram @ d)
     parts = []
     for speedup in REPORTED_SPEEDUPS:
         k = computed_count(grid.num_steps, speedup)
-        if k <= DEFAULT_WARMUP or k >= grid.num_steps:
+        if k <= DEFAULT_L2P_WARMUP or k >= grid.num_steps:
             continue
-        steps = optimized_schedule(gram, grid, k, warmup=DEFAULT_WARMUP, ridge=ridge)
-        err = expected_final_error(gram, grid, steps, ridge)
+        steps = optimized_schedule(search, grid, k, warmup=DEFAULT_L2P_WARMUP, ridge=ridge, mix=mix)
+        err = expected_final_error(exact, grid, steps, ridge, mix=mix)
         parts.append(f"{grid.num_steps / k:.2f}x: {10 * np.log10(total / max(err, 1e-300)):.1f} dB")
     return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
 

@@ -111,13 +111,24 @@ _CFG_STREAMS = {
 }
 
 
+def cfg_error_model(stats: GramStats, cfg_scale: float, options: FitOptions,
+                    keep: float | None = None) -> tuple[np.ndarray, tuple[float, ...]] | None:
+    """(joint Gram of the forecast streams, their weights in the guided output) for the schedule search of a CFG
+    run, with ``keep`` (default: the options') of the cross-stream terms; None when the fit or the schedule is
+    not modelled per stream (the summed statistics are used then)."""
+    if options.cfg_schedule is CfgSchedule.STREAMS or options.cfg_fit not in _CFG_STREAMS:
+        return None
+    streams, mix = _CFG_STREAMS[options.cfg_fit]
+    joint = shrink_cross_streams(stats.mixed_gram(streams), len(streams), options.cross_keep if keep is None else keep)
+    return joint, mix(cfg_scale)
+
+
 def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
               options: FitOptions):
     """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled."""
-    if options.cfg_schedule is not CfgSchedule.STREAMS and options.cfg_fit in _CFG_STREAMS:
-        streams, mix = _CFG_STREAMS[options.cfg_fit]
-        joint = shrink_cross_streams(stats.mixed_gram(streams), len(streams), options.cross_keep)
-        return make_plan(config, grid, gram=joint, ridge=ridge, mix=mix(cfg_scale))
+    model = cfg_error_model(stats, cfg_scale, options)
+    if model is not None:
+        return make_plan(config, grid, gram=model[0], ridge=ridge, mix=model[1])
     return make_plan(config, grid, gram=gram, ridge=ridge)
 
 

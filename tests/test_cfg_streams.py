@@ -201,3 +201,19 @@ def test_fit_options_are_validated_at_construction():
         setups.FitOptions(preserve_levels=1)
     assert setups.FitOptions(cross_stream_keep=0.8).cross_keep == 0.8
     assert setups.FitOptions(cfg_schedule=setups.CfgSchedule.STREAMS).cross_keep == 0.0
+
+
+def test_calibrate_reports_the_guided_outputs_expected_quality_under_cfg():
+    from comfyui_l2p.nodes.calibrate_setup import expected_quality_line
+
+    grid = flux_like_grid(50)
+    cond, _ = cfg_trajectories(grid, seed=11)
+    one_stream = GramStats.from_trajectories({"cond": cond}, grid)
+    # identical streams: the guided output is the cond stream, so the CFG line must equal the one-stream line
+    twins = GramStats.from_trajectories({"cond": cond, "uncond": cond.copy()}, grid)
+    line = expected_quality_line("f", one_stream, 1e-6, None)
+    assert "4.55x" in line and "dB" in line
+    assert expected_quality_line("f", twins, 1e-6, 3.0) == line
+    cond2, uncond2 = cfg_trajectories(grid, seed=12)
+    distinct = GramStats.from_trajectories({"cond": cond2, "uncond": uncond2}, grid)
+    assert expected_quality_line("f", distinct, 1e-6, 3.0) != expected_quality_line("f", distinct, 1e-6, 5.0)
