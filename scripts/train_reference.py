@@ -149,13 +149,19 @@ def fit(s: TrainSettings, transformer: nn.Module, conditioner: ClassConditioner,
     return ema_transformer, ema_conditioner, measured
 
 
-def train(s: TrainSettings) -> ReferenceModel:
+def start_training(s: TrainSettings):
+    """Threads, seeds and deterministic ops, then the data split: (train set, held-out set, data generator).
+    Both training scripts start here, so the same settings give the same data order."""
     torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
     torch.use_deterministic_algorithms(True)
-    config = ReferenceConfig()
     train_set, held_out = split(load_digits())
-    data_gen = torch.Generator().manual_seed(s.seed)
+    return train_set, held_out, torch.Generator().manual_seed(s.seed)
+
+
+def train(s: TrainSettings) -> ReferenceModel:
+    config = ReferenceConfig()
+    train_set, held_out, data_gen = start_training(s)
 
     fit_images = train_set.images.repeat(s.codec_fit_copies, 1, 1, 1)
     codec = PatchPCACodec.fit(upsample(fit_images, random_affine(fit_images.shape[0], data_gen)))

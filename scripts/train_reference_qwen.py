@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from train_reference import DATA_DESCRIPTION, TrainSettings, add_training_options, fit, settings_from  # noqa: E402
+from train_reference import (  # noqa: E402
+    DATA_DESCRIPTION, TrainSettings, add_training_options, fit, settings_from, start_training,
+)
 
 from reference.comfy_import import ComfyUINotFound, comfyui_path  # noqa: E402
 from reference.conditioning import ClassConditioner, Conditioning  # noqa: E402
-from reference.data import load_digits, split  # noqa: E402
 from reference.model import CONDITIONER_FILE, WEIGHTS_DIR  # noqa: E402
 from reference.qwen_config import QwenReferenceConfig  # noqa: E402
 from reference.qwen_model import (QwenReferenceModel, build_qwen_image, load_qwen_reference,  # noqa: E402
@@ -45,12 +46,8 @@ def qwen_velocity(module: nn.Module, cond: Conditioning, x_t: torch.Tensor, t: t
 
 
 def train(s: TrainSettings, codec_dir: Path) -> QwenReferenceModel:
-    torch.set_num_threads(s.threads)
-    torch.manual_seed(s.seed)
-    torch.use_deterministic_algorithms(True)
     config = QwenReferenceConfig()
-    train_set, held_out = split(load_digits())
-    data_gen = torch.Generator().manual_seed(s.seed)
+    train_set, held_out, data_gen = start_training(s)
     codec = load_shared_codec(codec_dir)
     module, conditioner = build_qwen_image(config.qwen_image), ClassConditioner(config.conditioner)
     ema_module, ema_conditioner, measured = fit(s, module, conditioner, qwen_velocity, codec, train_set, held_out,
