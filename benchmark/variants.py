@@ -94,6 +94,12 @@ VARIANTS: tuple[Variant, ...] = (
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, setups.CfgFit.GUIDED), cfg_only=True),
     Variant("L2P on-policy (optimized)", True, _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP),
             on_policy=True),
+    Variant("L2P on-policy (optimized on the streams' errors)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, cfg_schedule=setups.CfgSchedule.STREAMS),
+            on_policy=True, cfg_only=True),
+    Variant("L2P on-policy (optimized on the guided error, full cross terms)", True,
+            _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, cfg_schedule=setups.CfgSchedule.GUIDED),
+            on_policy=True, cfg_only=True),
     Variant("LESA (even)", True, _l2p(setups.L2PMode.LESA, Placement.EVEN)),
 )
 
