@@ -48,11 +48,11 @@ class CfgFit(enum.Enum):
     PER_ROLE is what the nodes use: FLUX 47.2 / 45.2 / 40.0 dB, Qwen-Image 47.1 / 44.9 / 40.1 dB with the default
     schedule (CfgSchedule). With the streams' schedule, PER_STREAM was 0.1-0.5 dB behind it on FLUX and mixed on
     Qwen-Image (+2.3 / -0.1 / -0.6 dB). The cross-stream fits exploit the streams' correlation and lose: JOINT by
-    3-6 dB; DIFFERENCE (c - u and u) by 5-7 dB, and it diverges (weights of 1e5) on the schedules the guided
+    3-6 dB; DIFFERENCE (c - u and u) by 6-9 dB, and it diverges (weights of 1e5) on the schedules the guided
     error picks. Their guided forecasts shrink the guidance (weights summing to about 2.6 on cond and -1.6 on
     uncond instead of 3 and -2, python3 -m benchmark.weights): damping the hard-to-forecast difference is the
     teacher-forced optimum, but it under-guides every skipped step the same way, and that bias adds up over the
-    run. Constraining the weights to keep the levels (``preserve_levels``) recovers 0.4-4 dB of that and still
+    run. Constraining the weights to keep the levels (``preserve_levels``) recovers 0.1-3.7 dB of that and still
     loses to PER_ROLE. GUIDED (one weight vector on the guided output's statistics) diverged at 4.55x on both
     models: its optimum puts weights of 1e5 on the history. Only PER_ROLE is offered in the node; the rest stay
     benchmark variants.
