@@ -20,7 +20,7 @@ from ..predictors.schedules import Placement, computed_count, expected_final_err
 from ..predictors.trajectory_sample import TrajectorySampler
 from .architectures import family_of
 from .cfg_record import cfg_record
-from .l2p_setup import cfg_error_model, fit_gram, l2p_cache_holder
+from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder
 from .plans import EveryStepPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -90,7 +90,7 @@ def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: 
     grid = stats.grid
     gram = fit_gram(path, stats, cfg_scale, CfgFit.PER_STREAM)
     mix, search, exact = None, gram, gram
-    if cfg_scale is not None and cfg_scale != 1.0 and "uncond" in stats.roles:
+    if is_cfg_run(cfg_scale, stats):
         options = FitOptions()
         search, mix = cfg_error_model(stats, cfg_scale, options)  # what L2P Cache's schedule search minimises
         exact = cfg_error_model(stats, cfg_scale, options, keep=1.0)[0]  # the guided output's own statistics

@@ -91,14 +91,15 @@ def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgF
     return stats.summed_gram()
 
 
-def _is_cfg(cfg_scale: float | None, stats: GramStats) -> bool:
+def is_cfg_run(cfg_scale: float | None, stats: GramStats) -> bool:
+    """True when the run uses true CFG (a scale other than 1) and the statistics hold the uncond stream."""
     return cfg_scale is not None and cfg_scale != 1.0 and "uncond" in stats.roles
 
 
 def _note_cfg_scale(pf: PredictorFile, stats: GramStats, cfg_scale: float | None, report: RunReport) -> None:
     """A CFG run at a scale the file was not calibrated at is allowed (nodes/cfg_record.py says why) and reported."""
     scales = calibrated_cfg_scales(pf.cfg_mode)
-    if _is_cfg(cfg_scale, stats) and scales and f"{float(cfg_scale):g}" not in scales:
+    if is_cfg_run(cfg_scale, stats) and scales and f"{float(cfg_scale):g}" not in scales:
         report.notes.append(f"calibrated at CFG {', '.join(scales)}, sampling at CFG {float(cfg_scale):g}: the fit"
                             f" carries over, at some cost for distant scales: calibrate near the scales you use")
 
@@ -198,7 +199,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
             model = lesa_model(path, pf)
             return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
                              make_engine=lambda g, off: LesaEngine(model, g, offload=off))
-        if mode is L2PMode.DIRECT and _is_cfg(context.cfg_scale, stats):
+        if mode is L2PMode.DIRECT and is_cfg_run(context.cfg_scale, stats):
             return _direct_cfg_pieces(config, grid, stats, gram, ridge, context.cfg_scale, options, offload)
         if mode is L2PMode.DIRECT:
             predictor = L2PDirect(gram, ridge=ridge, preserve_level=options.preserve_levels)

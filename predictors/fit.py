@@ -58,8 +58,13 @@ def level_preserving_solve(gram: np.ndarray, target: int, sources: Sequence[int]
     return np.linalg.lstsq(kkt, rhs, rcond=None)[0][:len(idx)]
 
 
-def direct_weights(gram: np.ndarray, target: int, computed: Sequence[int], ridge: float) -> np.ndarray:
-    """The direct L2P fit: forecast step ``target`` from the computed steps only. float64 [len(computed)]."""
+def direct_weights(gram: np.ndarray, target: int, computed: Sequence[int], ridge: float,
+                   preserve_level: bool = False) -> np.ndarray:
+    """The direct L2P fit: forecast step ``target`` from the computed steps only. float64 [len(computed)].
+
+    preserve_level: the weights sum to 1 (``level_preserving_solve`` with one group)."""
+    if preserve_level:
+        return level_preserving_solve(gram, target, computed, ridge, [0] * len(computed), [1.0])
     return ridge_solve(gram, target, computed, ridge)
 
 

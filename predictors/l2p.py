@@ -30,7 +30,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from .base import ForecastError, LinearPredictor
-from .fit import direct_weights, level_preserving_solve, rollout_weights
+from .fit import direct_weights, rollout_weights
 from .grid import StepGrid
 
 
@@ -141,6 +141,4 @@ class L2PDirect(_SquareMatrix, LinearPredictor):
 
     def _weights(self, target: int, computed: tuple[int, ...], grid: StepGrid) -> np.ndarray:
         _check_grid_size(self.name, self.num_steps, grid)
-        if self.preserve_level:
-            return level_preserving_solve(self._array, target, computed, self.ridge, [0] * len(computed), [1.0])
-        return direct_weights(self._array, target, computed, self.ridge)
+        return direct_weights(self._array, target, computed, self.ridge, self.preserve_level)

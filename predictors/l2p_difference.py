@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fit import level_preserving_solve, ridge_solve
+from .fit import direct_weights
 from .grid import StepGrid
 from .l2p_joint import CrossStreamEngine
 
@@ -56,9 +56,7 @@ class DifferenceL2PEngine(CrossStreamEngine):
         super().__init__(ROLES, grid, offload)
 
     def _solve(self, gram: np.ndarray, target: int, steps: tuple[int, ...]) -> np.ndarray:
-        if self.preserve_levels:
-            return level_preserving_solve(gram, target, steps, self.ridge, [0] * len(steps), [1.0])
-        return ridge_solve(gram, target, steps, self.ridge)
+        return direct_weights(gram, target, steps, self.ridge, self.preserve_levels)
 
     def _coefficients(self, role: int, target: int, steps: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, ...]:
         cond_steps, uncond_steps = steps
