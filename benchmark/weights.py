@@ -27,8 +27,8 @@ from .variants import VARIANTS
 
 from comfyui_l2p.nodes.report import RunReport  # noqa: E402
 from comfyui_l2p.nodes.run_state import RunContext, RunState  # noqa: E402
-from comfyui_l2p.predictors.base import ForecastError  # noqa: E402
-from comfyui_l2p.predictors.lesa_engine import LesaEngine  # noqa: E402
+from comfyui_l2p.predictors.engine.linear_predictor import ForecastError  # noqa: E402
+from comfyui_l2p.predictors.forecasters.lesa.engine import LesaEngine  # noqa: E402
 
 KEYS = (("cond", "c"), ("uncond", "u"))
 

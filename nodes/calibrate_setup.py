@@ -11,13 +11,15 @@ import os
 
 import numpy as np
 
-from ..predictors.calibration import GramStats, TrajectoryRecorder
-from ..predictors.calibration_file import extend_calibration_file, stats_from_file
-from ..predictors.fora import Fora
-from ..predictors.grid import StepGrid
-from ..predictors.predictor_file import PredictorFileError, load_predictor_file
-from ..predictors.schedules import Placement, computed_count, expected_final_error, optimized_schedule
-from ..predictors.trajectory_sample import TrajectorySampler
+from ..predictors.calibration.gram import GramStats
+from ..predictors.calibration.recorder import TrajectoryRecorder
+from ..predictors.files.calibration_file import extend_calibration_file, stats_from_file
+from ..predictors.forecasters.fora import Fora
+from ..predictors.engine.grid import StepGrid
+from ..predictors.files.predictor_file import PredictorFileError
+from ..predictors.files.storage import load_predictor_file
+from ..predictors.schedules.placements import Placement, computed_count, expected_final_error, optimized_schedule
+from ..predictors.calibration.trajectory_sample import TrajectorySampler
 from .architectures import family_of
 from .cfg_record import cfg_record
 from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder

@@ -10,22 +10,23 @@ import os
 import numpy as np
 import torch
 
-from ..predictors.calibration import GramStats
-from ..predictors.calibration_file import stats_from_file
-from ..predictors.engine import ForecastEngine, RoutedEngine
-from ..predictors.fit import fit_paper_adam
-from ..predictors.fora import Fora
-from ..predictors.grid import StepGrid
-from ..predictors.l2p import L2PDirect, L2PRollout
-from ..predictors.l2p_difference import DifferenceL2PEngine
-from ..predictors.l2p_joint import JointL2PEngine
-from ..predictors.lesa_engine import LesaEngine
-from ..predictors.lesa_train import train_lesa
-from ..predictors.predictor_file import PredictorFile, PredictorFileError, load_predictor_file
-from ..predictors.schedule_optimizer import shrink_cross_streams
-from ..predictors.schedules import Placement
-from ..predictors.trajectory_sample import TrajectorySample
-from ..predictors.transfer import resample_gram
+from ..predictors.calibration.gram import GramStats
+from ..predictors.files.calibration_file import stats_from_file
+from ..predictors.engine.history import ForecastEngine, RoutedEngine
+from ..predictors.calibration.fit import fit_paper_adam
+from ..predictors.forecasters.fora import Fora
+from ..predictors.engine.grid import StepGrid
+from ..predictors.forecasters.l2p import L2PDirect, L2PRollout
+from ..predictors.forecasters.l2p_difference import DifferenceL2PEngine
+from ..predictors.forecasters.l2p_joint import JointL2PEngine
+from ..predictors.forecasters.lesa.engine import LesaEngine
+from ..predictors.forecasters.lesa.train import train_lesa
+from ..predictors.files.predictor_file import PredictorFile, PredictorFileError
+from ..predictors.files.storage import load_predictor_file
+from ..predictors.schedules.optimizer import shrink_cross_streams
+from ..predictors.schedules.placements import Placement
+from ..predictors.calibration.trajectory_sample import TrajectorySample
+from ..predictors.calibration.transfer import resample_gram
 from .architectures import family_of
 from .cfg_record import calibrated_cfg_scales
 from .report import RunReport

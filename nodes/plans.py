@@ -1,4 +1,4 @@
-"""Step plans: the glue between a schedule from ``predictors.schedules`` and the per-step decision of a run."""
+"""Step plans: the glue between a schedule from ``predictors.schedules.placements`` and the per-step decision of a run."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +41,7 @@ class EveryStepPlan(FixedPlan):
 
 @dataclass
 class AdaptivePlan:
-    """Wraps an ``AdaptiveController`` (predictors.schedules): computed steps follow the residual budget."""
+    """Wraps an ``AdaptiveController`` (predictors.schedules.placements): computed steps follow the residual budget."""
 
     controller: object
     warmup: int

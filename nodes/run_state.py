@@ -17,7 +17,7 @@ from typing import Any, Callable, Hashable, Protocol
 import torch
 
 from ..predictors import ForecastEngine, StepGrid
-from ..predictors.base import LinearPredictor
+from ..predictors.engine.linear_predictor import LinearPredictor
 from .report import ForcedReason, RunReport, publish
 
 HOLDER_KEY = "l2p"  # transformer_options entry holding the node's setup (deep-copied with model clones)

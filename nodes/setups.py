@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..predictors.fit import DEFAULT_RIDGE
-from ..predictors.grid import StepGrid, TimeAxis
-from ..predictors.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
-from ..predictors.schedules import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
+from ..predictors.calibration.fit import DEFAULT_RIDGE
+from ..predictors.engine.grid import StepGrid, TimeAxis
+from ..predictors.forecasters.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
+from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -69,10 +69,10 @@ class CfgSchedule(enum.Enum):
     """What the optimized placement minimises under CFG (PER_ROLE and DIFFERENCE fits; the others use STREAMS).
 
     GUIDED: the exact teacher-forced error of the guided output u + g (c - u) that the sampler integrates,
-    propagated to the final latent, for the fit in use (``schedule_optimizer``'s ``mix``), cross-stream
+    propagated to the final latent, for the fit in use (``schedules.optimizer``'s ``mix``), cross-stream
     correlations included. STREAMS: the streams' errors summed, under one fit shared by both (their summed Gram);
     it picks the same schedules as GUIDED with the cross-stream terms dropped. GUIDED_HALF_CROSS (the default):
-    GUIDED with the cross-stream terms halved (``schedule_optimizer.shrink_cross_streams``, keep 0.5).
+    GUIDED with the cross-stream terms halved (``schedules.optimizer.shrink_cross_streams``, keep 0.5).
 
     Measured (python3 -m benchmark, CFG 3, 4.55x / 5.56x / 7.14x, PSNR mean (worst)):
     - FLUX reference:  STREAMS 47.24 (41.51) / 45.24 (40.46) / 39.03 (35.70); GUIDED 45.82 (35.81) / 43.13 (32.53)

@@ -41,7 +41,7 @@ OUT_DIR = ROOT / "example_workflows"
 sys.path.insert(0, str(ROOT / "tests"))  # comfy_host: the one place that knows how to bootstrap ComfyUI in-process
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
 
-from comfyui_l2p.predictors.schedules import computed_count  # noqa: E402
+from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
 
 PACK_CNR_ID = "l2p-cache"  # our Comfy Registry id: pyproject.toml [project] name
 CORE_CNR_ID = "comfy-core"

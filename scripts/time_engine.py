@@ -22,7 +22,7 @@ from benchmark.pack import comfyui_l2p  # noqa: E402
 
 comfyui_l2p()
 from comfyui_l2p.predictors import ForecastEngine, L2PDirect, LesaEngine, LesaModel, StepGrid, TaylorSeer  # noqa: E402
-from comfyui_l2p.predictors.schedules import even_schedule  # noqa: E402
+from comfyui_l2p.predictors.schedules.placements import even_schedule  # noqa: E402
 from comfyui_l2p.reference.model import load_reference  # noqa: E402
 
 

@@ -15,12 +15,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p)
 
-from comfyui_l2p.predictors.calibration import GramStats  # noqa: E402
-from comfyui_l2p.predictors.fit import fit_paper_adam, fit_paper_matrix  # noqa: E402
-from comfyui_l2p.predictors.grid import StepGrid  # noqa: E402
-from comfyui_l2p.predictors.l2p import L2PDirect, L2PRollout  # noqa: E402
-from comfyui_l2p.predictors.schedules import PUBLISHED_L2P_50, computed_count, even_schedule  # noqa: E402
-from comfyui_l2p.predictors.transfer import resample_gram  # noqa: E402
+from comfyui_l2p.predictors.calibration.gram import GramStats  # noqa: E402
+from comfyui_l2p.predictors.calibration.fit import fit_paper_adam, fit_paper_matrix  # noqa: E402
+from comfyui_l2p.predictors.engine.grid import StepGrid  # noqa: E402
+from comfyui_l2p.predictors.forecasters.l2p import L2PDirect, L2PRollout  # noqa: E402
+from comfyui_l2p.predictors.schedules.placements import PUBLISHED_L2P_50, computed_count, even_schedule  # noqa: E402
+from comfyui_l2p.predictors.calibration.transfer import resample_gram  # noqa: E402
 
 S = 50
 REPEATS = 7

@@ -27,11 +27,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p)
 
-from comfyui_l2p.predictors.calibration import GramStats  # noqa: E402
-from comfyui_l2p.predictors.fit import direct_weights  # noqa: E402
-from comfyui_l2p.predictors.grid import StepGrid  # noqa: E402
-from comfyui_l2p.predictors.schedules import computed_count, even_schedule  # noqa: E402
-from comfyui_l2p.predictors.transfer import resample_gram  # noqa: E402
+from comfyui_l2p.predictors.calibration.gram import GramStats  # noqa: E402
+from comfyui_l2p.predictors.calibration.fit import direct_weights  # noqa: E402
+from comfyui_l2p.predictors.engine.grid import StepGrid  # noqa: E402
+from comfyui_l2p.predictors.schedules.placements import computed_count, even_schedule  # noqa: E402
+from comfyui_l2p.predictors.calibration.transfer import resample_gram  # noqa: E402
 
 RIDGE = 1e-4
 D = 256  # elements per sample

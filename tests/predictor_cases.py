@@ -10,14 +10,14 @@ from typing import Callable
 
 import numpy as np
 
-from comfyui_l2p.predictors.base import LinearPredictor
-from comfyui_l2p.predictors.foca import FoCa
-from comfyui_l2p.predictors.fora import Fora
-from comfyui_l2p.predictors.fit import fit_paper_matrix
-from comfyui_l2p.predictors.grid import StepGrid, TimeAxis
-from comfyui_l2p.predictors.l2p import L2PDirect, L2PRollout
-from comfyui_l2p.predictors.spectrum import Spectrum
-from comfyui_l2p.predictors.taylorseer import TaylorSeer
+from comfyui_l2p.predictors.engine.linear_predictor import LinearPredictor
+from comfyui_l2p.predictors.forecasters.foca import FoCa
+from comfyui_l2p.predictors.forecasters.fora import Fora
+from comfyui_l2p.predictors.calibration.fit import fit_paper_matrix
+from comfyui_l2p.predictors.engine.grid import StepGrid, TimeAxis
+from comfyui_l2p.predictors.forecasters.l2p import L2PDirect, L2PRollout
+from comfyui_l2p.predictors.forecasters.spectrum import Spectrum
+from comfyui_l2p.predictors.forecasters.taylorseer import TaylorSeer
 
 
 def shifted_grid(num_steps: int, shift: float = 3.0) -> StepGrid:

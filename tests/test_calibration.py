@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_l2p.predictors.calibration import (
-    GramStats, TrajectoryRecorder, cross_gram, empty_stats, gram_from_pieces,
-)
-from comfyui_l2p.predictors.grid import StepGrid
+from comfyui_l2p.predictors.calibration.gram import GramStats, cross_gram, empty_stats, gram_from_pieces
+from comfyui_l2p.predictors.calibration.recorder import TrajectoryRecorder
+from comfyui_l2p.predictors.engine.grid import StepGrid
 
 from predictor_cases import shifted_grid
 

@@ -1,16 +1,17 @@
 """CFG error models and cross-stream predictors, against brute force on synthetic trajectories:
-the guided-output final-latent error (schedule_optimizer's ``mix``), derived-stream Grams, the difference
+the guided-output final-latent error (schedules.optimizer's ``mix``), derived-stream Grams, the difference
 predictor (c - u and u), and level-preserving (sum-constrained) fits."""
 import numpy as np
 import pytest
 import torch
 
 from comfyui_l2p.nodes import l2p_setup, setups
-from comfyui_l2p.predictors import GramStats, ScheduleConfig, StepGrid, fit
-from comfyui_l2p.predictors.l2p_difference import DifferenceL2PEngine
-from comfyui_l2p.predictors.l2p_joint import JointL2PEngine
-from comfyui_l2p.predictors.schedule_optimizer import shrink_cross_streams
-from comfyui_l2p.predictors.schedules import even_schedule, expected_final_error, optimized_schedule
+from comfyui_l2p.predictors import GramStats, ScheduleConfig, StepGrid
+from comfyui_l2p.predictors.calibration import fit
+from comfyui_l2p.predictors.forecasters.l2p_difference import DifferenceL2PEngine
+from comfyui_l2p.predictors.forecasters.l2p_joint import JointL2PEngine
+from comfyui_l2p.predictors.schedules.optimizer import shrink_cross_streams
+from comfyui_l2p.predictors.schedules.placements import even_schedule, expected_final_error, optimized_schedule
 
 from test_schedules import flux_like_grid, smooth_trajectories
 

@@ -76,7 +76,7 @@ def test_bootstrap_resolves_comfyui_modules(comfy):
     assert Path(comfy.nodes.__file__).resolve() == comfy.path / "nodes.py"
     assert comfy.model_management.get_torch_device() == torch.device("cpu")
     # the pack stays importable under its test name next to ComfyUI's top-level `nodes`
-    import comfyui_l2p.predictors.grid  # noqa: F401
+    import comfyui_l2p.predictors.engine.grid  # noqa: F401
 
 
 @requires_comfyui

@@ -57,7 +57,7 @@ def test_residual_measures_the_forecast_that_would_have_been_made():
 
 
 def test_routed_engine_forecasts_each_role_with_its_own_predictor():
-    from comfyui_l2p.predictors.engine import RoutedEngine
+    from comfyui_l2p.predictors.engine.history import RoutedEngine
 
     grid = StepGrid.uniform(10)
     routed = RoutedEngine({"uncond": ForecastEngine(Fora(), grid)}, ForecastEngine(TaylorSeer(order=1), grid))

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_l2p.predictors.calibration import GramStats
-from comfyui_l2p.predictors.fit import (
+from comfyui_l2p.predictors.calibration.gram import GramStats
+from comfyui_l2p.predictors.calibration.fit import (
     direct_weights, fit_paper_adam, fit_paper_adam_on_trajectories, fit_paper_matrix, forecast_error,
     paper_loss_and_grad, rollout_error, rollout_weights,
 )
-from comfyui_l2p.predictors.grid import StepGrid
+from comfyui_l2p.predictors.engine.grid import StepGrid
 
 EXACT = 1e-9
 

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_l2p.predictors.base import ForecastError
-from comfyui_l2p.predictors.engine import ForecastEngine
-from comfyui_l2p.predictors.fit import direct_weights, fit_paper_matrix
-from comfyui_l2p.predictors.l2p import L2PDirect, L2PRollout, unroll_schedule
-from comfyui_l2p.predictors.schedules import PUBLISHED_L2P_50, even_schedule
+from comfyui_l2p.predictors.engine.linear_predictor import ForecastError
+from comfyui_l2p.predictors.engine.history import ForecastEngine
+from comfyui_l2p.predictors.calibration.fit import direct_weights, fit_paper_matrix
+from comfyui_l2p.predictors.forecasters.l2p import L2PDirect, L2PRollout, unroll_schedule
+from comfyui_l2p.predictors.schedules.placements import PUBLISHED_L2P_50, even_schedule
 
 from predictor_cases import shifted_grid
 

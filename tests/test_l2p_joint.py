@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from comfyui_l2p.predictors import GramStats, StepGrid
-from comfyui_l2p.predictors.base import ForecastError
-from comfyui_l2p.predictors.l2p_joint import JointL2PEngine
+from comfyui_l2p.predictors.engine.linear_predictor import ForecastError
+from comfyui_l2p.predictors.forecasters.l2p_joint import JointL2PEngine
 
 
 def test_joint_forecast_equals_least_squares_over_both_histories():

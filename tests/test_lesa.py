@@ -4,19 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_l2p.predictors.base import ForecastError
-from comfyui_l2p.predictors.engine import ForecastEngine
-from comfyui_l2p.predictors.fora import Fora
-from comfyui_l2p.predictors.grid import StepGrid, TimeAxis
-from comfyui_l2p.predictors.lesa import Baseline, LesaModel, lesa_from_file, stage_edges, with_lesa
-from comfyui_l2p.predictors.lesa_engine import LesaEngine
-from comfyui_l2p.predictors.lesa_train import LesaTrainConfig, train_lesa, training_schedules
-from comfyui_l2p.predictors.predictor_file import (
-    PredictorFile, PredictorFileError, load_predictor_file, save_predictor_file,
-)
-from comfyui_l2p.predictors.schedules import even_schedule
-from comfyui_l2p.predictors.taylorseer import TaylorSeer
-from comfyui_l2p.predictors.trajectory_sample import TrajectorySample
+from comfyui_l2p.predictors.engine.linear_predictor import ForecastError
+from comfyui_l2p.predictors.engine.history import ForecastEngine
+from comfyui_l2p.predictors.forecasters.fora import Fora
+from comfyui_l2p.predictors.engine.grid import StepGrid, TimeAxis
+from comfyui_l2p.predictors.forecasters.lesa.model import Baseline, LesaModel, lesa_from_file, stage_edges, with_lesa
+from comfyui_l2p.predictors.forecasters.lesa.engine import LesaEngine
+from comfyui_l2p.predictors.forecasters.lesa.train import LesaTrainConfig, train_lesa, training_schedules
+from comfyui_l2p.predictors.files.predictor_file import PredictorFile, PredictorFileError
+from comfyui_l2p.predictors.files.storage import load_predictor_file, save_predictor_file
+from comfyui_l2p.predictors.schedules.placements import even_schedule
+from comfyui_l2p.predictors.forecasters.taylorseer import TaylorSeer
+from comfyui_l2p.predictors.calibration.trajectory_sample import TrajectorySample
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_l2p.predictors.base import ForecastError
-from comfyui_l2p.predictors.engine import ForecastEngine
-from comfyui_l2p.predictors.grid import TimeAxis
-from comfyui_l2p.predictors.registry import (
+from comfyui_l2p.predictors.engine.linear_predictor import ForecastError
+from comfyui_l2p.predictors.engine.history import ForecastEngine
+from comfyui_l2p.predictors.engine.grid import TimeAxis
+from comfyui_l2p.predictors.forecasters.registry import (
     METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor,
 )
 

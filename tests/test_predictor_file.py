@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from comfyui_l2p.predictors import predictor_file as pfmod
-from comfyui_l2p.predictors.grid import StepGrid
-from comfyui_l2p.predictors.predictor_file import (
-    PredictorFile,
-    PredictorFileError,
-    import_official_weight_txt,
-    load_predictor_file,
-    official_predictor_file,
-    save_predictor_file,
-)
+from comfyui_l2p.predictors.engine.grid import StepGrid
+from comfyui_l2p.predictors.files import storage as pfmod
+from comfyui_l2p.predictors.files.official import import_official_weight_txt, official_predictor_file
+from comfyui_l2p.predictors.files.predictor_file import PredictorFile, PredictorFileError
+from comfyui_l2p.predictors.files.storage import load_predictor_file, save_predictor_file
 
 S = 12
 
@@ -280,7 +275,8 @@ def test_header_length_larger_than_file_is_refused(tmp_path):
 
 def test_a_header_length_that_starts_like_pickle_magic_is_still_safetensors(tmp_path):
     """A header of 640..767 bytes begins 0x80 0x02, pickle's protocol-2 magic: it must load, not be refused."""
-    from comfyui_l2p.predictors.predictor_file import PredictorFile, load_predictor_file, save_predictor_file
+    from comfyui_l2p.predictors.files.predictor_file import PredictorFile
+    from comfyui_l2p.predictors.files.storage import load_predictor_file, save_predictor_file
 
     for pad in range(0, 400, 7):
         pf = PredictorFile(steps=2, model_family="flux", paper_matrix=np.eye(2), extra={"pad": "x" * pad})

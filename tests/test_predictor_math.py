@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_l2p.predictors.engine import ForecastEngine
-from comfyui_l2p.predictors.foca import FoCa
-from comfyui_l2p.predictors.fora import Fora
-from comfyui_l2p.predictors.grid import StepGrid, TimeAxis
-from comfyui_l2p.predictors.spectrum import Spectrum, chebyshev_basis, unit_interval_coordinates
-from comfyui_l2p.predictors.taylorseer import TaylorSeer
+from comfyui_l2p.predictors.engine.history import ForecastEngine
+from comfyui_l2p.predictors.forecasters.foca import FoCa
+from comfyui_l2p.predictors.forecasters.fora import Fora
+from comfyui_l2p.predictors.engine.grid import StepGrid, TimeAxis
+from comfyui_l2p.predictors.forecasters.spectrum import Spectrum, chebyshev_basis, unit_interval_coordinates
+from comfyui_l2p.predictors.forecasters.taylorseer import TaylorSeer
 
 from predictor_cases import shifted_grid
 

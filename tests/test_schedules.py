@@ -4,9 +4,9 @@ error), adaptive controller, config validation and plan_schedule."""
 import numpy as np
 import pytest
 
-from comfyui_l2p.predictors import fit
-from comfyui_l2p.predictors.grid import StepGrid
-from comfyui_l2p.predictors.schedules import (
+from comfyui_l2p.predictors.calibration import fit
+from comfyui_l2p.predictors.engine.grid import StepGrid
+from comfyui_l2p.predictors.schedules.placements import (
     PUBLISHED_L2P_50,
     AdaptiveController,
     Placement,

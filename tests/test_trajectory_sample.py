@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_l2p.predictors.grid import StepGrid
-from comfyui_l2p.predictors.predictor_file import PredictorFile, load_predictor_file, save_predictor_file
-from comfyui_l2p.predictors.trajectory_sample import TrajectorySample, TrajectorySampler
+from comfyui_l2p.predictors.engine.grid import StepGrid
+from comfyui_l2p.predictors.files.predictor_file import PredictorFile
+from comfyui_l2p.predictors.files.storage import load_predictor_file, save_predictor_file
+from comfyui_l2p.predictors.calibration.trajectory_sample import TrajectorySample, TrajectorySampler
 
 GRID = StepGrid.uniform(6)
 ROLES = ("cond", "uncond")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from comfyui_l2p.predictors.calibration import GramStats
-from comfyui_l2p.predictors.grid import StepGrid
-from comfyui_l2p.predictors.transfer import resample_gram, spline_matrix
+from comfyui_l2p.predictors.calibration.gram import GramStats
+from comfyui_l2p.predictors.engine.grid import StepGrid
+from comfyui_l2p.predictors.calibration.transfer import resample_gram, spline_matrix
 
 from predictor_cases import shifted_grid
 

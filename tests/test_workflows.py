@@ -30,7 +30,7 @@ import torch
 
 import comfy_host
 from comfy_host import Family
-from comfyui_l2p.predictors.schedules import computed_count
+from comfyui_l2p.predictors.schedules.placements import computed_count
 
 comfy_only = pytest.mark.comfy  # every test but the first: that one needs no ComfyUI
 

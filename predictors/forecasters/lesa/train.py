@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .grid import StepGrid
-from .lesa import Baseline, LesaModel, num_features, stage_edges
-from .lesa_kan import KanShape, init_params
-from .schedules import computed_count, even_schedule
-from .trajectory_sample import TrajectorySample
+from ...engine.grid import StepGrid
+from .model import Baseline, LesaModel, num_features, stage_edges
+from .kan import KanShape, init_params
+from ...schedules.placements import computed_count, even_schedule
+from ...calibration.trajectory_sample import TrajectorySample
 
 
 @dataclass(frozen=True)

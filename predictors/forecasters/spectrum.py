@@ -31,8 +31,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import LinearPredictor
-from .grid import StepGrid, TimeAxis
+from ..engine.linear_predictor import LinearPredictor
+from ..engine.grid import StepGrid, TimeAxis
 from .taylorseer import lagrange_weights
 
 MAX_DEGREE = 12  # beyond this a Chebyshev fit over a few dozen steps is interpolation noise

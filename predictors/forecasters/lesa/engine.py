@@ -13,10 +13,10 @@ from typing import ClassVar, Hashable
 
 import torch
 
-from .base import ForecastError
-from .engine import HistoryEngine
-from .grid import StepGrid
-from .lesa import LesaModel
+from ...engine.linear_predictor import ForecastError
+from ...engine.history import HistoryEngine
+from ...engine.grid import StepGrid
+from .model import LesaModel
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 16
 

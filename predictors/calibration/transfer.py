@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .calibration import GramStats
-from .grid import StepGrid
+from .gram import GramStats
+from ..engine.grid import StepGrid
 
 #: how far (relative to the calibrated sigma span) a new grid may reach beyond it; covers float32 sigma round-off
 DEFAULT_RANGE_TOLERANCE = 1e-3

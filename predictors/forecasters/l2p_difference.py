@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fit import direct_weights
-from .grid import StepGrid
+from ..calibration.fit import direct_weights
+from ..engine.grid import StepGrid
 from .l2p_joint import CrossStreamEngine
 
 ROLES = ("cond", "uncond")

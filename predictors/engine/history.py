@@ -17,7 +17,7 @@ from typing import Hashable
 import numpy as np
 import torch
 
-from .base import ForecastError, LinearPredictor
+from .linear_predictor import ForecastError, LinearPredictor
 from .grid import StepGrid
 
 

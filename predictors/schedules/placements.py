@@ -9,8 +9,8 @@ Placements (``Placement``):
 - PUBLISHED: the L2P release's lists (50 steps).
 - PROGRESSIVE: Spectrum's growing windows, with the growth alpha searched so that exactly K steps are computed.
 - OPTIMIZED: searched on a calibration Gram matrix to minimise the expected final-latent error
-  (``schedule_optimizer``); never worse than EVEN under that error.
-- ADAPTIVE: not a fixed list; a per-run ``AdaptiveController`` (``adaptive_schedule``) follows the residuals.
+  (``optimizer``); never worse than EVEN under that error.
+- ADAPTIVE: not a fixed list; a per-run ``AdaptiveController`` (``adaptive``) follows the residuals.
 
 ``ScheduleConfig`` holds the user's choices; ``plan_schedule`` turns it into the computed steps of a run.
 """
@@ -23,12 +23,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .adaptive_schedule import AdaptiveController
-from .grid import StepGrid
-from .schedule_optimizer import DEFAULT_MAX_SWEEPS, expected_final_error, optimize_schedule
+from .adaptive import AdaptiveController
+from ..engine.grid import StepGrid
+from .optimizer import DEFAULT_MAX_SWEEPS, expected_final_error, optimize_schedule
 
 # Relative ridge of the direct fits when planning an OPTIMIZED schedule (fit.ridge_solve's convention).
-from .fit import DEFAULT_RIDGE  # one default for fits and schedule search
+from ..calibration.fit import DEFAULT_RIDGE  # one default for fits and schedule search
 
 # Published L2P computed-step lists, FLUX.1-dev at 50 steps (L2P-Cache `FULL_STEP_SCHEDULES`, by interval).
 PUBLISHED_L2P_50: dict[int, tuple[int, ...]] = {

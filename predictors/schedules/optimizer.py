@@ -36,7 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .grid import StepGrid
+from ..engine.grid import StepGrid
 
 DEFAULT_MAX_SWEEPS = 200
 # a move must lower the error by more than this fraction to count: float noise must not cycle the search

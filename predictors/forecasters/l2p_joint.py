@@ -18,10 +18,10 @@ from typing import Hashable
 import numpy as np
 import torch
 
-from .base import ForecastError
-from .engine import HistoryEngine
-from .fit import level_preserving_solve, ridge_solve
-from .grid import StepGrid
+from ..engine.linear_predictor import ForecastError
+from ..engine.history import HistoryEngine
+from ..calibration.fit import level_preserving_solve, ridge_solve
+from ..engine.grid import StepGrid
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A fixed-size random sample of single elements' full trajectories, for training non-linear predictors (LESA).
 
-Why not the Gram matrix: the Gram (``calibration.py``) is a sufficient statistic for every *linear* forecaster,
+Why not the Gram matrix: the Gram (``gram.py``) is a sufficient statistic for every *linear* forecaster,
 but a non-linear one needs the values themselves. Storing whole trajectories would grow with resolution, frames
 and prompts, so we keep a uniform random sample of element trajectories instead:
 
@@ -32,8 +32,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .calibration import _check_roles, check_step_outputs
-from .grid import StepGrid
+from .gram import _check_roles
+from .recorder import check_step_outputs
+from ..engine.grid import StepGrid
 
 VALUES_KEY = "traj_values"
 SIGMAS_KEY = "traj_sigmas"

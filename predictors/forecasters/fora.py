@@ -12,8 +12,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import LinearPredictor
-from .grid import StepGrid
+from ..engine.linear_predictor import LinearPredictor
+from ..engine.grid import StepGrid
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Callable, Mapping
 
-from .base import LinearPredictor
+from ..engine.linear_predictor import LinearPredictor
 from .foca import FoCa
 from .fora import Fora
-from .grid import TimeAxis
+from ..engine.grid import TimeAxis
 from .spectrum import Spectrum
 from .taylorseer import TaylorSeer
 
@@ -73,7 +73,7 @@ FACTORIES: Mapping[ForecastMethod, PredictorFactory] = MappingProxyType({
 
 _missing = [m.name for m in ForecastMethod if m not in FACTORIES]
 if _missing:
-    raise ImportError(f"predictors/registry.py: ForecastMethod members without a factory: {_missing}")
+    raise ImportError(f"predictors/forecasters/registry.py: ForecastMethod members without a factory: {_missing}")
 
 #: the dropdown's options, in enum order (the first is the default)
 METHOD_DISPLAY_NAMES: tuple[str, ...] = tuple(m.value for m in ForecastMethod)

@@ -11,10 +11,11 @@ import os
 
 import numpy as np
 
-from .calibration import GramStats
-from .fit import fit_paper_matrix
-from .predictor_file import PredictorFile, PredictorFileError, load_predictor_file, save_predictor_file
-from .trajectory_sample import DEFAULT_CAPACITY, TrajectorySample
+from ..calibration.gram import GramStats
+from ..calibration.fit import fit_paper_matrix
+from .predictor_file import PredictorFile, PredictorFileError
+from .storage import load_predictor_file, save_predictor_file
+from ..calibration.trajectory_sample import DEFAULT_CAPACITY, TrajectorySample
 
 
 def stats_from_file(pf: PredictorFile, source: str) -> GramStats:

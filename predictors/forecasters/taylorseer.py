@@ -17,8 +17,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import LinearPredictor
-from .grid import StepGrid, TimeAxis
+from ..engine.linear_predictor import LinearPredictor
+from ..engine.grid import StepGrid, TimeAxis
 
 
 def lagrange_weights(t_target: float, nodes: np.ndarray) -> np.ndarray:

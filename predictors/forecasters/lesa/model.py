@@ -17,7 +17,7 @@ Formula (per element e of a stream, elementwise over the whole latent):
   midpoints between grid sigmas at even quantiles of the training grid, so float32 storage cannot move a grid
   sigma across an edge.
 
-State at run time (``lesa_engine.LesaEngine``): the last m computed outputs per stream (like TaylorSeer order
+State at run time (``engine.LesaEngine``): the last m computed outputs per stream (like TaylorSeer order
 m-1): m latent-sized tensors per stream. Forecasts never enter the history: only true computed outputs do, as
 ``ForecastEngine`` and ``nodes/run_state.py`` do. Evaluation is float32, chunked over elements.
 
@@ -27,9 +27,9 @@ values (it can bend a trajectory that saturates, e.g. tanh-like) and uses a diff
 Choices made here where the LESA paper (arXiv 2602.20497) is silent or not public (see methods.md section 4):
 the input is the element's own last m = 3 computed model outputs plus sigma gaps (no cross-element or
 cross-role inputs, no timestep embedding); the output is a residual over a linear baseline; 3 stages split at
-fixed sigma quantiles of the training grid; each expert a KAN (7 -> 8 -> 1, cubic splines, ``lesa_kan.py``);
+fixed sigma quantiles of the training grid; each expert a KAN (7 -> 8 -> 1, cubic splines, ``kan.py``);
 one scalar normalisation of values learnt from the data (the sample's RMS) instead of per-stream scales, so
-the same function applies whatever the stream's magnitude at the same step; training in ``lesa_train.py``.
+the same function applies whatever the stream's magnitude at the same step; training in ``train.py``.
 
 File layout (the predictor file's float32 ``lesa`` dict; ``to_arrays`` / ``from_arrays`` / ``lesa_from_file``):
     model.config         [8]   LESA_FORMAT, history m, baseline code, experts E, grid size, grid range,
@@ -50,8 +50,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .lesa_kan import KanShape, init_params, kan_forward
-from .predictor_file import PredictorFile, PredictorFileError
+from .kan import KanShape, init_params, kan_forward
+from ...files.predictor_file import PredictorFile, PredictorFileError
 
 LESA_FORMAT = 1
 MODEL_PREFIX = "model."
@@ -92,7 +92,7 @@ class LesaModel:
     baseline:      the linear forecast the KAN corrects.
     kan:           the KAN shape shared by every expert (in = 2m + 1, out = 1).
     stage_upper:   [E] descending sigma edges (see the module docstring).
-    experts:       E parameter dicts (``lesa_kan.KanShape.param_shapes``).
+    experts:       E parameter dicts (``kan.KanShape.param_shapes``).
     feature_shift, feature_scale: float32 [2m+1] standardisation of phi.
     value_scale:   divides values in phi; out_scale: multiplies the KAN output.
     """

@@ -29,9 +29,9 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from .base import ForecastError, LinearPredictor
-from .fit import direct_weights, rollout_weights
-from .grid import StepGrid
+from ..engine.linear_predictor import ForecastError, LinearPredictor
+from ..calibration.fit import direct_weights, rollout_weights
+from ..engine.grid import StepGrid
 
 
 def _frozen_square(values, what: str) -> tuple[tuple[float, ...], ...]:
