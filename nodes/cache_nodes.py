@@ -1,8 +1,9 @@
 """The three nodes (V3 schema). Node ids are permanent: saved workflows store them.
 
 Each node clones the model, removes any earlier L2P install (re-applying replaces, never stacks), stores an
-``L2PHolder`` under one key of transformer_options and registers two keyed wrappers. All logic lives in
-``setups.py`` and ``run_state.py``; this file only declares inputs.
+``L2PHolder`` under one key of transformer_options and registers two keyed wrappers: OUTER_SAMPLE for the run and
+the hook that skips the transformer (hook_points.py). All logic lives in ``setups.py``, ``run_state.py`` and the
+hook modules; this file only declares inputs.
 """
 from __future__ import annotations
 
@@ -10,21 +11,30 @@ from comfy_api.latest import io
 from comfy.patcher_extension import WrappersMP
 
 from . import calibrate_setup, files, l2p_setup, setups
-from .architectures import family_of
-from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
+from .apply_model_hook import l2p_apply_model_wrapper
+from .hook_points import WRAPPER_KEY, HookPoint, hook_point_for
+from .run_state import HOLDER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
 CATEGORY = "model_patches/L2P"
 
+HOOK_WRAPPERS = {  # hook point -> (ComfyUI wrapper type, our wrapper)
+    HookPoint.APPLY_MODEL: (WrappersMP.APPLY_MODEL, l2p_apply_model_wrapper),
+    HookPoint.DIFFUSION_MODEL: (WrappersMP.DIFFUSION_MODEL, l2p_diffusion_model_wrapper),
+}
 
-def install(model, holder: L2PHolder):
-    """A patched clone of ``model``; the input patcher is never mutated."""
-    family_of(model.model.diffusion_model)  # fail at graph time, with the supported list, for models we cannot drive
+
+def install(model, holder: L2PHolder, hook: HookPoint | None = None):
+    """A patched clone of ``model``; the input patcher is never mutated. ``hook``: where to attach (default: chosen
+    for the model by hook_points.hook_point_for, which refuses, at graph time, a model no hook reaches)."""
+    if hook is None:
+        hook = hook_point_for(model.model)
     m = model.clone()
-    for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.DIFFUSION_MODEL):
+    for wrapper_type in (WrappersMP.OUTER_SAMPLE, *(t for t, _ in HOOK_WRAPPERS.values())):
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
     m.model_options.setdefault("transformer_options", {})[HOLDER_KEY] = holder
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, l2p_outer_sample_wrapper)
-    m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, l2p_diffusion_model_wrapper)
+    wrapper_type, wrapper = HOOK_WRAPPERS[hook]
+    m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, wrapper)
     return m
 
 

@@ -3,8 +3,10 @@
 * ``l2p_outer_sample_wrapper`` (WrappersMP.OUTER_SAMPLE) brackets one sampling run: it builds a ``RunState`` for
   the run's sigma grid, hands it to the transformer wrapper through a per-run copy of the guider's
   model_options, and publishes the run's report in ``finally`` (cancelled and failed runs too).
-* ``l2p_diffusion_model_wrapper`` (WrappersMP.DIFFUSION_MODEL) wraps the transformer's ``_forward``: on a
-  forecast step it returns the forecast without calling the executor, so the whole transformer is skipped.
+* ``RunState.__call__`` is one call of the diffusion model, from whichever hook the node installed
+  (hook_points.py): the APPLY_MODEL proxy (apply_model_hook.py, the default) or
+  ``l2p_diffusion_model_wrapper`` (WrappersMP.DIFFUSION_MODEL, around the transformer's ``_forward``). On a
+  forecast step it returns the forecast without calling the model, so the whole transformer is skipped.
 
 Nothing here imports ComfyUI: the wrappers only use the executor protocol and plain dicts, so they are tested
 with stand-ins as well as inside real ComfyUI sampling.
@@ -18,11 +20,13 @@ import torch
 
 from ..predictors import ForecastEngine, StepGrid
 from ..predictors.engine.linear_predictor import LinearPredictor
+from .architectures import find_transformer_options
+from .hook_points import WRAPPER_KEY, ours_innermost
+from .latent_lists import PartsLayout, batch_rows, flatten_parts
 from .report import ForcedReason, RunReport, publish
 
 HOLDER_KEY = "l2p"  # transformer_options entry holding the node's setup (deep-copied with model clones)
 RUN_KEY = "l2p_run"  # transformer_options entry holding the live RunState, only inside one run
-WRAPPER_KEY = "comfyui_l2p"  # key of our wrappers; re-applying a node replaces them instead of stacking
 
 ROLE_NAMES = {0: "cond", 1: "uncond"}
 
@@ -88,16 +92,6 @@ class L2PHolder:
         return L2PHolder(self.feature, self.predictor_name, self.start_run, list(self.reports))
 
 
-def find_transformer_options(args: tuple, kwargs: dict) -> dict:
-    """transformer_options is the last positional argument for Flux, Qwen-Image and HunyuanVideo, else a kwarg."""
-    if args and isinstance(args[-1], dict):
-        return args[-1]
-    to = kwargs.get("transformer_options")
-    if isinstance(to, dict):
-        return to
-    raise TypeError("L2P: the diffusion model was called without transformer_options; cannot find the run state")
-
-
 class RunState:
     """Everything one sampling run needs: the engine, the plan, the report and per-step bookkeeping."""
 
@@ -117,18 +111,20 @@ class RunState:
         self._names: dict[Hashable, str] = {}
         self._pending_step: int | None = None
         self._pending: dict[str, torch.Tensor] = {}
+        self._parts: PartsLayout | None = None  # a list-output model's layout (shapes only), see latent_lists.py
 
     # ------------------------------------------------------------------ one transformer call
     def __call__(self, executor, args: tuple, kwargs: dict, to: dict):
+        """One diffusion-model call: ``executor(*args, **kwargs)`` computes it; ``to``: its transformer_options."""
         sigma = float(to["sigmas"].reshape(-1)[0]) if torch.is_tensor(to.get("sigmas")) else float("nan")
         uuids = list(to.get("uuids") or [])
         roles = list(to.get("cond_or_uncond") or [0] * len(uuids))  # 0 = cond, 1 = uncond, per chunk
-        x = args[0]
+        rows = batch_rows(args[0])  # a tensor, or a multi-latent model's list of tensors
         step = self.grid.step_of(sigma)
         if step is None:
             self.report.force(None, sigma, ForcedReason.OFF_GRID)
             return self._compute_untracked(executor, args, kwargs)
-        if not uuids or x.shape[0] % len(uuids):
+        if not uuids or rows is None or rows % len(uuids):
             self.report.notes.append(f"step {step}: call with an unknown batch layout was computed for real")
             return self._compute_untracked(executor, args, kwargs)
         seen = self._seen.setdefault(step, set())
@@ -146,7 +142,11 @@ class RunState:
         if compute:
             out = executor(*args, **kwargs)
             self.report.transformer_calls += 1
-            self._observe(step, keys, names, out)
+            flat = self._flatten(out)
+            if flat is None:
+                self.report.notes.append(f"step {step}: an output of type {type(out).__name__} was not tracked")
+            else:
+                self._observe(step, keys, names, flat)
             return out
         chunks = [self.engine.forecast(k, step) for k in keys]
         forecast = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
@@ -155,10 +155,11 @@ class RunState:
             self.report.stream(name).forecast.append(step)
         calib = self.pieces.calibration
         if calib is not None and calib.on_policy:
-            truth = executor(*args, **kwargs)  # on-policy calibration: follow the forecast, record the truth
+            truth = self._flatten(executor(*args, **kwargs))  # on-policy: follow the forecast, record the truth
             self.report.transformer_calls += 1
-            self._record_truth(step, names, truth, len(uuids))
-        return forecast
+            if truth is not None:
+                self._record_truth(step, names, truth, len(uuids))
+        return self._parts.restore(forecast) if self._parts is not None else forecast
 
     def _decide(self, step: int, sigma: float) -> bool:
         decided = self._decisions.get(step)
@@ -177,6 +178,13 @@ class RunState:
             name = base if taken == 0 else f"{base}#{taken + 1}"
             self._names[uuid] = name
         return name
+
+    def _flatten(self, out) -> torch.Tensor | None:
+        """The output as one tensor per call (list outputs flattened, their layout kept to restore forecasts)."""
+        flat, layout = flatten_parts(out)
+        if layout is not None:
+            self._parts = layout
+        return flat
 
     def _compute_untracked(self, executor, args, kwargs):
         self.report.transformer_calls += 1
@@ -259,6 +267,7 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
     run = RunState(pieces, grid, report)
     guider.model_options = copy_nested_dicts(orig_options)
     guider.model_options["transformer_options"][RUN_KEY] = run
+    ours_innermost(guider.model_options["transformer_options"])  # this run's copy only (hook_points.py)
     success = False
     try:
         out = executor(*args, **kwargs)
@@ -273,14 +282,16 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
             run.finish(success)
             if success:
                 report.status = "finished"
+                report.check_hook_reached()
         finally:
             holder.reports.append(report)
             publish(report)
 
 
 def l2p_diffusion_model_wrapper(executor, *args, **kwargs):
-    """DIFFUSION_MODEL: compute, or return a forecast without running the transformer."""
-    to = find_transformer_options(args, kwargs)
+    """DIFFUSION_MODEL: compute, or return a forecast without running the transformer. transformer_options is
+    found through ``_forward``'s signature (LTXV passes it sixth of seven, positionally)."""
+    to = find_transformer_options(executor.original, args, kwargs)
     run: RunState | None = to.get(RUN_KEY)
     if run is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
         return executor(*args, **kwargs)
