@@ -8,13 +8,14 @@ module: ComfyUI's class, a compiled module or a third-party replacement) or retu
 torch.compile swaps the module the same way (comfy_api/torch_helpers/torch_compile.py). Why this is the default
 hook: hook_points.py.
 
-Memory: nothing beyond the call; the proxy holds two references and lives for one call.
+Memory: nothing beyond the call; the proxy holds three references and lives for one call.
 """
 from __future__ import annotations
 
 import torch
 
 from .architectures import find_transformer_options
+from .report import warn_once
 from .run_state import RUN_KEY
 
 
@@ -24,15 +25,19 @@ class DiffusionModelProxy(torch.nn.Module):
     diffusion_model see the real one's values. The real module is deliberately not registered as a submodule:
     the base model's module tree and state-dict keys stay those of the real model during the call."""
 
-    def __init__(self, inner: torch.nn.Module, run) -> None:
+    def __init__(self, inner: torch.nn.Module, run, apply_options: dict) -> None:
         super().__init__()
         object.__setattr__(self, "_l2p_inner", inner)
         object.__setattr__(self, "_l2p_run", run)
+        object.__setattr__(self, "_l2p_apply_options", apply_options)
 
     def forward(self, *args, **kwargs):
-        inner = self._l2p_inner
-        to = find_transformer_options(getattr(inner, "forward", inner), args, kwargs)  # _apply_model: a keyword
-        return self._l2p_run(inner, args, kwargs, to)
+        # ComfyUI's _apply_model passes transformer_options as a keyword (0.33: a shallow copy of apply_model's);
+        # a third-party _apply_model that passes none still has apply_model's, which carries the same step data
+        to = kwargs.get("transformer_options")
+        if not isinstance(to, dict):
+            to = self._l2p_apply_options
+        return self._l2p_run(self._l2p_inner, args, kwargs, to)
 
     def __getattr__(self, name: str):
         try:
@@ -43,13 +48,17 @@ class DiffusionModelProxy(torch.nn.Module):
 
 def l2p_apply_model_wrapper(executor, *args, **kwargs):
     """APPLY_MODEL: the proxy in place of ``diffusion_model`` while the rest of the apply_model chain runs."""
-    to = find_transformer_options(executor.original, args, kwargs)
+    try:
+        to = find_transformer_options(executor.original, args, kwargs)
+    except TypeError as err:  # an _apply_model of unknown shape: run it untouched, the report says never reached
+        warn_once(str(err))
+        return executor(*args, **kwargs)
     run = to.get(RUN_KEY)
     if run is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
         return executor(*args, **kwargs)
     base_model = executor.class_obj
     inner = base_model.diffusion_model
-    base_model.diffusion_model = DiffusionModelProxy(inner, run)
+    base_model.diffusion_model = DiffusionModelProxy(inner, run, to)
     try:
         return executor(*args, **kwargs)
     finally:

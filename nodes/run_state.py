@@ -23,7 +23,7 @@ from ..predictors.engine.linear_predictor import LinearPredictor
 from .architectures import find_transformer_options
 from .hook_points import WRAPPER_KEY, ours_innermost
 from .latent_lists import PartsLayout, batch_rows, flatten_parts
-from .report import ForcedReason, RunReport, publish
+from .report import ForcedReason, RunReport, publish, warn_once
 
 HOLDER_KEY = "l2p"  # transformer_options entry holding the node's setup (deep-copied with model clones)
 RUN_KEY = "l2p_run"  # transformer_options entry holding the live RunState, only inside one run
@@ -291,7 +291,11 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
 def l2p_diffusion_model_wrapper(executor, *args, **kwargs):
     """DIFFUSION_MODEL: compute, or return a forecast without running the transformer. transformer_options is
     found through ``_forward``'s signature (LTXV passes it sixth of seven, positionally)."""
-    to = find_transformer_options(executor.original, args, kwargs)
+    try:
+        to = find_transformer_options(executor.original, args, kwargs)
+    except TypeError as err:  # a forward of unknown shape: run it untouched, the report says never reached
+        warn_once(str(err))
+        return executor(*args, **kwargs)
     run: RunState | None = to.get(RUN_KEY)
     if run is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
         return executor(*args, **kwargs)

@@ -192,8 +192,46 @@ def test_ours_innermost_wraps_what_an_earlier_wrapper_swapped_in_in_either_order
 
 def test_the_proxy_is_no_submodule_and_forwards_attributes():
     real = Transformer()
-    proxy = DiffusionModelProxy(real, run=None)
+    proxy = DiffusionModelProxy(real, run=None, apply_options={})
     assert list(proxy.parameters()) == [] and proxy.patch_size == 2 and proxy.weight is real.weight
+
+
+class DiffusersStyleBase(BaseModelLike):
+    """A third-party _apply_model calling its transformer without transformer_options (a diffusers UNet's way)."""
+
+    def _apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        return self.diffusion_model(x, transformer_options["sigmas"])
+
+
+class TransformerWithoutOptions(Transformer):
+    def forward(self, x, sigma):
+        self.calls += 1
+        return x + sigma.reshape(-1)[0]
+
+
+def test_without_transformer_options_in_the_call_the_proxy_uses_apply_models():
+    base = DiffusersStyleBase()
+    base.diffusion_model = TransformerWithoutOptions()
+    grid = StepGrid.uniform(5)
+    run = RunState(RunPieces(TaylorSeer(order=1, axis=TimeAxis.SIGMA), FixedPlan(frozenset({0, 1}), 1)), grid,
+                   RunReport("test", "taylorseer", grid.num_steps))
+    u = uuid.uuid4()
+    for s in range(5):
+        to = {"sigmas": torch.tensor([grid.sigmas[s]]), "uuids": [u], "cond_or_uncond": [0], RUN_KEY: run,
+              "wrappers": {"apply_model": {WRAPPER_KEY: [l2p_apply_model_wrapper]}}}
+        out = base.apply_model(torch.ones(1, 2), torch.tensor([grid.sigmas[s]]), transformer_options=to)
+        torch.testing.assert_close(out, torch.full((1, 2), 1.0 + grid.sigmas[s]))
+    assert base.diffusion_model.calls == 2 and run.report.forecast_calls == 3
+
+
+def test_a_wrapped_function_without_transformer_options_runs_untouched(caplog):
+    def odd_apply_model(x, t):
+        return x + 1
+
+    executor = Executor(odd_apply_model, class_obj=None, wrappers=[l2p_apply_model_wrapper])
+    with caplog.at_level("WARNING", logger="comfyui_l2p"):
+        assert torch.equal(executor.execute(torch.zeros(1), 0), torch.ones(1))
+    assert "odd_apply_model was called without transformer_options" in caplog.text
 
 
 # --------------------------------------------------------------------------------- choosing the hook
