@@ -16,11 +16,13 @@ Two places can skip the transformer and hand ComfyUI a forecast instead of its o
   first 10-step run recompiled 36 times and ran the transformer eagerly past the recompile limit, on 0.33 (whose
   node filters guards on transformer_options) dynamo failed while building a guard.
 
-Where both exist they forecast the same tensor: the diffusion model's output, after the DIFFUSION_MODEL wrappers
-of other packs that run inside it (tests/test_comfy_hooks.py checks the results are equal; ``python3 -m
-benchmark.hooks`` measures what each costs per call). What other packs see under the default: their APPLY_MODEL
-wrappers run on every step, forecast or not (ours is innermost); their DIFFUSION_MODEL wrappers and everything
-inside the transformer run on computed steps only.
+Where both exist they forecast the same tensor, the diffusion model's output: tests/test_comfy_hooks.py finds the
+results bit-identical on FLUX, Qwen-Image, HunyuanVideo, LTXV and LTX-2. Per call, scripts/hook_cost.py measured the
+APPLY_MODEL hook about 0.05 ms dearer than DIFFUSION_MODEL (a null transformer on a CPU: 0.24 against 0.19 ms of
+overhead per computed call, 0.24 against 0.18 ms per forecast call), nothing next to a transformer pass; it is the
+default because it reaches every model, never runs inside a compiled region and needs no argument positions.
+What other packs see under it: their APPLY_MODEL wrappers run on every step, forecast or not (ours is innermost);
+their DIFFUSION_MODEL wrappers and everything inside the transformer run on computed steps only.
 """
 from __future__ import annotations
 

@@ -298,7 +298,7 @@ def test_compile_forecast_steps_never_run_the_compiled_model_and_nothing_recompi
                else compile_model(forecast_cache(pack, tiny)))
     eager = comfy_host.sample(forecast_cache(pack, tiny), steps=10, cfg=1.0, seed=1)
     breaks = sum(counters["graph_break"].values())
-    compiles = []
+    compiles = [backend.compiles]
     for _ in range(2):
         before = backend.graph_runs
         out = comfy_host.sample(patched, steps=10, cfg=1.0, seed=1)
@@ -307,7 +307,9 @@ def test_compile_forecast_steps_never_run_the_compiled_model_and_nothing_recompi
         assert backend.graph_runs - before == 4 == report.transformer_calls  # computed steps only
         assert report.streams["cond"].computed == PLANNED and report.reached_hook
         assert torch.equal(out, eager)  # compiled passes, the same forecasts
-    assert compiles[1] == compiles[0]  # a second run compiles nothing
+    # adding L2P's entries to the options compiles at most once more (0.3.64 guards on them; 0.33's node does not),
+    # and a second run compiles nothing
+    assert compiles[1] - compiles[0] <= 1 and compiles[2] == compiles[1]
     assert sum(counters["graph_break"].values()) == breaks
 
 
