@@ -114,12 +114,12 @@ def median_ms(times: list[float]) -> float:
     return statistics.median(times) * 1e3 if times else float("nan")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--sizes", type=int, nargs="+", default=[8, 32], help="latent height = width")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if comfy_host.comfyui_path() is None:
         print(comfy_host.SKIP_REASON)
         return 2

@@ -5,8 +5,8 @@ each other, torch.compile, what other packs' wrappers see, and the runs and mode
 Skipped, with the reason printed, when COMFYUI_PATH is unset."""
 from __future__ import annotations
 
-import contextlib
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -340,3 +340,25 @@ def test_calibrate_then_cache_end_to_end(pack, l2p_dir, kind):
         out = sample(cached, tiny, steps=8, cfg=1.0, seed=5)
     assert counter.forwards == 3 == len(last_report(cached).planned_computed)
     assert all(torch.isfinite(part).all() for part in comfy_host.latent_parts(out))
+
+
+# ----------------------------------------------------------------------------------------- the cost script
+
+
+def test_hook_cost_script_measures_every_variant(comfy, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "hook_cost.py"
+    spec = importlib.util.spec_from_file_location("hook_cost", script)
+    hook_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook_cost)
+    assert hook_cost.main(["--steps", "10", "--repeats", "1", "--sizes", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split(" | ") for line in lines if line.startswith(("| tiny", "| null"))]
+    assert len(rows) == 2 * 5
+    calls = {(row[0].strip("| "), row[1]): row[2] for row in rows}
+    for model in ("tiny FLUX 8x8", "null transformer 8x8"):
+        assert calls[(model, "no L2P")] == "10 / 0"
+        for hook in ("APPLY_MODEL", "DIFFUSION_MODEL"):
+            assert calls[(model, f"{hook} hook, speedup 1")] == "10 / 0"
+            assert calls[(model, f"{hook} hook, speedup 5")] == "2 / 8"
