@@ -1,7 +1,8 @@
 """The three nodes (V3 schema). Node ids are permanent: saved workflows store them.
 
 Each node clones the model, removes any earlier L2P install (re-applying replaces, never stacks), stores an
-``L2PHolder`` under one key of transformer_options and registers two keyed wrappers. All logic lives in
+``L2PHolder`` under one key of transformer_options and registers two keyed wrappers and the holder's clone
+callbacks (``holder.CLONE_CALLBACKS``). All logic lives in
 ``setups.py`` and ``run_state.py``; this file only declares inputs.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from comfy.patcher_extension import WrappersMP
 
 from . import calibrate_setup, files, l2p_setup, setups
 from .architectures import family_of
+from .holder import CLONE_CALLBACKS
 from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
 CATEGORY = "model_patches/L2P"
@@ -25,6 +27,9 @@ def install(model, holder: L2PHolder):
     m.model_options.setdefault("transformer_options", {})[HOLDER_KEY] = holder
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, l2p_outer_sample_wrapper)
     m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, l2p_diffusion_model_wrapper)
+    for call_type, callback in CLONE_CALLBACKS.items():  # reports per clone; device replicas share the holder
+        m.remove_callbacks_with_key(call_type, WRAPPER_KEY)
+        m.add_callback_with_key(call_type, WRAPPER_KEY, callback)
     return m
 
 

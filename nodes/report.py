@@ -23,6 +23,7 @@ class ForcedReason(enum.Enum):
     OFF_GRID = "sigma not on the run's step grid (multi-evaluation or modified-sigma sampler)"
     REPEAT = "second evaluation of a step (multi-evaluation sampler)"
     NO_HISTORY = "stream without history (a conditioning that was not computed before)"
+    STALE_HISTORY = "stream absent at the latest computed step (the conditioning changed during the run)"
     ADAPTIVE = "residual budget of the adaptive schedule"
 
 
