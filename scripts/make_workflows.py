@@ -249,7 +249,8 @@ L2P_WARMUP, FORECAST_WARMUP, CALIBRATION_RIDGE = 1, 2, 1e-6
 
 def l2p_cache(column: int, model: Out, predictor_file: str, speedup: float) -> N:
     return node("L2PCache", column, highlight=True, model=model, predictor_file=predictor_file, speedup=speedup,
-                placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse")
+                placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse",
+                other_model="refuse")
 
 
 # ------------------------------------------------------------------------------------------------- notes
