@@ -7,8 +7,8 @@ sigmas, ...)``, the same on ComfyUI 0.3.64 and 0.33):
   is recorded as "unknown (<class>)";
 - scheduler: the sampling path carries only the sigmas, not the scheduler's name. The name is recorded when the
   run's sigmas equal exactly what one of ``comfy.samplers.SCHEDULER_NAMES`` gives for this model and step count
-  (as the KSampler node computes them, also with the penultimate sigma dropped for dpm_2 / uni_pc); when several
-  do, all of them ("simple or normal"); when none does (custom sigmas, denoise < 1, split runs), "unknown";
+  (as the KSampler node computes them: for dpm_2 / uni_pc with the penultimate sigma dropped); when several do,
+  all of them ("a or b"); when none does (custom sigmas, denoise < 1, split runs), "unknown";
 - shift: ``model_patcher.get_model_object("model_sampling").shift`` (set by ModelSamplingFlux / AuraFlow / SD3
   nodes); "none" for model samplings without one;
 - denoise: "1" when the run starts at the model's sigma_max; otherwise "partial (starts at sigma a of b)": the
@@ -53,28 +53,41 @@ def sampler_name(sampler) -> str:
     return name.removeprefix("sample_").removesuffix("_function")
 
 
-def scheduler_name(model_sampling, sigmas: np.ndarray) -> str:
+def scheduler_name(model_sampling, sigmas: np.ndarray, sampler=None) -> str:
     try:
         import comfy.samplers  # inside ComfyUI only: the benchmark and the stand-in tests have no scheduler
     except ImportError:
         return UNKNOWN
     steps = len(sigmas) - 1
+    drop_penultimate = _drops_penultimate_sigma(comfy.samplers, sampler)
     matches = []
     for name in getattr(comfy.samplers, "SCHEDULER_NAMES", ()):
-        for candidate in _scheduler_sigmas(comfy.samplers, model_sampling, name, steps):
-            if candidate.shape == sigmas.shape and np.allclose(candidate, sigmas, rtol=1e-5, atol=1e-7):
-                matches.append(name)
-                break
+        candidate = _scheduler_sigmas(comfy.samplers, model_sampling, name, steps, drop_penultimate)
+        if candidate is not None and candidate.shape == sigmas.shape \
+                and np.allclose(candidate, sigmas, rtol=1e-5, atol=1e-7):
+            matches.append(name)
     return " or ".join(matches) if matches else UNKNOWN
 
 
-def _scheduler_sigmas(samplers, model_sampling, name: str, steps: int):
+def _drops_penultimate_sigma(samplers, sampler) -> bool:
+    """True for the samplers whose sigmas the KSampler node computes for one step more, dropping the penultimate
+    (``KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS``: dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2)."""
+    function = getattr(sampler, "sampler_function", None)
+    names = getattr(getattr(samplers, "KSampler", None), "DISCARD_PENULTIMATE_SIGMA_SAMPLERS", ())
     try:
-        yield samplers.calculate_sigmas(model_sampling, name, steps).double().cpu().numpy()
+        return function is not None and any(samplers.sampler_object(n).sampler_function is function for n in names)
+    except Exception:
+        return False
+
+
+def _scheduler_sigmas(samplers, model_sampling, name: str, steps: int, drop_penultimate: bool):
+    try:
+        if not drop_penultimate:
+            return samplers.calculate_sigmas(model_sampling, name, steps).double().cpu().numpy()
         longer = samplers.calculate_sigmas(model_sampling, name, steps + 1).double().cpu().numpy()
-        yield np.concatenate([longer[:-2], longer[-1:]])  # KSampler's DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+        return np.concatenate([longer[:-2], longer[-1:]])
     except Exception:  # a scheduler that needs what this model does not have: not a match
-        return
+        return None
 
 
 def run_provenance(model_patcher, sampler, sigmas: np.ndarray, identity: ModelIdentity,
@@ -96,7 +109,7 @@ def run_provenance(model_patcher, sampler, sigmas: np.ndarray, identity: ModelId
         denoise = f"partial (starts at sigma {float(sigmas[0]):.4g} of {float(sigma_max):.4g})"
     now = utc_now()
     fields = {"sampler": sampler_name(sampler),
-              "scheduler": UNKNOWN if model_sampling is None else scheduler_name(model_sampling, sigmas)}
+              "scheduler": UNKNOWN if model_sampling is None else scheduler_name(model_sampling, sigmas, sampler)}
     extra = {
         "shift": UNKNOWN if model_sampling is None else ("none" if shift is None else f"{float(shift):g}"),
         "denoise": denoise, "pack_version": pack_version(), "created": now, "updated": now,

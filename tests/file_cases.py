@@ -2,10 +2,14 @@
 identity, and integer-valued Grams so that sums are exact in float64 whatever order they are added in."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from comfyui_l2p.predictors.calibration.gram import GramStats
 from comfyui_l2p.predictors.calibration.trajectory_sample import TrajectorySample
@@ -49,3 +53,31 @@ def run_file(seed: int, *, roles=("cond",), samples: int = 1, model: ModelIdenti
              IDENTITY_KEY: (identity() if model is None else model).to_metadata()}
     lesa = trajectories(seed, lesa_rows, roles, grid).to_arrays() if lesa_rows else {}
     return dataclasses.replace(pf, extra=extra, lesa=lesa, **changes)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """``folder`` made read-only for everyone, root included (chmod, else the immutable attribute), and restored
+    afterwards; the test is skipped where neither works."""
+    folder.chmod(0o555)
+    immutable = False
+    if _writable(folder):
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    try:
+        if _writable(folder):
+            pytest.skip("cannot make a folder read-only here (root without the immutable attribute)")
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o755)
+
+
+def _writable(folder: Path) -> bool:
+    probe = folder / ".probe"
+    try:
+        probe.write_bytes(b"")
+    except OSError:
+        return False
+    probe.unlink()
+    return True

@@ -166,3 +166,10 @@ def test_merge_command_refuses_with_the_reason_and_writes_nothing(tmp_path, caps
     assert cli.main(["merge", str(out), str(a), str(broken)]) == 2
     assert "broken.safetensors" in capsys.readouterr().err and not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["a.safetensors", "b.safetensors", "broken.safetensors"]
+
+
+def test_the_later_ridge_wins_and_the_change_is_noted():
+    result = merge_predictor_files(run_file(1), run_file(2, ridge_lambda=1e-2), base_name="a", incoming_name="b")
+    assert result.file.ridge_lambda == 1e-2
+    np.testing.assert_array_equal(result.file.paper_matrix, fit_paper_matrix(result.file.gram, 1e-2))
+    assert any("ridge_lambda: now 0.01 of 'b' ('a' had 0.001)" in n for n in result.notes)

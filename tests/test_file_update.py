@@ -19,7 +19,7 @@ from comfyui_l2p.predictors.files.predictor_file import PredictorFileError
 from comfyui_l2p.predictors.files.storage import load_predictor_file, save_predictor_file
 from comfyui_l2p.predictors.files.update import update_predictor_file
 
-from file_cases import int_stats, run_file
+from file_cases import int_stats, read_only, run_file
 
 HERE = Path(__file__).resolve().parent
 
@@ -151,32 +151,11 @@ def test_a_failed_write_under_the_lock_keeps_the_good_file(tmp_path, monkeypatch
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    """A folder nobody can write to, even root: chmod, else the immutable attribute; skipped where neither works."""
     folder = tmp_path / "ro"
     folder.mkdir()
-    (folder / "good.safetensors").write_bytes(b"")
     save_predictor_file(folder / "good.safetensors", run_file(1))
-    folder.chmod(0o555)
-    undo = ["chmod"]
-    if _writable(folder) and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
-        undo.append("chattr")
-    if _writable(folder):
-        folder.chmod(0o755)
-        pytest.skip("cannot make a folder read-only here (root without the immutable attribute)")
-    yield folder
-    if "chattr" in undo:
-        subprocess.run(["chattr", "-i", str(folder)], check=True)
-    folder.chmod(0o755)
-
-
-def _writable(folder: Path) -> bool:
-    probe = folder / ".probe"
-    try:
-        probe.write_bytes(b"")
-    except OSError:
-        return False
-    probe.unlink()
-    return True
+    with read_only(folder):
+        yield folder
 
 
 def test_a_read_only_folder_raises_an_os_error_and_changes_nothing(read_only_dir):

@@ -56,7 +56,8 @@ Merger = Callable[[MergeInputs], tuple[Mapping[str, Any], list[str]]]
 def merge_predictor_files(base: PredictorFile, incoming: PredictorFile, *, base_name: str = "first file",
                           incoming_name: str = "second file", allow_other_weights: bool = False,
                           sample_capacity: int = DEFAULT_CAPACITY) -> MergeResult:
-    """``base`` and ``incoming`` as one file; ``base`` keeps its fit settings (ridge, created_by) and schedule.
+    """``base`` and ``incoming`` as one file: ``incoming``'s ridge_lambda (the later setting), ``base``'s
+    created_by and stored schedule.
 
     Raises MergeRefused naming both files when they do not hold the same setup. ``allow_other_weights`` accepts
     a LoRA or fine-tune of the same model (the merged file keeps ``base``'s identity; a note says so).
@@ -117,13 +118,15 @@ def _statistics(inputs: MergeInputs) -> tuple[Mapping[str, Any], list[str]]:
         stats = old.merge(new)
     except ValueError as err:
         raise _refuse(inputs, str(err)) from None
-    ridge = a.ridge_lambda if a.ridge_lambda is not None else DEFAULT_RIDGE
+    # the later setting wins, as when L2P Calibrate's ridge_lambda is changed between runs
+    ridge = next((r for r in (b.ridge_lambda, a.ridge_lambda) if r is not None), DEFAULT_RIDGE)
     notes = []
-    if b.ridge_lambda is not None and b.ridge_lambda != a.ridge_lambda:
-        notes.append(f"ridge_lambda: kept {ridge!r} of '{inputs.base_name}' ('{inputs.incoming_name}' had"
-                     f" {b.ridge_lambda!r}); L2P Cache refits with it when it loads the file")
+    if None not in (a.ridge_lambda, b.ridge_lambda) and b.ridge_lambda != a.ridge_lambda:
+        notes.append(f"ridge_lambda: now {ridge!r} of '{inputs.incoming_name}' ('{inputs.base_name}' had"
+                     f" {a.ridge_lambda!r}); L2P Cache refits with it when it loads the file")
     return dict(gram=stats.gram, sample_count=stats.sample_count, element_count=stats.element_count,
-                sigmas=stats.grid.array, paper_matrix=fit_paper_matrix(stats.summed_gram(), ridge)), notes
+                sigmas=stats.grid.array, ridge_lambda=ridge,
+                paper_matrix=fit_paper_matrix(stats.summed_gram(), ridge)), notes
 
 
 def _trajectories(inputs: MergeInputs) -> tuple[Mapping[str, Any], list[str]]:
