@@ -11,8 +11,8 @@ sigmas, ...)``, the same on ComfyUI 0.3.64 and 0.33):
   all of them ("a or b"); when none does (custom sigmas, denoise < 1, split runs), "unknown";
 - shift: ``model_patcher.get_model_object("model_sampling").shift`` (set by ModelSamplingFlux / AuraFlow / SD3
   nodes); "none" for model samplings without one;
-- denoise: "1" when the run starts at the model's sigma_max; otherwise "partial (starts at sigma a of b)": the
-  fraction itself (KSampler's denoise, or start_at_step) is not visible in the sampling path;
+- denoise: "1" when the run goes from the model's sigma_max to 0; otherwise "partial (sigmas a to b of max)":
+  the fraction itself (KSampler's denoise, or start_at_step / end_at_step) is not visible in the sampling path;
 - CFG scale: ``guider.cfg`` (nodes/cfg_record.py); pack version: this pack's pyproject.toml.
 """
 from __future__ import annotations
@@ -103,10 +103,10 @@ def run_provenance(model_patcher, sampler, sigmas: np.ndarray, identity: ModelId
     sigma_max = getattr(model_sampling, "sigma_max", None)
     if sigma_max is None:
         denoise = UNKNOWN
-    elif math.isclose(float(sigmas[0]), float(sigma_max), rel_tol=1e-4):
+    elif math.isclose(float(sigmas[0]), float(sigma_max), rel_tol=1e-4) and float(sigmas[-1]) == 0.0:
         denoise = "1"
-    else:
-        denoise = f"partial (starts at sigma {float(sigmas[0]):.4g} of {float(sigma_max):.4g})"
+    else:  # denoise < 1, or one part of a split run (KSamplerAdvanced start_at_step / end_at_step)
+        denoise = f"partial (sigmas {float(sigmas[0]):.4g} to {float(sigmas[-1]):.4g} of {float(sigma_max):.4g})"
     now = utc_now()
     fields = {"sampler": sampler_name(sampler),
               "scheduler": UNKNOWN if model_sampling is None else scheduler_name(model_sampling, sigmas, sampler)}

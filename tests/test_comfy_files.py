@@ -99,7 +99,13 @@ def test_calibration_records_where_its_runs_came_from(pack, l2p_dir, comfy):
     comfy_host.sample(calibrate(pack, tiny, "partial.safetensors"), steps=6, cfg=1.0, seed=1, denoise=0.5,
                       latent=latent)
     pf = load(pack, l2p_dir / "partial.safetensors")
-    assert pf.extra["denoise"].startswith("partial (starts at sigma 0.") and pf.scheduler == "unknown"
+    assert re.fullmatch(r"partial \(sigmas 0\.\d+ to 0 of 1\)", pf.extra["denoise"]) and pf.scheduler == "unknown"
+
+    sigmas = comfy_host.scheduler_sigmas(tiny, steps=6)  # the first half of a split run (two samplers, or experts)
+    comfy_host.sample_sigmas(calibrate(pack, tiny, "first-half.safetensors"), sigmas=sigmas[:4], cfg=1.0, seed=1)
+    pf = load(pack, l2p_dir / "first-half.safetensors")
+    assert re.fullmatch(r"partial \(sigmas 1 to 0\.\d+ of 1\)", pf.extra["denoise"]), pf.extra["denoise"]
+    assert pf.sampler == "euler" and pf.scheduler == "unknown"
 
 
 # ---------------------------------------------------------------------------------------------- identity
