@@ -111,7 +111,7 @@ def test_calibration_records_where_its_runs_came_from(pack, l2p_dir, comfy):
 # ---------------------------------------------------------------------------------------------- identity
 def tiny_schnell(comfy, seed):
     """FLUX.1-schnell's config (no guidance embedding) at the tiny size: the same class as dev, another config."""
-    unet = {**comfy_host.FLUX_TINY, "guidance_embed": False}
+    unet = comfy_host.host_unet_config(comfy_host.Family.FLUX, {**comfy_host.FLUX_TINY, "guidance_embed": False})
     model_config = comfy.supported_models.FluxSchnell(unet)
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({}, "").to(comfy.model_management.unet_offload_device())
