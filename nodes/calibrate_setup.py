@@ -154,6 +154,7 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
         sink = CalibrationRecorder(path, context, ridge, mode)
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
             pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
+            stats_from_file(pf, path)  # an imported weight matrix cannot be extended: said now, not after the run
             note = check_file_identity(path, pf, sink.identity, OtherModel.REFUSE, OTHER_FILE_FIX)
             sink.seed = pf.sample_count or 0
         if mode is CalibrationMode.ON_POLICY:

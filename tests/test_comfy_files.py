@@ -214,6 +214,13 @@ def test_a_file_dropped_in_that_fails_validation_is_named_and_never_modified(pac
     with pytest.raises(ValueError, match="cal.safetensors.*pickle"):
         comfy_host.sample(calibrate(pack, comfy_host.tiny_flux(seed=46)), steps=6, cfg=1.0, seed=1)
     assert bad.read_bytes() == b"\x80\x04 not ours"
+    weights_only = pack.module.predictors.PredictorFile(steps=6, model_family="flux", model_class="Flux",
+                                                        paper_matrix=np.eye(6))
+    pack.module.predictors.save_predictor_file(bad, weights_only)
+    before = bad.read_bytes()
+    with pytest.raises(ValueError, match="cal.safetensors.*holds only a weight matrix") as err:
+        comfy_host.sample(calibrate(pack, comfy_host.tiny_flux(seed=46)), steps=6, cfg=1.0, seed=1)
+    assert "NOT saved" not in str(err.value) and bad.read_bytes() == before
 
 
 def test_two_comfyui_processes_calibrating_one_file_lose_nothing(pack, l2p_dir):
