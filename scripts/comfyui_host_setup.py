@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:  # any failure of the tests' imports: show it all, then say what it means
                 traceback.print_exc()
                 print(f"setup_comfyui_tests: ComfyUI at {args.comfyui} is NOT ready for the real-ComfyUI tests: the "
-                      f"imports above failed", file=sys.stderr)
+                      f"imports above failed. Prepare it with: bash scripts/setup_comfyui_tests.sh {args.comfyui}",
+                      file=sys.stderr)
                 return 1
     except GuardError as error:
         print(f"setup_comfyui_tests: {error}", file=sys.stderr)
