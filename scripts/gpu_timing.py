@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -112,7 +112,7 @@ def _timed_run(patcher, subject: Subject, model, device: torch.device, label: st
     return RunTiming(subject.name, label, counter.forwards, seconds, peak)
 
 
-def _forecast_cost(subject: Subject, model, calibration: Path, device: torch.device, dtype: torch.dtype,
+def _forecast_cost(subject: Subject, calibration: Path, device: torch.device, dtype: torch.dtype,
                    repeats: int) -> ForecastTiming:
     """One L2P forecast over the outputs a 7.14x run keeps, as the run state computes it (ForecastEngine)."""
     pf = load_predictor_file(str(calibration))
@@ -161,9 +161,9 @@ def measure(preset: str, device_name: str, on_subject: Callable[[str], None] = l
                     (cache,) = comfy_host.run_node(pack.nodes["L2PCache"], model=model.patcher,
                                                    predictor_file=calibration, speedup=speedup, **L2P_CACHE)
                     runs.append(_timed_run(cache, subject, model, device, f"L2P Cache {speedup}x"))
-                forecasts.append(_forecast_cost(subject, model, Path(folder) / calibration, device, dtype,
+                forecasts.append(_forecast_cost(subject, Path(folder) / calibration, device, dtype,
                                                 repeats))
-                del model
+                del model, calibrate, cache  # the next model gets the device to itself
                 if device.type == "cuda":
                     comfy.model_management.unload_all_models()
                     torch.cuda.empty_cache()
