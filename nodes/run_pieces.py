@@ -43,6 +43,8 @@ class RunContext:
     grid: StepGrid  # the run's sample_sigmas
     diffusion_model: Any  # the transformer module (its class decides the model family)
     cfg_scale: float | None = None  # the guider's CFG scale (None when the guider has no single scale)
+    model_patcher: Any = None  # the guider's ModelPatcher (model identity, model_sampling); None outside ComfyUI
+    sampler: Any = None  # the run's Sampler (its name goes into calibration files); None outside ComfyUI
 
 
 @dataclass

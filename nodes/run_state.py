@@ -271,7 +271,8 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
     cfg = getattr(guider, "cfg", None)  # CFGGuider; other guiders (dual CFG, custom) may have none
     patcher = guider.model_patcher
-    context = RunContext(grid, patcher.model.diffusion_model, float(cfg) if isinstance(cfg, (int, float)) else None)
+    context = RunContext(grid, patcher.model.diffusion_model, float(cfg) if isinstance(cfg, (int, float)) else None,
+                         patcher, args[2] if len(args) > 2 else kwargs.get("sampler"))
     pieces = holder.start_run(context, report)
     report.planned_computed = pieces.plan.planned
     run = RunState(pieces, grid, report, home_device=getattr(patcher, "load_device", None))
