@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .report import RunReport
-    from .run_state import RunContext, RunPieces
+    from .run_pieces import RunContext, RunPieces
 
 HOLDER_KEY = "l2p"  # transformer_options entry holding the node's L2PHolder
 REPORTS_KEPT = 16  # newest reports a MODEL keeps (the log line of every run is written as it ends)
