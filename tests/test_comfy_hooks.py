@@ -32,7 +32,8 @@ def glue(pack):
 
 
 def forecast_cache(pack, model, hook: str | None = None, **overrides):
-    """Forecast Cache on ``model``: through the node (its default hook), or installed at ``hook`` (a HookPoint name)."""
+    """Forecast Cache on ``model``: through the node (every hook that reaches the model, one chosen per run), or
+    installed at ``hook`` (a HookPoint name) only."""
     inputs = {**DEFAULTS, **overrides}
     patcher = comfy_host.as_tiny(model).patcher if isinstance(model, comfy_host.TinyModel) else model
     if hook is None:
@@ -45,7 +46,7 @@ def forecast_cache(pack, model, hook: str | None = None, **overrides):
         spectrum_degree=inputs["spectrum_degree"], spectrum_lambda=inputs["spectrum_lambda"],
         spectrum_blend=inputs["spectrum_blend"],
     )
-    return glue(pack).cache_nodes.install(patcher, holder, hook=glue(pack).hook_points.HookPoint[hook])
+    return glue(pack).cache_nodes.install(patcher, holder, hooks=(glue(pack).hook_points.HookPoint[hook],))
 
 
 def last_report(patched):
@@ -79,24 +80,26 @@ def build(kind: str, seed: int) -> comfy_host.TinyModel:
     return comfy_host.tiny_hook_model(model, seed=seed)
 
 
-KINDS = ["SD3", "PIXART", "nunchaku-like FLUX", "LTXV", "LTXAV"]
+# the hook each model's runs take by default: APPLY_MODEL where the transformer never calls DIFFUSION_MODEL
+KINDS = {"SD3": "apply_model", "PIXART": "apply_model", "nunchaku-like FLUX": "apply_model",
+         "LTXV": "diffusion_model", "LTXAV": "diffusion_model"}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_real_passes_equal_the_schedule_under_cfg(pack, kind):
     tiny = build(kind, seed=1)
     patched = forecast_cache(pack, tiny)
-    assert wrapper_types(patched) == {"outer_sample", "apply_model"}  # the default hook for every BaseModel
     with comfy_host.count_passes(tiny) as counter:
         out = sample(patched, tiny, steps=10, cfg=3.0, seed=3)
     report = last_report(patched)
     assert report.status == "finished" and report.reached_hook and report.notes == []
+    assert report.hook.split()[0] == KINDS[kind]
     assert counter.dm_calls == 10 and counter.forwards == 4  # cond and uncond in one call per step
     assert report.streams["cond"].computed == report.streams["uncond"].computed == PLANNED
     assert all(torch.isfinite(part).all() for part in comfy_host.latent_parts(out))
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_speedup_one_is_bit_identical(pack, kind):
     tiny = build(kind, seed=2)
     ref = sample(tiny.patcher, tiny, steps=6, cfg=1.0, seed=5)
@@ -104,7 +107,8 @@ def test_speedup_one_is_bit_identical(pack, kind):
     assert equal(ref, out)
 
 
-def test_ltx2_forecasts_each_part_of_the_list_from_its_own_history(pack):
+@pytest.mark.parametrize("hook", ["APPLY_MODEL", "DIFFUSION_MODEL"])
+def test_ltx2_forecasts_each_part_of_the_list_from_its_own_history(pack, hook):
     """TaylorSeer order 1 on the step axis with steps 0 and 1 computed: step 2's output is 2 F1 - F0, for the
     video and the audio part alike, and ComfyUI packs it like a computed output."""
     import comfy.utils
@@ -112,7 +116,7 @@ def test_ltx2_forecasts_each_part_of_the_list_from_its_own_history(pack):
     tiny = build("LTXAV", seed=3)
     raw, seen = [], []
 
-    def record_raw(executor, *args, **kwargs):  # DIFFUSION_MODEL: the list a computed step returns
+    def record_raw(executor, *args, **kwargs):  # DIFFUSION_MODEL, outside ours: the list the transformer returns
         out = executor(*args, **kwargs)
         raw.append([part.clone() for part in out])
         return out
@@ -122,15 +126,21 @@ def test_ltx2_forecasts_each_part_of_the_list_from_its_own_history(pack):
         seen.append((args[0], args[1], denoised))
         return denoised
 
-    patched = forecast_cache(pack, tiny, speedup=3.0).clone()  # 6 steps, K = 2: steps 0 and 1 computed
+    patched = forecast_cache(pack, tiny, hook=hook, speedup=3.0).clone()  # 6 steps, K = 2: steps 0 and 1 computed
     patched.add_wrapper_with_key("diffusion_model", "test.raw", record_raw)
     patched.add_wrapper_with_key("apply_model", "test.apply", record_apply)
     sample(patched, tiny, steps=6, cfg=1.0, seed=4)
-    assert last_report(patched).streams["cond"].computed == [0, 1] and len(raw) == 2 and len(seen) == 6
+    assert last_report(patched).streams["cond"].computed == [0, 1] and len(seen) == 6
+    expected = [2 * f1 - f0 for f0, f1 in zip(raw[0], raw[1])]
+    if hook == "DIFFUSION_MODEL":  # wrappers outside ours see the forecast list itself
+        assert len(raw) == 6
+        for got, want in zip(raw[2], expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    else:  # the transformer's wrappers ran on computed steps only; apply_model's output carries the forecast
+        assert len(raw) == 2
     x, sigma, denoised = seen[2]
     velocity = (x - denoised) / sigma.reshape(-1, 1, 1)  # flow models: denoised = x - sigma * v
-    expected, _ = comfy.utils.pack_latents([2 * f1 - f0 for f0, f1 in zip(raw[0], raw[1])])
-    torch.testing.assert_close(velocity, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(velocity, comfy.utils.pack_latents(expected)[0], rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------------- the two hooks against each other
@@ -178,7 +188,10 @@ def test_sd3_under_the_diffusion_model_hook_is_reported_as_never_reached(pack):
 
 
 @pytest.mark.parametrize("others_first", [True, False], ids=["others-applied-first", "others-applied-after"])
-def test_other_packs_wrappers_see_every_step_at_apply_model_and_computed_steps_inside(pack, others_first):
+@pytest.mark.parametrize("hook, inside", [(None, 10), ("APPLY_MODEL", 4)], ids=["default-hook", "apply-model-hook"])
+def test_what_other_packs_wrappers_see(pack, others_first, hook, inside):
+    """Their APPLY_MODEL wrappers see every step; their DIFFUSION_MODEL wrappers every call under the default
+    DIFFUSION_MODEL hook (tests/test_comfy_runtime.py pins its order), computed steps only under APPLY_MODEL."""
     tiny = comfy_host.tiny_flux(seed=13)
     seen = {"apply_model": 0, "diffusion_model": 0}
 
@@ -194,13 +207,16 @@ def test_other_packs_wrappers_see_every_step_at_apply_model_and_computed_steps_i
             model.add_wrapper_with_key(kind, f"other.{kind}", counting(kind))
         return model
 
-    patched = forecast_cache(pack, add_others(tiny.patcher)) if others_first else add_others(forecast_cache(pack, tiny))
+    if others_first:
+        patched = forecast_cache(pack, add_others(tiny.patcher), hook=hook)
+    else:
+        patched = add_others(forecast_cache(pack, tiny, hook=hook))
     comfy_host.sample(patched, steps=10, cfg=1.0, seed=2)
-    assert seen == {"apply_model": 10, "diffusion_model": 4}
+    assert seen == {"apply_model": 10, "diffusion_model": inside}
 
 
 def test_a_wrapper_that_bypasses_apply_model_leaves_the_run_reported_as_never_reached(pack):
-    tiny = comfy_host.tiny_flux(seed=14)
+    tiny = comfy_host.nunchaku_like_flux(seed=14)  # reached through APPLY_MODEL only
 
     def bypass(executor, *args, **kwargs):  # runs _apply_model itself, skipping the wrappers after it
         return executor.class_obj._apply_model(*args, **kwargs)
@@ -306,6 +322,7 @@ def test_compile_forecast_steps_never_run_the_compiled_model_and_nothing_recompi
         report = last_report(patched)
         assert backend.graph_runs - before == 4 == report.transformer_calls  # computed steps only
         assert report.streams["cond"].computed == PLANNED and report.reached_hook
+        assert report.hook == "apply_model (torch.compile: outside the compiled region)"
         assert torch.equal(out, eager)  # compiled passes, the same forecasts
     # adding L2P's entries to the options compiles at most once more (0.3.64 guards on them; 0.33's node does not),
     # and a second run compiles nothing

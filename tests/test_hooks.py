@@ -8,11 +8,11 @@ import torch
 
 from comfyui_l2p.nodes.apply_model_hook import DiffusionModelProxy, l2p_apply_model_wrapper
 from comfyui_l2p.nodes.architectures import UnsupportedModelError, family_of, find_transformer_options
-from comfyui_l2p.nodes.hook_points import WRAPPER_KEY, HookPoint, hook_point_for, ours_innermost
+from comfyui_l2p.nodes.hook_points import COMPILE_KEY, WRAPPER_KEY, HookPoint, hook_points_for, select_hook
 from comfyui_l2p.nodes.latent_lists import PartsLayout, batch_rows, flatten_parts
 from comfyui_l2p.nodes.plans import FixedPlan
 from comfyui_l2p.nodes.report import NOT_REACHED, RunReport
-from comfyui_l2p.nodes.run_state import RUN_KEY, RunPieces, RunState
+from comfyui_l2p.nodes.run_state import RUN_KEY, RunPieces, RunState, make_innermost
 from comfyui_l2p.predictors import StepGrid, TaylorSeer, TimeAxis
 
 # ------------------------------------------------------------------------------ where transformer_options is
@@ -170,7 +170,7 @@ def test_the_proxy_forecasts_without_calling_the_module_and_restores_it():
     assert real.calls == 3 and run.report.forecast_calls == 3
 
 
-def test_ours_innermost_wraps_what_an_earlier_wrapper_swapped_in_in_either_order():
+def test_made_innermost_it_wraps_what_an_earlier_wrapper_swapped_in_in_either_order():
     for ours_first in (True, False):
         base = BaseModelLike()
         replacement = Replacement()
@@ -180,7 +180,7 @@ def test_ours_innermost_wraps_what_an_earlier_wrapper_swapped_in_in_either_order
         entries = [(WRAPPER_KEY, [l2p_apply_model_wrapper]), ("torch.compile", [swap_in(replacement)])]
         apply_model = dict(entries if ours_first else entries[::-1])
         to = {"wrappers": {"apply_model": apply_model, "outer_sample": {"x": []}}}
-        ours_innermost(to)
+        make_innermost(to)
         assert list(to["wrappers"]["apply_model"]) == ["torch.compile", WRAPPER_KEY]
         u = uuid.uuid4()
         for s in range(4):
@@ -255,14 +255,40 @@ class PlainBase:
         return self.diffusion_model(x)
 
 
-def test_the_hook_is_apply_model_where_the_base_model_runs_its_wrappers():
-    assert hook_point_for(BaseModelLike()) is HookPoint.APPLY_MODEL
-    assert hook_point_for(PlainBase(ForwardCallsWrapper())) is HookPoint.DIFFUSION_MODEL
+def test_the_hooks_that_reach_a_model_are_detected_and_none_is_refused():
+    assert hook_points_for(BaseModelLike()) == (HookPoint.APPLY_MODEL,)
+    both = BaseModelLike()
+    both.diffusion_model = ForwardCallsWrapper()
+    assert hook_points_for(both) == (HookPoint.APPLY_MODEL, HookPoint.DIFFUSION_MODEL)
+    assert hook_points_for(PlainBase(ForwardCallsWrapper())) == (HookPoint.DIFFUSION_MODEL,)
     with pytest.raises(UnsupportedModelError, match=r"cannot drive the model PlainBase \(diffusion model NoWrappers\)"
                                                     r".*APPLY_MODEL.*DIFFUSION_MODEL.*remove the L2P node"):
-        hook_point_for(PlainBase(NoWrappers()))
+        hook_points_for(PlainBase(NoWrappers()))
     with pytest.raises(UnsupportedModelError, match="cannot drive the model object"):
-        hook_point_for(object())
+        hook_points_for(object())
+
+
+def run_wrappers(*apply_model_keys: str) -> dict:
+    ours = [l2p_apply_model_wrapper]
+    return {"wrappers": {"apply_model": {k: ours if k == WRAPPER_KEY else [] for k in apply_model_keys},
+                         "diffusion_model": {"other": [], WRAPPER_KEY: ours}}}
+
+
+def test_each_run_keeps_one_hook():
+    to = run_wrappers("other", WRAPPER_KEY)
+    assert select_hook(to, ForwardCallsWrapper()).startswith("diffusion_model")  # the transformer's own wrapper
+    assert WRAPPER_KEY not in to["wrappers"]["apply_model"] and WRAPPER_KEY in to["wrappers"]["diffusion_model"]
+    assert "other" in to["wrappers"]["apply_model"]  # other packs' wrappers are left alone
+
+    to = run_wrappers(COMPILE_KEY, WRAPPER_KEY)
+    assert select_hook(to, ForwardCallsWrapper()) == "apply_model (torch.compile: outside the compiled region)"
+    assert WRAPPER_KEY in to["wrappers"]["apply_model"] and WRAPPER_KEY not in to["wrappers"]["diffusion_model"]
+
+    to = run_wrappers(WRAPPER_KEY)
+    assert select_hook(to, NoWrappers()) == "apply_model (NoWrappers never calls DIFFUSION_MODEL)"
+
+    to = run_wrappers("other")  # installed at DIFFUSION_MODEL only
+    assert select_hook(to, NoWrappers()) == "diffusion_model (the only one installed)"
 
 
 def test_unknown_models_are_named_by_class():
@@ -292,6 +318,6 @@ class OverridesWithSuper(BaseModelLike):
 
 
 def test_detection_follows_super_calls_and_stops_at_overrides():
-    assert hook_point_for(OverridesWithSuper()) is HookPoint.APPLY_MODEL
+    assert hook_points_for(OverridesWithSuper()) == (HookPoint.APPLY_MODEL,)
     with pytest.raises(UnsupportedModelError, match="OverridesWithoutSuper"):
-        hook_point_for(OverridesWithoutSuper())
+        hook_points_for(OverridesWithoutSuper())
