@@ -18,7 +18,8 @@ The nodes register both where both reach the model; ``select_hook`` keeps one pe
 copy of the wrappers): APPLY_MODEL when the transformer never calls DIFFUSION_MODEL or the run is compiled, else
 DIFFUSION_MODEL, whose behaviour for other packs' wrappers the runtime tests pin. Where both exist they forecast
 the same tensor (tests/test_comfy_hooks.py: bit-identical results on FLUX, Qwen-Image, HunyuanVideo, LTXV and
-LTX-2); DIFFUSION_MODEL costs about 0.05 ms less per call (scripts/hook_cost.py). Under torch.compile the
+LTX-2); APPLY_MODEL costs about 0.03 ms more per call (scripts/hook_cost.py, a null transformer on one CPU thread:
+0.17 against 0.14 ms of overhead per computed call, 0.15 against 0.13 ms per forecast call). Under torch.compile the
 DIFFUSION_MODEL wrapper would run inside the compiled region, where dynamo traces our Python: measured on a tiny
 FLUX before this choice existed, ComfyUI 0.3.64's first 10-step run recompiled 36 times and fell back to eager past
 the recompile limit, and on 0.33 (whose node filters guards on transformer_options) dynamo failed building a guard.
