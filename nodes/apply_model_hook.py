@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .architectures import find_transformer_options
-from .report import warn_once
-from .run_state import RUN_KEY
+from .run_state import RUN_KEY, run_options
 
 
 class DiffusionModelProxy(torch.nn.Module):
@@ -48,17 +46,12 @@ class DiffusionModelProxy(torch.nn.Module):
 
 def l2p_apply_model_wrapper(executor, *args, **kwargs):
     """APPLY_MODEL: the proxy in place of ``diffusion_model`` while the rest of the apply_model chain runs."""
-    try:
-        to = find_transformer_options(executor.original, args, kwargs)
-    except TypeError as err:  # an _apply_model of unknown shape: run it untouched, the report says never reached
-        warn_once(str(err))
-        return executor(*args, **kwargs)
-    run = to.get(RUN_KEY)
-    if run is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
+    to = run_options(args, kwargs)
+    if to is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
         return executor(*args, **kwargs)
     base_model = executor.class_obj
     inner = base_model.diffusion_model
-    base_model.diffusion_model = DiffusionModelProxy(inner, run, to)
+    base_model.diffusion_model = DiffusionModelProxy(inner, to[RUN_KEY], to)
     try:
         return executor(*args, **kwargs)
     finally:

@@ -1,13 +1,10 @@
-"""What the pack knows about diffusion models, as data and feature detection (never a guess at positions).
+"""What the pack knows about diffusion models, as data and feature detection.
 
 * ``FAMILIES``: family names for predictor-file metadata and messages. A file calibrated for one family is refused
   for another; a class not listed is named by its own class name.
 * Which of ComfyUI's wrappers a model goes through, read from the classes' own source, so a model that adopts a
   wrapper in a later ComfyUI works without a release of ours: ``runs_apply_model_wrappers`` (the BaseModel, every
   model ComfyUI samples) and ``calls_diffusion_model_wrapper`` (the transformer's forward, most DiTs).
-* Where ``transformer_options`` is among a call's arguments: read from the called function's signature
-  (``find_transformer_options``). LTXV, for one, passes it sixth of seven positionally, ahead of keyframe_idxs.
-
 We never copy a model's forward.
 """
 from __future__ import annotations
@@ -15,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -99,39 +95,3 @@ def runs_apply_model_wrappers(cls: type) -> bool:
     calls ``self.diffusion_model``: the call a proxy can stand in for."""
     return (_source_mentions(cls, "apply_model", "APPLY_MODEL")
             and _source_mentions(cls, "_apply_model", "self.diffusion_model("))
-
-
-# ------------------------------------------------------------------------------ where transformer_options is
-
-
-@functools.lru_cache(maxsize=None)
-def _transformer_options_position(fn: Callable) -> int | None:
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    for i, p in enumerate(params):
-        if p.name == "transformer_options" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            return i
-    return None
-
-
-def find_transformer_options(called: Callable, args: tuple, kwargs: dict) -> dict:
-    """The ``transformer_options`` dict of a call of ``called`` (a function or bound method, such as a wrapper
-    executor's ``original``) with ``args`` / ``kwargs``: the keyword, else the positional argument at the place
-    ``called``'s signature gives it."""
-    to = kwargs.get("transformer_options")
-    if isinstance(to, dict):
-        return to
-    bound_to = getattr(called, "__self__", None)
-    fn = getattr(called, "__func__", called) if bound_to is not None else called
-    position = _transformer_options_position(fn) if inspect.isfunction(fn) else None
-    if position is not None and bound_to is not None:
-        position -= 1  # the function's signature includes self; a bound call's args do not
-    if position is not None and 0 <= position < len(args) and isinstance(args[position], dict):
-        return args[position]
-    name = getattr(called, "__qualname__", type(called).__name__)
-    raise TypeError(
-        f"L2P: {name} was called without transformer_options (as a keyword or at the position its signature"
-        f" gives), so L2P cannot find its run state. Please report this with your ComfyUI version and model."
-    )

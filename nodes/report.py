@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import enum
-import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -106,12 +105,6 @@ class RunReport:
 
 # The most recent reports, newest last, for code that has no handle on the model (e.g. tests driving ComfyUI).
 RECENT_REPORTS: collections.deque[RunReport] = collections.deque(maxlen=64)
-
-
-@functools.lru_cache(maxsize=32)
-def warn_once(message: str) -> None:
-    """A warning logged once per distinct message (a hook that cannot read a call warns once, not every step)."""
-    logger.warning(f"{LOG_PREFIX} {message}")
 
 
 def publish(report: RunReport) -> None:

@@ -31,11 +31,10 @@ from typing import Hashable
 import torch
 
 from ..predictors import ForecastEngine, StepGrid
-from .architectures import find_transformer_options
 from .holder import HOLDER_KEY, L2PHolder
 from .hook_points import WRAPPER_KEY, select_hook
 from .latent_lists import PartsLayout, batch_rows, flatten_parts
-from .report import ForcedReason, RunReport, publish, warn_once
+from .report import ForcedReason, RunReport, publish
 from .run_pieces import CalibrationSink, RunContext, RunPieces, StepPlan
 from .step_truth import StepTruth
 
@@ -57,6 +56,19 @@ class _TrackedCall:
     keys: tuple[tuple[str, Hashable], ...]  # (role, uuid) per chunk: engines route by role
     names: tuple[str, ...]  # the streams' report names ("cond", "uncond", "cond#2", ...)
     compute: bool
+
+
+def run_options(args: tuple, kwargs: dict) -> dict | None:
+    """A call's transformer_options when they carry a run: the dict argument, keyword or positional, that holds
+    RUN_KEY (found by what it holds, not where it sits: Flux passes it last, LTXV sixth of seven, ahead of
+    keyframe_idxs, _apply_model as a keyword); None for a call outside an L2P run."""
+    to = kwargs.get("transformer_options")
+    if isinstance(to, dict) and RUN_KEY in to:
+        return to
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, dict) and RUN_KEY in value:
+            return value
+    return None
 
 
 class RunState:
@@ -315,14 +327,8 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
 
 
 def l2p_diffusion_model_wrapper(executor, *args, **kwargs):
-    """DIFFUSION_MODEL: compute, or return a forecast without running the transformer. transformer_options is
-    found through ``_forward``'s signature (LTXV passes it sixth of seven, positionally)."""
-    try:
-        to = find_transformer_options(executor.original, args, kwargs)
-    except TypeError as err:  # a forward of unknown shape: run it untouched, the report says never reached
-        warn_once(str(err))
+    """DIFFUSION_MODEL: compute, or return a forecast without running the transformer."""
+    to = run_options(args, kwargs)
+    if to is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
         return executor(*args, **kwargs)
-    run: RunState | None = to.get(RUN_KEY)
-    if run is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
-        return executor(*args, **kwargs)
-    return run(executor, args, kwargs, to)
+    return to[RUN_KEY](executor, args, kwargs, to)

@@ -7,43 +7,24 @@ import pytest
 import torch
 
 from comfyui_l2p.nodes.apply_model_hook import DiffusionModelProxy, l2p_apply_model_wrapper
-from comfyui_l2p.nodes.architectures import UnsupportedModelError, family_of, find_transformer_options
+from comfyui_l2p.nodes.architectures import UnsupportedModelError, family_of
 from comfyui_l2p.nodes.hook_points import COMPILE_KEY, WRAPPER_KEY, HookPoint, hook_points_for, select_hook
 from comfyui_l2p.nodes.latent_lists import PartsLayout, batch_rows, flatten_parts
 from comfyui_l2p.nodes.plans import FixedPlan
 from comfyui_l2p.nodes.report import NOT_REACHED, RunReport
-from comfyui_l2p.nodes.run_state import RUN_KEY, RunPieces, RunState, make_innermost
+from comfyui_l2p.nodes.run_state import RUN_KEY, RunPieces, RunState, make_innermost, run_options
 from comfyui_l2p.predictors import StepGrid, TaylorSeer, TimeAxis
 
 # ------------------------------------------------------------------------------ where transformer_options is
 
 
-class LtxvLike(torch.nn.Module):
-    """LTXV's order: transformer_options sixth of seven positional arguments, keyframe_idxs after it."""
-
-    def _forward(self, x, timestep, context, attention_mask, frame_rate=25, transformer_options={}, keyframe_idxs=None,
-                 **kwargs):
-        return x
-
-
-def flux_like_forward(x, timestep, context, y=None, guidance=None, ref_latents=None, control=None,
-                      transformer_options={}, **kwargs):
-    return x
-
-
-def test_transformer_options_is_found_where_the_signature_puts_it():
-    to, other = {"sigmas": 1}, {"not": "it"}
-    model = LtxvLike()
-    # LTXV: a dict after it (keyframe data may be a dict-like too) must not be mistaken for it
-    args = (torch.zeros(1), torch.zeros(1), torch.zeros(1), None, 25, to, other)
-    assert find_transformer_options(model._forward, args, {}) is to
-    assert find_transformer_options(flux_like_forward, (1, 2, 3, 4, 5, 6, 7, to), {}) is to
-    assert find_transformer_options(flux_like_forward, (1, 2, 3), {"transformer_options": to}) is to
-
-
-def test_a_call_without_transformer_options_names_the_function():
-    with pytest.raises(TypeError, match="LtxvLike._forward was called without transformer_options"):
-        find_transformer_options(LtxvLike()._forward, (1, 2, 3, 4), {})
+def test_the_runs_options_are_found_by_what_they_hold_wherever_they_sit():
+    to, other = {"sigmas": 1, RUN_KEY: "run"}, {"not": "it"}
+    # LTXV's order: transformer_options sixth of seven positional arguments, a dict-like keyframe argument after it
+    assert run_options((torch.zeros(1), torch.zeros(1), torch.zeros(1), None, 25, to, other), {}) is to
+    assert run_options((1, 2, 3, 4, 5, 6, 7, to), {}) is to  # Flux's _forward: last
+    assert run_options((1, 2), {"transformer_options": to, "control": other}) is to  # _apply_model: a keyword
+    assert run_options((1, {"sigmas": 1}), {"transformer_options": {"sigmas": 1}}) is None  # no L2P run in it
 
 
 # ------------------------------------------------------------------------------------- list outputs
@@ -224,14 +205,11 @@ def test_without_transformer_options_in_the_call_the_proxy_uses_apply_models():
     assert base.diffusion_model.calls == 2 and run.report.forecast_calls == 3
 
 
-def test_a_wrapped_function_without_transformer_options_runs_untouched(caplog):
-    def odd_apply_model(x, t):
-        return x + 1
-
-    executor = Executor(odd_apply_model, class_obj=None, wrappers=[l2p_apply_model_wrapper])
-    with caplog.at_level("WARNING", logger="comfyui_l2p"):
-        assert torch.equal(executor.execute(torch.zeros(1), 0), torch.ones(1))
-    assert "odd_apply_model was called without transformer_options" in caplog.text
+def test_a_call_outside_an_l2p_run_passes_through():
+    base = BaseModelLike()
+    to = {"sigmas": torch.tensor([0.5]), "wrappers": {"apply_model": {WRAPPER_KEY: [l2p_apply_model_wrapper]}}}
+    out = base.apply_model(torch.ones(1, 2), torch.tensor([0.5]), transformer_options=to)
+    assert torch.equal(out, torch.full((1, 2), 1.5)) and base.diffusion_model.calls == 1
 
 
 # --------------------------------------------------------------------------------- choosing the hook
