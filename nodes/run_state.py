@@ -37,6 +37,8 @@ class StepPlan(Protocol):
     @property
     def planned(self) -> tuple[int, ...] | None: ...
 
+    notes: tuple[str, ...]  # lines for the run's report (e.g. a run too short for the speedup)
+
 
 class CalibrationSink(Protocol):
     """Receives the true outputs of steps, all roles of a step together, and folds them in when the run ends."""
@@ -256,6 +258,7 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
                          float(cfg) if isinstance(cfg, (int, float)) else None)
     pieces = holder.start_run(context, report)
     report.planned_computed = pieces.plan.planned
+    report.notes.extend(pieces.plan.notes)
     run = RunState(pieces, grid, report)
     guider.model_options = copy_nested_dicts(orig_options)
     guider.model_options["transformer_options"][RUN_KEY] = run
