@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from comfy.patcher_extension import WrappersMP
 
 from . import calibrate_setup, files, l2p_setup, setups
-from .architectures import family_of
+from .architectures import family_of, model_config_of
 from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
 CATEGORY = "model_patches/L2P"
@@ -18,7 +18,7 @@ CATEGORY = "model_patches/L2P"
 
 def install(model, holder: L2PHolder):
     """A patched clone of ``model``; the input patcher is never mutated."""
-    family_of(model.model.diffusion_model)  # fail at graph time, with the supported list, for models we cannot drive
+    family_of(model.model.diffusion_model, model_config_of(model))  # graph time: refuse what we cannot drive
     m = model.clone()
     for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.DIFFUSION_MODEL):
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)

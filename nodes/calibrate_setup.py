@@ -15,12 +15,11 @@ from ..predictors.calibration.gram import GramStats
 from ..predictors.calibration.recorder import TrajectoryRecorder
 from ..predictors.files.calibration_file import extend_calibration_file, stats_from_file
 from ..predictors.forecasters.fora import Fora
-from ..predictors.engine.grid import StepGrid
 from ..predictors.files.predictor_file import PredictorFileError
 from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules.placements import Placement, computed_count, expected_final_error, optimized_schedule
 from ..predictors.calibration.trajectory_sample import TrajectorySampler
-from .architectures import family_of
+from .architectures import family_of_run
 from .cfg_record import cfg_record
 from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder
 from .plans import EveryStepPlan
@@ -37,14 +36,14 @@ REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
 class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file atomically."""
 
-    def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode,
-                 cfg_scale: float | None = None, seed: int = 0, previous_cfg_mode: str | None = None) -> None:
-        self.path, self.grid, self.ridge, self.mode, self.cfg_scale = path, grid, ridge, mode, cfg_scale
+    def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0,
+                 previous_cfg_mode: str | None = None) -> None:
+        self.path, self.grid, self.ridge, self.mode, self.cfg_scale = path, context.grid, ridge, mode, context.cfg_scale
         self.previous_cfg_mode = previous_cfg_mode  # the existing file's record, extended by this run
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
-        self.family = family_of(diffusion_model)
-        self.model_class = type(diffusion_model).__name__
+        self.family = family_of_run(context)
+        self.model_class = type(context.diffusion_model).__name__
         self.recorder: TrajectoryRecorder | None = None
         self.sampler: TrajectorySampler | None = None  # LESA's training data: a fixed-size element sample
         self.latent_channels = 0
@@ -124,7 +123,7 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
         predictor, plan, seed, previous = Fora(), EveryStepPlan(grid.num_steps), 0, None
         pieces = None
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
-            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
+            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of_run(context))
             seed, previous = pf.sample_count or 0, pf.cfg_mode
         if mode is CalibrationMode.ON_POLICY:
             # follow exactly what L2P Cache does with this file by default (fit, CFG handling, schedule), so the
@@ -135,8 +134,7 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
                 history_device=HistoryDevice.MODEL.value, mode=L2PMode.DIRECT.value,
                 grid_policy=GridPolicy.REFUSE.value, ridge=ridge,
             ).start_run(context, report)
-        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale, seed,
-                                   previous)
+        sink = CalibrationRecorder(path, context, ridge, mode, seed, previous)
         if pieces is None:
             return RunPieces(predictor, plan, calibration=sink)
         return dataclasses.replace(pieces, calibration=sink)

@@ -27,7 +27,7 @@ from ..predictors.schedules.optimizer import shrink_cross_streams
 from ..predictors.schedules.placements import Placement
 from ..predictors.calibration.trajectory_sample import TrajectorySample
 from ..predictors.calibration.transfer import resample_gram
-from .architectures import family_of
+from .architectures import family_of_run
 from .cfg_record import calibrated_cfg_scales
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -185,7 +185,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        _check_family(path, pf, family_of(context.diffusion_model))
+        _check_family(path, pf, family_of_run(context))
         if not pf.has_gram:
             if grid.num_steps != pf.steps:
                 raise PredictorFileError(
