@@ -88,3 +88,17 @@ def test_calibrate_then_l2p_cache_end_to_end(pack, tiny, l2p_dir):
     assert report.status == "finished" and report.predictor.startswith("L2P direct")
     assert counter.forwards == len(report.planned_computed) == round(STEPS / SPEEDUP)
     assert torch.isfinite(out).all()
+
+
+def test_every_table_family_the_host_has_is_a_driven_class(comfy):
+    """The table's classes exist where the host has the config, and each calls the DIFFUSION_MODEL wrapper."""
+    import importlib
+
+    from comfyui_l2p.nodes.architectures import FAMILIES, calls_diffusion_model_wrapper
+
+    present = [f for f in FAMILIES if getattr(comfy.supported_models, f.config, None) is not None]
+    assert len(present) >= 30
+    for family in present:
+        module, _, name = family.model_class.rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        assert calls_diffusion_model_wrapper(cls), family
