@@ -44,11 +44,32 @@ def _check_family(path: str, pf: PredictorFile, family: str) -> None:
         )
 
 
-def _run_stats(path: str, pf: PredictorFile, grid: StepGrid, policy: GridPolicy, report: RunReport) -> GramStats:
-    """The file's statistics on the run's grid: as recorded, resampled when allowed, else a clear refusal."""
+def _check_sigma_range(path: str, pf: PredictorFile, calibrated: StepGrid, grid: StepGrid, model: str) -> None:
+    """Refuse a run whose evaluation sigmas leave the file's calibrated range, whatever the grid policy: the file
+    belongs to another part of the schedule, e.g. the other expert of a Wan 2.2 split (KSamplerAdvanced
+    start_at_step / end_at_step gives each expert its own sub-range)."""
+    low, high = float(calibrated.array[-1]), float(calibrated.array[0])
+    evals = grid.array[:-1]
+    tol = 1e-3 * max(high, 1e-6)
+    if float(evals.min()) >= low - tol and float(evals.max()) <= high + tol:
+        return
+    raise PredictorFileError(
+        f"{path}: calibrated on sigmas {high:.4g} .. {low:.4g} of model '{pf.model_family}' ({pf.model_class or '?'}),"
+        f" but this run samples sigmas {float(evals.max()):.4g} .. {float(grid.array[-1]):.4g} with model {model},"
+        f" outside the calibrated range. A calibration belongs to the sigmas it was recorded on: in a split run (Wan"
+        f" 2.2's high-noise and low-noise experts, KSamplerAdvanced start_at_step / end_at_step) calibrate each part"
+        f" with its own L2P Calibrate and file, and give each part's L2P Cache its own file."
+    )
+
+
+def _run_stats(path: str, pf: PredictorFile, grid: StepGrid, policy: GridPolicy, report: RunReport,
+               model: str) -> GramStats:
+    """The file's statistics on the run's grid: as recorded, resampled when allowed, else a clear refusal.
+    ``model``: the run's model, for messages."""
     stats = stats_from_file(pf, path)
     if stats.grid.matches(grid):
         return stats
+    _check_sigma_range(path, pf, stats.grid, grid, model)
     if policy is GridPolicy.REFUSE:
         raise PredictorFileError(
             f"{path}: calibrated on a {stats.num_steps}-step grid (sigmas {_short(stats.grid)}), but this run samples"
@@ -185,7 +206,8 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        _check_family(path, pf, family_of_run(context))
+        family = family_of_run(context)
+        _check_family(path, pf, family)
         if not pf.has_gram:
             if grid.num_steps != pf.steps:
                 raise PredictorFileError(
@@ -193,7 +215,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
                     f" the sampler to {pf.steps} steps, or calibrate this step count with L2P Calibrate."
                 )
             return RunPieces(L2PRollout(pf.paper_matrix), make_plan(config, grid), offload=offload)
-        stats = _run_stats(path, pf, grid, policy, report)
+        stats = _run_stats(path, pf, grid, policy, report, f"'{family}' ({type(context.diffusion_model).__name__})")
         gram = fit_gram(path, stats, context.cfg_scale, options.cfg_fit)
         _note_cfg_scale(pf, stats, context.cfg_scale, report)
         if mode is L2PMode.LESA:

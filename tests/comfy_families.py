@@ -335,18 +335,21 @@ def sample(model: FamilyModel, *, steps: int, cfg: float, seed: int, patched: An
 
 def sample_advanced(model: FamilyModel, *, steps: int, cfg: float, seed: int, patched: Any = None,
                     start: int = 0, end: int = 10000, add_noise: bool = True, return_with_leftover_noise: bool = False,
-                    latent: torch.Tensor | None = None, sampler_name: str = "euler", scheduler: str = "simple",
-                    batch: int = 1, negative_text_len: int | None = None) -> torch.Tensor:
+                    latent: torch.Tensor | None = None, noise_mask: torch.Tensor | None = None,
+                    sampler_name: str = "euler", scheduler: str = "simple", batch: int = 1,
+                    negative_text_len: int | None = None) -> torch.Tensor:
     """The KSamplerAdvanced node's body: steps ``start``..``end`` of a ``steps``-step schedule, noise added or not,
-    leftover noise returned or not (how Wan 2.2's two experts share one run)."""
+    leftover noise returned or not (how Wan 2.2's two experts share one run). ``noise_mask``: the LATENT's mask
+    (0 keeps the input latent, e.g. Wan 2.2 TI2V's start frame)."""
     comfy = comfy_host.bootstrap()
     positive = model.conditioning(seed + 1)
     negative = model.conditioning(seed + 2, negative_text_len)
     samples = torch.zeros(model.latent_shape(batch)) if latent is None else latent
+    latent_dict = {"samples": samples} if noise_mask is None else {"samples": samples, "noise_mask": noise_mask}
     with comfy_host.one_thread():
         (out,) = comfy.nodes.common_ksampler(
             _patcher(patched if patched is not None else model), seed, steps, cfg, sampler_name, scheduler, positive,
-            negative, {"samples": samples}, denoise=1.0, disable_noise=not add_noise, start_step=start,
+            negative, latent_dict, denoise=1.0, disable_noise=not add_noise, start_step=start,
             last_step=end, force_full_denoise=not return_with_leftover_noise,
         )
     return out["samples"]

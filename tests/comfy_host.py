@@ -603,7 +603,7 @@ def sample(
 def scheduler_sigmas(model: Any, *, steps: int, scheduler: str = "simple") -> torch.Tensor:
     """The BasicScheduler sigmas, float32 (steps + 1,) ending in 0, for ``model``'s model_sampling."""
     comfy = bootstrap()
-    model_sampling = as_tiny(model).patcher.get_model_object("model_sampling")
+    model_sampling = _patcher_of(model).get_model_object("model_sampling")
     return comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).cpu()
 
 
