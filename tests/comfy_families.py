@@ -100,18 +100,9 @@ def _hidream_llama(gen, shape, text_len):  # the Llama 3 hidden states HiDream's
 
 
 # ------------------------------------------------------------------------------------------------ specs
-_FLUX = {
-    "image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2, "vec_in_dim": 8,
-    "context_in_dim": 16, "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
-    "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True, "guidance_embed": True,
-}
+_FLUX = comfy_host.FLUX_TINY  # the sizes comfy_host's own tiny FLUX / Qwen-Image / HunyuanVideo use
 _FLUX_TXT_IDS = {"txt_ids_dims": []}
-_HUNYUAN = {
-    "image_model": "hunyuan_video", "in_channels": 16, "out_channels": 16, "patch_size": [1, 2, 2], "vec_in_dim": 8,
-    "context_in_dim": 16, "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
-    "axes_dim": [8, 12, 12], "theta": 256, "qkv_bias": True, "guidance_embed": True, "byt5": False,
-    "meanflow": False,
-}
+_HUNYUAN = comfy_host.HUNYUAN_VIDEO_TINY
 _HUNYUAN_V1 = {"use_cond_type_embedding": False, "vision_in_dim": None, "meanflow_sum": False}
 _WAN = {
     "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "out_dim": 16, "dim": 32,
@@ -164,14 +155,9 @@ SPECS: tuple[TinySpec, ...] = (
         "nerf_depth": 1, "nerf_max_freqs": 4, "nerf_tile_size": 16, "nerf_final_head_type": "linear",
         "nerf_embedder_dtype": torch.float32}, (3, 16, 16), CondRecipe(16),
         optional={"txt_ids_dims": [], "vec_in_dim": None, "use_x0": False, "use_sequential_txt_ids": False}),
-    TinySpec("qwen-image", "qwen_image", "QwenImage", {
-        "image_model": "qwen_image", "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 1,
-        "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": 16,
-        "axes_dims_rope": (8, 12, 12)}, (16, 1, 8, 8), CondRecipe(16)),
-    TinySpec("qwen-image-edit", "qwen_image", "QwenImage", {
-        "image_model": "qwen_image", "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 1,
-        "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": 16,
-        "axes_dims_rope": (8, 12, 12)}, (16, 1, 8, 8), CondRecipe(16, extras=_reference_latent)),
+    TinySpec("qwen-image", "qwen_image", "QwenImage", comfy_host.QWEN_IMAGE_TINY, (16, 1, 8, 8), CondRecipe(16)),
+    TinySpec("qwen-image-edit", "qwen_image", "QwenImage", comfy_host.QWEN_IMAGE_TINY, (16, 1, 8, 8),
+             CondRecipe(16, extras=_reference_latent)),
     TinySpec("hunyuan-video", "hunyuan_video", "HunyuanVideo", _HUNYUAN, (16, 2, 8, 8),
              CondRecipe(16, pooled_dim=8, guidance=6.0), optional=_HUNYUAN_V1),
     TinySpec("hunyuan-video-1.5", "hunyuan_video_15", "HunyuanVideo15", {

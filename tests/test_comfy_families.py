@@ -102,3 +102,18 @@ def test_every_table_family_the_host_has_is_a_driven_class(comfy):
         module, _, name = family.model_class.rpartition(".")
         cls = getattr(importlib.import_module(module), name)
         assert calls_diffusion_model_wrapper(cls), family
+
+
+@pytest.mark.parametrize("steps, computed, note", [(4, 2, "computed the 2 guard steps"), (2, 2, "computed every step")])
+def test_a_few_step_model_never_fails_and_says_what_it_computed(pack, built, steps, computed, note):
+    """FLUX.1-schnell's 4 steps (or fewer) at speedup 4: one computed step is fewer than the warm-up's two."""
+    spec = comfy_families.spec("flux-schnell")
+    if spec.key not in built:
+        built[spec.key] = comfy_families.build(spec, seed=0)
+    tiny = built[spec.key]
+    patched = apply_node(pack.nodes["L2PForecastCache"], tiny, speedup=4.0)
+    with comfy_host.count_passes(tiny) as counter:
+        out = comfy_families.sample(tiny, patched=patched, steps=steps, cfg=1.0, seed=1)
+    report = reports(patched)[-1]
+    assert report.status == "finished" and counter.forwards == computed and torch.isfinite(out).all()
+    assert any(note in line for line in report.notes), report.notes
