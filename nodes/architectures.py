@@ -163,6 +163,11 @@ def family_of(diffusion_model: Any, model_config: Any = None) -> str:
     )
 
 
+def display_name(family: str) -> str:
+    """What users call a family (``FLUX.1-schnell``), or the name itself for one the table does not list."""
+    return next((f.display for f in FAMILIES if f.name == family), family)
+
+
 def family_of_run(context: Any) -> str:
     """The family of a run (``run_state.RunContext``): the one its caller named, else the model's."""
     if context.family is not None:

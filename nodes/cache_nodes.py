@@ -71,17 +71,24 @@ class L2PCache(io.ComfyNode):
                 io.Combo.Input("step_grid_mismatch", options=setups.GRID_POLICIES, default=setups.GRID_POLICIES[0],
                                tooltip="When the run's sigmas differ from the file's: refuse with an error, or"
                                        " resample the calibration to the run's grid."),
+                io.Combo.Input("other_model", options=setups.OTHER_MODEL_CHOICES,
+                               default=setups.OTHER_MODEL_CHOICES[0], optional=True,  # API prompts made before it
+                               tooltip="A file records the model it was calibrated on. refuse: use it only on that"
+                                       " model (the same weights, also at another precision). allow: also on a"
+                                       " LoRA or fine-tune of it (same class and config, other weights); the run's"
+                                       " report says so. Another model class or config is always refused."),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
-                history_device, predictor, step_grid_mismatch) -> io.NodeOutput:
+                history_device, predictor, step_grid_mismatch,
+                other_model=setups.OTHER_MODEL_CHOICES[0]) -> io.NodeOutput:
         holder = l2p_setup.l2p_cache_holder(
             files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
             compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-            mode=predictor, grid_policy=step_grid_mismatch,
+            mode=predictor, grid_policy=step_grid_mismatch, other_model=other_model,
         )
         return io.NodeOutput(install(model, holder))
 

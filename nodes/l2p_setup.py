@@ -1,7 +1,8 @@
 """L2P Cache's setup: a calibrated predictor file turned into the run's predictor and plan.
 
-The file is validated when the node runs; the run's step grid, model family and guidance are checked when
-sampling starts (RunContext), each mismatch refused with the file's name, expected versus found, and the fix.
+The file is validated when the node runs; the run's step grid, model family, model identity and guidance are
+checked when sampling starts (RunContext), each mismatch refused with the file's name, expected versus found, and
+the fix. A file calibrated on a LoRA or fine-tune of this model is used only when ``other_model`` allows it.
 """
 from __future__ import annotations
 
@@ -27,8 +28,11 @@ from ..predictors.schedules.optimizer import shrink_cross_streams
 from ..predictors.schedules.placements import Placement
 from ..predictors.calibration.trajectory_sample import TrajectorySample
 from ..predictors.calibration.transfer import resample_gram
+from ..predictors.files.identity import OtherModel
 from .architectures import family_of_run
 from .cfg_record import calibrated_cfg_scales
+from .file_checks import check_family, check_sigma_range
+from .model_identity import check_file_identity, model_identity
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
 from .setups import (
@@ -36,40 +40,12 @@ from .setups import (
 )
 
 
-def _check_family(path: str, pf: PredictorFile, family: str) -> None:
-    if pf.model_family != family:
-        raise PredictorFileError(
-            f"{path}: this predictor file was calibrated for model family '{pf.model_family}', but the model being"
-            f" sampled is '{family}'. Choose a file calibrated for this model, or calibrate one with L2P Calibrate."
-        )
-
-
-def _check_sigma_range(path: str, pf: PredictorFile, calibrated: StepGrid, grid: StepGrid, model: str) -> None:
-    """Refuse a run whose evaluation sigmas leave the file's calibrated range, whatever the grid policy: the file
-    belongs to another part of the schedule, e.g. the other expert of a Wan 2.2 split (KSamplerAdvanced
-    start_at_step / end_at_step gives each expert its own sub-range)."""
-    low, high = float(calibrated.array[-1]), float(calibrated.array[0])
-    evals = grid.array[:-1]
-    tol = 1e-3 * max(high, 1e-6)
-    if float(evals.min()) >= low - tol and float(evals.max()) <= high + tol:
-        return
-    raise PredictorFileError(
-        f"{path}: calibrated on sigmas {high:.4g} .. {low:.4g} of model '{pf.model_family}' ({pf.model_class or '?'}),"
-        f" but this run samples sigmas {float(evals.max()):.4g} .. {float(grid.array[-1]):.4g} with model {model},"
-        f" outside the calibrated range. A calibration belongs to the sigmas it was recorded on: in a split run (Wan"
-        f" 2.2's high-noise and low-noise experts, KSamplerAdvanced start_at_step / end_at_step) calibrate each part"
-        f" with its own L2P Calibrate and file, and give each part's L2P Cache its own file."
-    )
-
-
-def _run_stats(path: str, pf: PredictorFile, grid: StepGrid, policy: GridPolicy, report: RunReport,
-               model: str) -> GramStats:
-    """The file's statistics on the run's grid: as recorded, resampled when allowed, else a clear refusal.
-    ``model``: the run's model, for messages."""
+def _run_stats(path: str, pf: PredictorFile, grid: StepGrid, policy: GridPolicy, report: RunReport) -> GramStats:
+    """The file's statistics on the run's grid (inside its calibrated range): as recorded, resampled when allowed,
+    else a clear refusal."""
     stats = stats_from_file(pf, path)
     if stats.grid.matches(grid):
         return stats
-    _check_sigma_range(path, pf, stats.grid, grid, model)
     if policy is GridPolicy.REFUSE:
         raise PredictorFileError(
             f"{path}: calibrated on a {stats.num_steps}-step grid (sigmas {_short(stats.grid)}), but this run samples"
@@ -180,12 +156,15 @@ def _direct_cfg_pieces(config, grid: StepGrid, stats: GramStats, gram: np.ndarra
 
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
-                     options: FitOptions = FitOptions(), ridge: float | None = None) -> L2PHolder:
-    """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start.
+                     options: FitOptions = FitOptions(), ridge: float | None = None,
+                     other_model: str = OtherModel.REFUSE.value) -> L2PHolder:
+    """L2P Cache: a calibrated predictor file. The file is validated now; the grid, family and model at run start.
 
     options: what the node does not show (FitOptions; the defaults are the node's).
-    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with)."""
+    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with).
+    other_model: whether a file calibrated on a LoRA / fine-tune of the sampled model is used (OtherModel)."""
     pf = load_predictor_file(path)
+    allow_other = OtherModel(other_model)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
     mode, policy = L2PMode(mode), GridPolicy(grid_policy)
     offload = HistoryDevice(history_device) is HistoryDevice.CPU
@@ -207,7 +186,14 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
         family = family_of_run(context)
-        _check_family(path, pf, family)
+        check_family(path, pf, family)  # another model (config and class); then the sigma range; then the identity
+        identity = model_identity(context.diffusion_model, context.model_patcher)
+        if pf.has_gram:
+            check_sigma_range(path, pf, grid, family, identity)  # e.g. the other Wan 2.2 expert's file
+        note = check_file_identity(path, pf, identity, allow_other,
+                                   "Calibrate this model with L2P Calibrate, or pick a file made for it.")
+        if note:
+            report.notes.append(note)
         if not pf.has_gram:
             if grid.num_steps != pf.steps:
                 raise PredictorFileError(
@@ -215,7 +201,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
                     f" the sampler to {pf.steps} steps, or calibrate this step count with L2P Calibrate."
                 )
             return RunPieces(L2PRollout(pf.paper_matrix), make_plan(config, grid), offload=offload)
-        stats = _run_stats(path, pf, grid, policy, report, f"'{family}' ({type(context.diffusion_model).__name__})")
+        stats = _run_stats(path, pf, grid, policy, report)
         gram = fit_gram(path, stats, context.cfg_scale, options.cfg_fit)
         _note_cfg_scale(pf, stats, context.cfg_scale, report)
         if mode is L2PMode.LESA:

@@ -61,7 +61,7 @@ L2P_WARMUP, FORECAST_WARMUP, CALIBRATION_RIDGE = 1, 2, 1e-6
 def l2p_cache(column: int, model: Out, predictor_file: str, speedup: float, title: str | None = None) -> N:
     return node("L2PCache", column, highlight=True, node_title=title, model=model, predictor_file=predictor_file,
                 speedup=speedup, placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS,
-                predictor="direct", step_grid_mismatch="refuse")
+                predictor="direct", step_grid_mismatch="refuse", other_model="refuse")
 
 
 # ------------------------------------------------------------------------------------------------- notes

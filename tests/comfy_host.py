@@ -31,6 +31,7 @@ Public API (all functions bootstrap on first use):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import enum
@@ -38,7 +39,9 @@ import logging
 import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -157,6 +160,7 @@ def bootstrap() -> ComfyModules:
 
     # The KSampler path reads this global for its tqdm bar; tests want quiet logs, sampling is unaffected.
     comfy.utils.set_progress_bar_enabled(False)
+    _predictor_folder_outside_checkout(folder_paths)
     if not Path(nodes.__file__).resolve().is_relative_to(path):
         raise ComfyHostError(f"'import nodes' resolved to {nodes.__file__}, expected ComfyUI's {path / 'nodes.py'}")
     _MODULES = ComfyModules(
@@ -172,6 +176,16 @@ def bootstrap() -> ComfyModules:
         patcher_extension=comfy.patcher_extension,
     )
     return _MODULES
+
+
+def _predictor_folder_outside_checkout(folder_paths) -> None:
+    """The pack creates ``models/l2p/`` when it registers the folder; the harness never writes into the checkout,
+    so that folder is a temporary one for this process (tests redirect it further with the ``l2p_dir`` fixture)."""
+    if "l2p" in folder_paths.folder_names_and_paths:
+        return
+    folder = tempfile.mkdtemp(prefix="l2p-models-")
+    atexit.register(shutil.rmtree, folder, True)
+    folder_paths.folder_names_and_paths["l2p"] = ([folder], {".safetensors", ".txt"})
 
 
 @dataclasses.dataclass(frozen=True)

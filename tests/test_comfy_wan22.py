@@ -86,9 +86,10 @@ def test_a_file_of_one_expert_is_refused_on_the_other(pack, experts, l2p_dir, po
     with pytest.raises(Exception) as err:
         split_run(experts, 1, None, swapped_low)
     text = str(err.value)
-    assert f"calibrated on sigmas {sigmas[0]:.4g} .. {sigmas[SPLIT]:.4g} of model 'wan'" in text
-    assert f"this run samples sigmas {sigmas[SPLIT]:.4g} .. 0 with model 'wan' (WanModel)" in text
-    assert "each part's L2P Cache its own file" in text
+    model = "comfy.ldm.wan.model.WanModel (WAN21_T2V)"
+    assert f"calibrated on sigmas {sigmas[0]:.4g} .. {sigmas[SPLIT]:.4g} of model 'wan' {model}" in text
+    assert f"this run samples sigmas {sigmas[SPLIT]:.4g} .. 0 with model 'wan' {model} (other weights" in text
+    assert "each part's L2P Cache its own file" in text and "other_model" not in text
     swapped_high = apply_node(pack.nodes["L2PCache"], high_model, predictor_file="low.safetensors",
                               step_grid_mismatch=policy)
     with pytest.raises(Exception, match=f"calibrated on sigmas {sigmas[SPLIT]:.4g} .. 0 of model 'wan'"):
