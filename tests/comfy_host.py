@@ -23,10 +23,12 @@ Public API (all functions bootstrap on first use):
     sample(model, *, steps, cfg, seed, sampler_name="euler", scheduler="simple", batch=1, ...) -> latent Tensor
     scheduler_sigmas(model, *, steps, scheduler="simple") -> Tensor (steps + 1,)
     sample_sigmas(model, *, sigmas, cfg, seed, add_noise=True, ...) -> latent Tensor
-    count_passes(model) -> context manager yielding PassCounter
+    count_passes(model) -> context manager yielding PassCounter   (any model; scheduler_sigmas too)
+    one_thread() -> context manager: torch on one thread while sampling tiny models
     record_diffusion_model_args(model) -> (clone, records)
     run_node(node_cls, **inputs) -> tuple of outputs
-    ("model" = a TinyModel or a ModelPatcher of a FLUX / Qwen-Image / HunyuanVideo model)
+    ("model" = a TinyModel or a ModelPatcher of a FLUX / Qwen-Image / HunyuanVideo model; the other families'
+    tiny models are in comfy_families.py)
 """
 from __future__ import annotations
 
@@ -751,7 +753,8 @@ def count_passes(model: Any) -> Iterator[PassCounter]:
         dm.register_forward_pre_hook(outer_pre_hook, with_kwargs=True),
         dm.register_forward_hook(outer_post_hook, with_kwargs=True),
         # every module of those blocks: a UNet runs its TimestepEmbedSequential's layers one by one, never the block
-        *(module.register_forward_pre_hook(block_pre_hook) for block in first_blocks(dm) for module in block.modules()),
+        *(module.register_forward_pre_hook(block_pre_hook)
+          for block in first_blocks(dm) for module in block.modules()),
     ]
     try:
         yield counter
