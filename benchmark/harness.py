@@ -113,7 +113,7 @@ def sample_with(model: Model, scenario: Scenario, batch: Batch, holder: L2PHolde
     grid = scenario.grid()
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
     start = time.perf_counter()
-    pieces = holder.start_run(RunContext(grid, model.diffusion_model, scenario.cfg_scale), report)
+    pieces = holder.start_run(RunContext(grid, model.diffusion_model, scenario.cfg_scale, family=model.family), report)
     setup_seconds = time.perf_counter() - start
     report.planned_computed = pieces.plan.planned
     run = RunState(pieces, grid, report)

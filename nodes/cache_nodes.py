@@ -11,7 +11,7 @@ import comfy.patcher_extension
 from comfy_api.latest import io
 
 from . import calibrate_setup, files, l2p_setup, setups
-from .architectures import family_of
+from .architectures import family_of, model_config_of
 from .holder import CLONE_CALLBACKS
 from .host_check import require_host
 from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
@@ -22,7 +22,7 @@ CATEGORY = "model_patches/L2P"
 def install(model, holder: L2PHolder):
     """A patched clone of ``model``; the input patcher is never mutated."""
     require_host(model)  # fail at graph time, naming ComfyUI's version, on a host without what the wrappers need
-    family_of(model.model.diffusion_model)  # fail at graph time, with the supported list, for models we cannot drive
+    family_of(model.model.diffusion_model, model_config_of(model))  # graph time: refuse what we cannot drive
     WrappersMP = comfy.patcher_extension.WrappersMP  # read after the check: a host without it gets the clear error
     m = model.clone()
     for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.DIFFUSION_MODEL):

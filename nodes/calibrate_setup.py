@@ -23,7 +23,7 @@ from ..predictors.files.predictor_file import PredictorFileError
 from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules.placements import Placement, computed_count, expected_final_error, optimized_schedule
 from ..predictors.calibration.trajectory_sample import TrajectorySampler
-from .architectures import family_of
+from .architectures import family_of_run
 from .cfg_record import cfg_record
 from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder
 from .model_identity import check_file_identity, model_identity
@@ -49,7 +49,7 @@ class CalibrationRecorder:
         self.cfg_scale = context.cfg_scale
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
-        self.family = family_of(context.diffusion_model)
+        self.family = family_of_run(context)
         self.model_class = type(context.diffusion_model).__name__
         self.identity = model_identity(context.diffusion_model, context.model_patcher)
         self.recorder: TrajectoryRecorder | None = None
@@ -153,7 +153,7 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
         pieces, note = None, None
         sink = CalibrationRecorder(path, context, ridge, mode)
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
-            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
+            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of_run(context))
             stats_from_file(pf, path)  # an imported weight matrix cannot be extended: said now, not after the run
             note = check_file_identity(path, pf, sink.identity, OtherModel.REFUSE, OTHER_FILE_FIX)
             sink.seed = pf.sample_count or 0

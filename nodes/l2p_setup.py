@@ -29,8 +29,9 @@ from ..predictors.schedules.placements import Placement
 from ..predictors.calibration.trajectory_sample import TrajectorySample
 from ..predictors.calibration.transfer import resample_gram
 from ..predictors.files.identity import OtherModel
-from .architectures import family_of
+from .architectures import family_of_run
 from .cfg_record import calibrated_cfg_scales
+from .file_checks import check_family, check_sigma_range
 from .model_identity import check_file_identity, model_identity
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -39,16 +40,9 @@ from .setups import (
 )
 
 
-def _check_family(path: str, pf: PredictorFile, family: str) -> None:
-    if pf.model_family != family:
-        raise PredictorFileError(
-            f"{path}: this predictor file was calibrated for model family '{pf.model_family}', but the model being"
-            f" sampled is '{family}'. Choose a file calibrated for this model, or calibrate one with L2P Calibrate."
-        )
-
-
 def _run_stats(path: str, pf: PredictorFile, grid: StepGrid, policy: GridPolicy, report: RunReport) -> GramStats:
-    """The file's statistics on the run's grid: as recorded, resampled when allowed, else a clear refusal."""
+    """The file's statistics on the run's grid (inside its calibrated range): as recorded, resampled when allowed,
+    else a clear refusal."""
     stats = stats_from_file(pf, path)
     if stats.grid.matches(grid):
         return stats
@@ -191,9 +185,13 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        _check_family(path, pf, family_of(context.diffusion_model))
-        note = check_file_identity(path, pf, model_identity(context.diffusion_model, context.model_patcher),
-                                   allow_other, "Calibrate this model with L2P Calibrate, or pick a file made for it.")
+        family = family_of_run(context)
+        check_family(path, pf, family)  # another model (config and class); then the sigma range; then the identity
+        identity = model_identity(context.diffusion_model, context.model_patcher)
+        if pf.has_gram:
+            check_sigma_range(path, pf, grid, family, identity)  # e.g. the other Wan 2.2 expert's file
+        note = check_file_identity(path, pf, identity, allow_other,
+                                   "Calibrate this model with L2P Calibrate, or pick a file made for it.")
         if note:
             report.notes.append(note)
         if not pf.has_gram:

@@ -13,6 +13,7 @@ class FixedPlan:
     computed: frozenset[int]
     warmup: int
     last_step: int | None = None  # the run's last step, when the last-step guard is on
+    notes: tuple[str, ...] = ()  # for the run's report, e.g. a short run computing its guards (schedules.budget)
 
     def decide(self, step: int) -> tuple[bool, ForcedReason | None]:
         if step < self.warmup:
@@ -32,8 +33,8 @@ class FixedPlan:
 class EveryStepPlan(FixedPlan):
     """Compute every step (calibration, or speedup 1)."""
 
-    def __init__(self, num_steps: int) -> None:
-        super().__init__(frozenset(range(num_steps)), warmup=0)
+    def __init__(self, num_steps: int, notes: tuple[str, ...] = ()) -> None:
+        super().__init__(frozenset(range(num_steps)), warmup=0, notes=notes)
 
     def decide(self, step: int) -> tuple[bool, ForcedReason | None]:
         return True, None  # the plan itself, not a guard: nothing to report as forced
@@ -45,6 +46,7 @@ class AdaptivePlan:
 
     controller: object
     warmup: int
+    notes: tuple[str, ...] = ()
 
     def decide(self, step: int) -> tuple[bool, ForcedReason | None]:
         compute = bool(self.controller.should_compute(step))

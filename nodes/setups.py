@@ -14,7 +14,7 @@ from ..predictors.calibration.fit import DEFAULT_RIDGE
 from ..predictors.files.identity import OtherModel
 from ..predictors.engine.grid import StepGrid, TimeAxis
 from ..predictors.forecasters.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
-from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
+from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, plan_schedule
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -147,16 +147,19 @@ FORECAST_PLACEMENTS = [p.value for p in (Placement.EVEN, Placement.PROGRESSIVE, 
 
 def make_plan(config: ScheduleConfig, grid: StepGrid, gram: np.ndarray | None = None, ridge: float = DEFAULT_RIDGE,
               order: int = 1, mix=None):
-    """The step plan for one run. speedup 1 computes every step, whatever the placement.
+    """The step plan for one run. speedup 1 computes every step, whatever the placement; a run too short for the
+    speedup computes its guards or every step, and the plan's notes say so (``schedules.budget``).
 
     gram / mix: the optimized placement's error model (``schedules.plan_schedule``)."""
-    if computed_count(grid.num_steps, config.speedup) >= grid.num_steps:
-        return EveryStepPlan(grid.num_steps)
+    budget = config.budget(grid.num_steps)
+    notes = (budget.note,) if budget.note else ()
+    if budget.every_step:
+        return EveryStepPlan(grid.num_steps, notes)
     if config.placement is Placement.ADAPTIVE:
         return AdaptivePlan(adaptive_controller(config, grid.num_steps, order=order), warmup=config.warmup)
     steps = plan_schedule(config, grid, gram=gram, ridge=ridge, mix=mix)
     return FixedPlan(frozenset(steps), warmup=config.warmup,
-                     last_step=grid.num_steps - 1 if config.compute_last else None)
+                     last_step=grid.num_steps - 1 if config.compute_last else None, notes=notes)
 
 
 def _schedule_config(speedup, placement, warmup, compute_last, residual_budget) -> ScheduleConfig:
