@@ -23,6 +23,8 @@ from ..predictors.forecasters.lesa.engine import LesaEngine
 from ..predictors.forecasters.lesa.train import train_lesa
 from ..predictors.files.predictor_file import PredictorFile, PredictorFileError
 from ..predictors.files.storage import load_predictor_file
+from ..predictors.schedules import error_growth
+from ..predictors.schedules.error_growth import ErrorGrowth
 from ..predictors.schedules.optimizer import shrink_cross_streams
 from ..predictors.schedules.placements import Placement
 from ..predictors.calibration.trajectory_sample import TrajectorySample
@@ -126,20 +128,31 @@ def cfg_error_model(stats: GramStats, cfg_scale: float, options: FitOptions,
 
 
 def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
-              options: FitOptions):
+              options: FitOptions, step_weights=None):
     """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled."""
     model = cfg_error_model(stats, cfg_scale, options)
     if model is not None:
-        return make_plan(config, grid, gram=model[0], ridge=ridge, mix=model[1])
-    return make_plan(config, grid, gram=gram, ridge=ridge)
+        return make_plan(config, grid, gram=model[0], ridge=ridge, mix=model[1], step_weights=step_weights)
+    return make_plan(config, grid, gram=gram, ridge=ridge, step_weights=step_weights)
+
+
+def schedule_growth(pf: PredictorFile, path: str, cfg_run: bool, options: FitOptions) -> ErrorGrowth:
+    """The error-growth model of the run's schedule search: the options', else the one the file records for this
+    guidance setup (files made before the model existed record none and keep the dsigma-only error)."""
+    if options.growth is not None:
+        return options.growth
+    try:
+        return error_growth.for_guidance(cfg_run, pf.extra, path)
+    except ValueError as err:
+        raise PredictorFileError(str(err)) from None
 
 
 def _direct_cfg_pieces(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
-                       options: FitOptions, offload: bool) -> RunPieces:
+                       options: FitOptions, offload: bool, step_weights=None) -> RunPieces:
     """The direct fit's pieces for a CFG run (two streams), by ``options.cfg_fit``."""
     fit, levels = options.cfg_fit, options.preserve_levels
     default = L2PDirect(gram, ridge=ridge, preserve_level=levels)  # what a stream of another role gets
-    plan = _cfg_plan(config, grid, stats, gram, ridge, cfg_scale, options)
+    plan = _cfg_plan(config, grid, stats, gram, ridge, cfg_scale, options, step_weights)
     if fit is CfgFit.JOINT:
         joint = np.asarray(stats.gram)
         return RunPieces(default, plan, offload=offload,
@@ -196,17 +209,22 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
         stats = _run_stats(path, pf, grid, policy, report)
         gram = fit_gram(path, stats, context.cfg_scale, options.cfg_fit)
         _note_cfg_scale(pf, stats, context.cfg_scale, report)
+        cfg_run = is_cfg_run(context.cfg_scale, stats)
+        weights = schedule_growth(pf, path, cfg_run, options).step_weights(grid)
         if mode is L2PMode.LESA:
             model = lesa_model(path, pf)
-            return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
+            plan = (_cfg_plan(config, grid, stats, gram, ridge, context.cfg_scale, options, weights) if cfg_run
+                    else make_plan(config, grid, gram=gram, ridge=ridge, step_weights=weights))
+            return RunPieces(Fora(), plan, offload=offload,
                              make_engine=lambda g, off: LesaEngine(model, g, offload=off))
-        if mode is L2PMode.DIRECT and is_cfg_run(context.cfg_scale, stats):
-            return _direct_cfg_pieces(config, grid, stats, gram, ridge, context.cfg_scale, options, offload)
+        if mode is L2PMode.DIRECT and cfg_run:
+            return _direct_cfg_pieces(config, grid, stats, gram, ridge, context.cfg_scale, options, offload, weights)
         if mode is L2PMode.DIRECT:
             predictor = L2PDirect(gram, ridge=ridge, preserve_level=options.preserve_levels)
         else:  # the published recipe: Adam from the identity, 201 full-batch steps (regularised by early stopping)
             predictor = L2PRollout(fit_paper_adam(gram, elements=float(stats.element_count * len(stats.roles))))
-        return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)
+        return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge, step_weights=weights),
+                         offload=offload)
 
     return L2PHolder("L2P Cache", f"L2P {mode.value} ({name})", start_run)
 

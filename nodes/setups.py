@@ -13,6 +13,7 @@ import numpy as np
 from ..predictors.calibration.fit import DEFAULT_RIDGE
 from ..predictors.engine.grid import StepGrid, TimeAxis
 from ..predictors.forecasters.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
+from ..predictors.schedules.error_growth import ErrorGrowth
 from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
@@ -102,13 +103,15 @@ class FitOptions:
 
     cfg_fit / cfg_schedule: see CfgFit and CfgSchedule. preserve_levels: constrain the direct fits' weights to keep
     a constant signal's level (``fit.level_preserving_solve``). cross_stream_keep: override cfg_schedule's share of
-    the cross-stream terms, in [0, 1] (None: the schedule's own).
+    the cross-stream terms, in [0, 1] (None: the schedule's own). growth: the optimized placement's error-growth
+    model (``schedules.error_growth``; None: the one the file records for the run's guidance).
     """
 
     cfg_fit: CfgFit = CfgFit.PER_ROLE
     cfg_schedule: CfgSchedule = CfgSchedule.GUIDED_HALF_CROSS
     preserve_levels: bool = False
     cross_stream_keep: float | None = None
+    growth: ErrorGrowth | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.cfg_fit, CfgFit) or not isinstance(self.cfg_schedule, CfgSchedule):
@@ -116,6 +119,8 @@ class FitOptions:
                              f" {self.cfg_fit!r} and {self.cfg_schedule!r}")
         if not isinstance(self.preserve_levels, bool):
             raise ValueError(f"FitOptions: preserve_levels must be True or False, got {self.preserve_levels!r}")
+        if self.growth is not None and not isinstance(self.growth, ErrorGrowth):
+            raise ValueError(f"FitOptions: growth must be None or an ErrorGrowth, got {self.growth!r}")
         keep = self.cross_stream_keep
         if keep is not None and not (isinstance(keep, (int, float)) and 0.0 <= keep <= 1.0):
             raise ValueError(f"FitOptions: cross_stream_keep must be None or a number in [0, 1], got {keep!r}")
@@ -144,15 +149,15 @@ FORECAST_PLACEMENTS = [p.value for p in (Placement.EVEN, Placement.PROGRESSIVE, 
 
 
 def make_plan(config: ScheduleConfig, grid: StepGrid, gram: np.ndarray | None = None, ridge: float = DEFAULT_RIDGE,
-              order: int = 1, mix=None):
+              order: int = 1, mix=None, step_weights=None):
     """The step plan for one run. speedup 1 computes every step, whatever the placement.
 
-    gram / mix: the optimized placement's error model (``schedules.plan_schedule``)."""
+    gram / mix / step_weights: the optimized placement's error model (``schedules.plan_schedule``)."""
     if computed_count(grid.num_steps, config.speedup) >= grid.num_steps:
         return EveryStepPlan(grid.num_steps)
     if config.placement is Placement.ADAPTIVE:
         return AdaptivePlan(adaptive_controller(config, grid.num_steps, order=order), warmup=config.warmup)
-    steps = plan_schedule(config, grid, gram=gram, ridge=ridge, mix=mix)
+    steps = plan_schedule(config, grid, gram=gram, ridge=ridge, step_weights=step_weights, mix=mix)
     return FixedPlan(frozenset(steps), warmup=config.warmup,
                      last_step=grid.num_steps - 1 if config.compute_last else None)
 

@@ -12,7 +12,8 @@ u + g (c - u), is ``A G A^T`` (``GramStats.combined_gram``). G is a sum over sam
 of the same setup merge by adding, and memory and file size do not grow with resolution, frames or prompts.
 
 Also kept: the number of samples (trajectories) and of elements (summed over samples, per role) behind G, for
-the paper's mean-squared-error normalisation, and the sigma grid (S+1) the trajectories were sampled on.
+the paper's mean-squared-error normalisation, the sigma grid (S+1) the trajectories were sampled on, and a bounded
+sample of single trajectories' Grams (``trajectory_grams.TrajectoryGrams``: the spread behind G), merged with G.
 
 Recording during sampling runs is ``recorder.TrajectoryRecorder``.
 """
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 
 from ..engine.grid import StepGrid
+from .trajectory_grams import ARRAY_KEYS as TRAJECTORY_KEYS, DEFAULT_CAPACITY
+from .trajectory_grams import TrajectoryGrams
 
 #: array keys of ``GramStats.to_arrays`` (the file layer stores them as tensors)
 GRAM_KEY = "gram"
@@ -75,6 +78,23 @@ def cross_gram(left: torch.Tensor, right: torch.Tensor, chunk_elements: int = DE
     return acc.cpu().numpy()
 
 
+def cross_gram_rows(left: torch.Tensor, right: torch.Tensor, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+                    compute_dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """float64 [N, m, k]: ``cross_gram`` per batch row, for left [m, N, E] and right [k, N, E] (row n of both is
+    one sample). The same chunked float32 products, accumulated in float64."""
+    if left.ndim != 3 or right.ndim != 3 or left.shape[1:] != right.shape[1:]:
+        raise ValueError(f"cross_gram_rows needs [m, N, E] and [k, N, E] with the same N and E, got "
+                         f"{tuple(left.shape)} and {tuple(right.shape)}")
+    if chunk_elements < 1:
+        raise ValueError(f"chunk_elements must be >= 1, got {chunk_elements}")
+    acc = torch.zeros((left.shape[1], left.shape[0], right.shape[0]), dtype=torch.float64, device=left.device)
+    for start in range(0, left.shape[2], chunk_elements):
+        a = left[:, :, start:start + chunk_elements].to(compute_dtype)
+        b = right[:, :, start:start + chunk_elements].to(compute_dtype)
+        acc += torch.einsum("mne,kne->nmk", a, b).to(torch.float64)
+    return acc.cpu().numpy()
+
+
 def gram_from_pieces(pieces: Iterable[torch.Tensor | np.ndarray], chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
                      compute_dtype: torch.dtype = torch.float32) -> np.ndarray:
     """float64 [K, K]: the Gram of K rows given as element pieces.
@@ -111,6 +131,8 @@ class GramStats:
     element_count: elements per role summed over those samples (N * D when every sample has D elements).
     grid:          the S+1 sigmas the trajectories were sampled on.
     roles:         the stream role names, in G's block order.
+    trajectories:  a bounded sample of single trajectories' Grams (same layout as gram), or None when the
+                   statistics were recorded without them (files made before they existed).
     """
 
     gram: np.ndarray
@@ -118,6 +140,7 @@ class GramStats:
     element_count: int
     grid: StepGrid
     roles: tuple[str, ...] = ("cond",)
+    trajectories: TrajectoryGrams | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", _check_roles(self.roles))
@@ -146,6 +169,16 @@ class GramStats:
         if self.element_count < self.sample_count:
             raise ValueError(f"GramStats.element_count ({self.element_count}) cannot be below sample_count "
                              f"({self.sample_count}): every sample has at least one element")
+        traj = self.trajectories
+        if traj is not None:
+            if not isinstance(traj, TrajectoryGrams):
+                raise ValueError(f"GramStats.trajectories must be TrajectoryGrams or None, got {type(traj).__name__}")
+            if traj.size and traj.dim != size:
+                raise ValueError(f"GramStats.trajectories hold [{traj.dim}, {traj.dim}] Grams, expected [{size}, {size}]"
+                                 f" for roles {self.roles} and {self.grid.num_steps} steps")
+            if traj.seen_count > self.sample_count:
+                raise ValueError(f"GramStats.trajectories were offered {traj.seen_count} trajectories, more than the"
+                                 f" {self.sample_count} behind the Gram")
 
     # ------------------------------------------------------------------ shape
     @property
@@ -209,11 +242,25 @@ class GramStats:
                 "cannot merge calibrations recorded on different sigma grids (scheduler, shift or denoise differ): "
                 f"{np.round(self.grid.array, 4).tolist()} vs {np.round(other.grid.array, 4).tolist()}")
 
-    def merge(self, other: "GramStats") -> "GramStats":
-        """The statistics of both calibrations together (G, samples and elements add). Keeps this grid."""
+    def merge(self, other: "GramStats", capacity: int = DEFAULT_CAPACITY) -> "GramStats":
+        """The statistics of both calibrations together (G, samples and elements add; the trajectory samples merge,
+        keeping at most ``capacity``). Keeps this grid. A pure function of the two statistics' contents."""
         self.check_compatible(other)
+        parts = [t for t in (self.trajectories, other.trajectories) if t is not None]
+        trajectories = None
+        if parts:  # statistics recorded without a sample (older files) add nothing to it
+            trajectories = TrajectoryGrams.empty(self.gram.shape[0])
+            for part in parts:
+                trajectories = trajectories.merge(part, capacity)
         return GramStats(self.gram + other.gram, self.sample_count + other.sample_count,
-                         self.element_count + other.element_count, self.grid, self.roles)
+                         self.element_count + other.element_count, self.grid, self.roles, trajectories)
+
+    def role_trajectory_grams(self, role: str) -> np.ndarray:
+        """float64 [T, S, S]: one role's block of every sampled trajectory's Gram (T = 0 when none were kept)."""
+        r, s = self.role_index(role), self.num_steps
+        if self.trajectories is None or not self.trajectories.size:
+            return np.zeros((0, s, s))
+        return self.trajectories.blocks(r * s, (r + 1) * s).copy()
 
     def __add__(self, other: "GramStats") -> "GramStats":
         return self.merge(other)
@@ -221,13 +268,16 @@ class GramStats:
     # ------------------------------------------------------------------ plain arrays (the file layer)
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """(arrays, metadata): "gram" float64 [R*S, R*S], "sample_count" int64 [1], "element_count" int64 [1],
-        "sigmas" float64 [S+1]; metadata "roles" = the comma-separated role names."""
+        "sigmas" float64 [S+1], the trajectory sample's arrays when there is one (``TrajectoryGrams.to_arrays``);
+        metadata "roles" = the comma-separated role names."""
         arrays = {
             GRAM_KEY: np.array(self.gram, dtype=np.float64),
             SAMPLE_COUNT_KEY: np.array([self.sample_count], dtype=np.int64),
             ELEMENT_COUNT_KEY: np.array([self.element_count], dtype=np.int64),
             SIGMAS_KEY: np.array(self.grid.array, dtype=np.float64),
         }
+        if self.trajectories is not None:
+            arrays.update(self.trajectories.to_arrays())
         return arrays, {ROLES_KEY: ",".join(self.roles)}
 
     @classmethod
@@ -257,7 +307,11 @@ class GramStats:
         roles = tuple(metadata[ROLES_KEY].split(","))
         try:
             grid = StepGrid(tuple(float(s) for s in sigmas))
-            return cls(gram, counts[SAMPLE_COUNT_KEY], counts[ELEMENT_COUNT_KEY], grid, roles)
+            stats = cls(gram, counts[SAMPLE_COUNT_KEY], counts[ELEMENT_COUNT_KEY], grid, roles)
+            if not any(k in arrays for k in TRAJECTORY_KEYS):
+                return stats
+            trajectories = TrajectoryGrams.from_arrays(arrays, len(roles) * grid.num_steps)
+            return cls(stats.gram, stats.sample_count, stats.element_count, grid, roles, trajectories)
         except ValueError as exc:
             raise fail(str(exc)) from exc
 
@@ -282,8 +336,8 @@ class GramStats:
             blocks.append(x.reshape(x.shape[0], x.shape[1], -1))  # [N, S, D]
         joint = torch.cat(blocks, dim=1)  # [N, R*S, D], row r*S + s
         n, d = joint.shape[0], joint.shape[2]
-        gram = torch.einsum("nid,njd->ij", joint, joint).numpy()
-        return cls(gram, n, n * d, grid, roles)
+        per_sample = torch.einsum("nid,njd->nij", joint, joint).numpy()
+        return cls(per_sample.sum(axis=0), n, n * d, grid, roles, TrajectoryGrams.of(per_sample))
 
 
 def empty_stats(grid: StepGrid, roles: Sequence[str] = ("cond",)) -> GramStats:
