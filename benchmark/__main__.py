@@ -96,7 +96,7 @@ def run(args) -> int:
                         shutil.copyfile(cal_file, file)
                         calibrate(model, scenario, cal, file, mode="on-policy", speedup=speedup)
                 holder = variant.build(speedup, None if file is None else str(file))
-                res = harness.sample_with(model, scenario, ev, holder)
+                res = (harness.sample_each if variant.per_sample else harness.sample_with)(model, scenario, ev, holder)
                 images = harness.decode_images(model, res.latents)
                 p = [psnr(a, b) for a, b in zip(images, full_images)]
                 q = [ssim(a, b) for a, b in zip(images, full_images)]
@@ -106,7 +106,7 @@ def run(args) -> int:
                           res.report.computed_steps)
                 rows.append(row)
                 print(f"[benchmark] {scenario.name:20s} {variant.name:40s} {speedup:.2f}x  passes"
-                      f" {row.real_passes:3d}/{full_passes}  PSNR {row.psnr_mean:6.2f} (worst {row.psnr_worst:6.2f})"
+                      f" {row.real_passes:5.4g}/{full_passes}  PSNR {row.psnr_mean:6.2f} (worst {row.psnr_worst:6.2f})"
                       f"  SSIM {row.ssim_mean:.3f}  wall x{row.wall_speedup:.2f}", flush=True)
                 if speedup == max(speedups):
                     grid_columns.append((variant.name, images[: args.grid_rows]))

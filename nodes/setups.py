@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..predictors.calibration.fit import DEFAULT_RIDGE
+from ..predictors.calibration.validation import FitCandidate
 from ..predictors.engine.grid import StepGrid, TimeAxis
 from ..predictors.forecasters.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
 from ..predictors.schedules.error_growth import ErrorGrowth
+from ..predictors.schedules.safety_net import SafetyNet
 from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
@@ -104,7 +106,11 @@ class FitOptions:
     cfg_fit / cfg_schedule: see CfgFit and CfgSchedule. preserve_levels: constrain the direct fits' weights to keep
     a constant signal's level (``fit.level_preserving_solve``). cross_stream_keep: override cfg_schedule's share of
     the cross-stream terms, in [0, 1] (None: the schedule's own). growth: the optimized placement's error-growth
-    model (``schedules.error_growth``; None: the one the file records for the run's guidance).
+    model (``schedules.error_growth``; None: the one the file records for the run's guidance). spread_k: > 0
+    searches the optimized schedule on mean + k * std of the calibration trajectories' errors (``optimizer.Spread``;
+    0: the mean, the default). safety_net: the per-run safety net's settings (``schedules.safety_net``; None: off).
+    fit_candidates: direct fits (ridge, prior) to choose from by leave-one-trajectory-out validation on the run's
+    schedule (``calibration.validation``; empty: the file's ridge).
     """
 
     cfg_fit: CfgFit = CfgFit.PER_ROLE
@@ -112,6 +118,9 @@ class FitOptions:
     preserve_levels: bool = False
     cross_stream_keep: float | None = None
     growth: ErrorGrowth | None = None
+    spread_k: float = 0.0
+    safety_net: SafetyNet | None = None
+    fit_candidates: tuple[FitCandidate, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.cfg_fit, CfgFit) or not isinstance(self.cfg_schedule, CfgSchedule):
@@ -121,6 +130,14 @@ class FitOptions:
             raise ValueError(f"FitOptions: preserve_levels must be True or False, got {self.preserve_levels!r}")
         if self.growth is not None and not isinstance(self.growth, ErrorGrowth):
             raise ValueError(f"FitOptions: growth must be None or an ErrorGrowth, got {self.growth!r}")
+        if not isinstance(self.fit_candidates, tuple) or not all(isinstance(c, FitCandidate)
+                                                                  for c in self.fit_candidates):
+            raise ValueError(f"FitOptions: fit_candidates must be a tuple of FitCandidate, got {self.fit_candidates!r}")
+        if self.safety_net is not None and not isinstance(self.safety_net, SafetyNet):
+            raise ValueError(f"FitOptions: safety_net must be None or a SafetyNet, got {self.safety_net!r}")
+        if isinstance(self.spread_k, bool) or not isinstance(self.spread_k, (int, float)) \
+                or not (np.isfinite(self.spread_k) and self.spread_k >= 0):
+            raise ValueError(f"FitOptions: spread_k must be a number >= 0, got {self.spread_k!r}")
         keep = self.cross_stream_keep
         if keep is not None and not (isinstance(keep, (int, float)) and 0.0 <= keep <= 1.0):
             raise ValueError(f"FitOptions: cross_stream_keep must be None or a number in [0, 1], got {keep!r}")
@@ -149,15 +166,15 @@ FORECAST_PLACEMENTS = [p.value for p in (Placement.EVEN, Placement.PROGRESSIVE, 
 
 
 def make_plan(config: ScheduleConfig, grid: StepGrid, gram: np.ndarray | None = None, ridge: float = DEFAULT_RIDGE,
-              order: int = 1, mix=None, step_weights=None):
+              order: int = 1, mix=None, step_weights=None, spread=None):
     """The step plan for one run. speedup 1 computes every step, whatever the placement.
 
-    gram / mix / step_weights: the optimized placement's error model (``schedules.plan_schedule``)."""
+    gram / mix / step_weights / spread: the optimized placement's error model (``schedules.plan_schedule``)."""
     if computed_count(grid.num_steps, config.speedup) >= grid.num_steps:
         return EveryStepPlan(grid.num_steps)
     if config.placement is Placement.ADAPTIVE:
         return AdaptivePlan(adaptive_controller(config, grid.num_steps, order=order), warmup=config.warmup)
-    steps = plan_schedule(config, grid, gram=gram, ridge=ridge, step_weights=step_weights, mix=mix)
+    steps = plan_schedule(config, grid, gram=gram, ridge=ridge, step_weights=step_weights, mix=mix, spread=spread)
     return FixedPlan(frozenset(steps), warmup=config.warmup,
                      last_step=grid.num_steps - 1 if config.compute_last else None)
 

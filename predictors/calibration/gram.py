@@ -217,15 +217,27 @@ class GramStats:
     def mixed_gram(self, streams: Sequence[Mapping[str, float]]) -> np.ndarray:
         """float64 [M*S, M*S]: the joint Gram of M derived streams, stream m = sum_r w_mr F^r, e.g.
         [{"uncond": 1}, {"cond": 1, "uncond": -1}] for (u, c - u). Roles left out have weight 0."""
+        combine = self._combination(streams)
+        out = combine @ self.gram @ combine.T
+        return 0.5 * (out + out.T)
+
+    def trajectory_mixed_grams(self, streams: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """float64 [T, M*S, M*S]: ``mixed_gram`` of each sampled trajectory (T = 0 when none were kept)."""
+        combine = self._combination(streams)
+        if self.trajectories is None or not self.trajectories.size:
+            return np.zeros((0, combine.shape[0], combine.shape[0]))
+        out = np.einsum("ij,tjk,lk->til", combine, self.trajectories.grams, combine)
+        return 0.5 * (out + np.swapaxes(out, 1, 2))
+
+    def _combination(self, streams: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """float64 [M*S, R*S]: the linear map from the roles' outputs to the derived streams'."""
         weights = np.zeros((len(streams), len(self.roles)))
         for m, role_weights in enumerate(streams):
             for role, w in role_weights.items():
                 weights[m, self.role_index(role)] = float(w)
         if not streams or not np.all(np.isfinite(weights)):
             raise ValueError(f"derived streams need finite role weights, got {list(streams)}")
-        combine = np.kron(weights, np.eye(self.num_steps))  # [M*S, R*S]: the linear map of the combinations
-        out = combine @ self.gram @ combine.T
-        return 0.5 * (out + out.T)
+        return np.kron(weights, np.eye(self.num_steps))
 
     # ------------------------------------------------------------------ merging
     def check_compatible(self, other: "GramStats") -> None:
