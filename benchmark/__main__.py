@@ -79,6 +79,11 @@ def run(args) -> int:
         if scenario.cfg_scale == 1.0 and cfg_only:
             notes.append(f"{scenario.name}: the CFG variants ({'; '.join(cfg_only)}) differ only in how they treat"
                          f" the uncond stream; with one stream they are the same run as L2P direct (optimized)")
+        per_sample = [v.name for v in variants if v.per_sample]
+        if per_sample:
+            notes.append(f"{scenario.name}: {'; '.join(per_sample)} sample each image on its own (per-run decisions"
+                         f" follow it): real passes are the mean per image, and the wall-clock ratio compares one-by-one"
+                         f" runs with the batched full run, so it is not comparable")
         print(f"[benchmark] {scenario.name}: calibration {cal_seconds:.1f} s -> {cal_file.name}", flush=True)
         full = harness.sample_full(model, scenario, ev)
         full_images = harness.decode_images(model, full.latents)
