@@ -50,8 +50,9 @@ def validated_fit(stats: GramStats, gram: np.ndarray, cfg_scale: float | None, o
 def _require_trajectories(stats: GramStats, minimum: int, source: str) -> None:
     if stats.trajectories is None or stats.trajectories.size < minimum:
         raise PredictorFileError(
-            f"{source}: the spread schedule and the safety net need per-trajectory statistics (at least {minimum}), which"
-            f" this file does not hold (it was made before they existed). Run L2P Calibrate into it once more.")
+            f"{source}: the spread schedule, the safety net and validated fits need per-trajectory statistics (at least"
+            f" {minimum} trajectories), which this file does not hold (it was made before they existed, or holds fewer"
+            f" runs). Run L2P Calibrate into it once more.")
 
 
 def trajectory_search_grams(stats: GramStats, cfg_scale: float | None, options: FitOptions,
