@@ -40,6 +40,9 @@ def main(argv=None) -> int:
                    help="CFG only: shares of the cross-stream terms the schedule search keeps (default: the node's)")
     p.add_argument("--growths", type=float, nargs="+", default=[None],
                    help="powers of the schedule's error-growth model, |dsigma|^power (default: the file's)")
+    p.add_argument("--spread-ks", type=float, nargs="+", default=[None],
+                   help="k of the schedule for mean + k * std of the calibration trajectories' errors (default: the"
+                        " file's)")
     p.add_argument("--eval-classes", choices=["held-out", "calibration"], default="held-out",
                    help="evaluate on the held-out classes 7-9 (default) or, to choose a setting without touching"
                         " them, on the calibration classes 0-6 with seeds 2000+ (neither the calibration's nor the"
@@ -62,11 +65,12 @@ def main(argv=None) -> int:
         base.unlink()
     calibrate(model, scenario, cal, base)
     full = harness.decode_images(model, harness.sample_full(model, scenario, ev).latents)
-    print("| placement | ridge | warm-up | last | cross keep | growth | "
+    print("| placement | ridge | warm-up | last | cross keep | growth | spread k | "
           + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |")
-    print("|---|---|---|---|---|---|" + "---|" * len(args.speedups))
-    for placement, ridge, warmup, last, keep, power in itertools.product(
-            args.placements, args.ridges, args.warmups, args.compute_last, args.cross_keeps, args.growths):
+    print("|---|---|---|---|---|---|---|" + "---|" * len(args.speedups))
+    for placement, ridge, warmup, last, keep, power, spread_k in itertools.product(
+            args.placements, args.ridges, args.warmups, args.compute_last, args.cross_keeps, args.growths,
+            args.spread_ks):
         file = out / "sweep-ridge.safetensors"
         shutil.copyfile(base, file)
         _set_ridge(file, ridge)
@@ -77,7 +81,8 @@ def main(argv=None) -> int:
                     str(file), speedup=speedup, placement=Placement(placement).value, warmup=warmup,
                     compute_last=bool(last), residual_budget=0.05, history_device="model device", mode="direct",
                     grid_policy="refuse", options=setups.FitOptions(
-                        cross_stream_keep=keep, growth=None if power is None else ErrorGrowth(power)))
+                        cross_stream_keep=keep, growth=None if power is None else ErrorGrowth(power),
+                        **({} if spread_k is None else {"spread_k": spread_k})))
                 images = harness.decode_images(model, harness.sample_with(model, scenario, ev, holder).latents)
                 values = [psnr(a, b) for a, b in zip(images, full)]
                 cells.append(f"{np.mean(values):.2f} ({np.min(values):.2f})")
@@ -85,8 +90,9 @@ def main(argv=None) -> int:
                 cells.append(f"n/a ({str(err)[:30]})")
         keep_cell = "default" if keep is None else f"{keep:g}"
         growth_cell = "file's" if power is None else f"{power:g}"
-        print(f"| {placement} | {ridge:g} | {warmup} | {last} | {keep_cell} | {growth_cell} | " + " | ".join(cells)
-              + " |", flush=True)
+        spread_cell = "file's" if spread_k is None else f"{spread_k:g}"
+        print(f"| {placement} | {ridge:g} | {warmup} | {last} | {keep_cell} | {growth_cell} | {spread_cell} | "
+              + " | ".join(cells) + " |", flush=True)
     return 0
 
 

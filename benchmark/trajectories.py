@@ -49,6 +49,27 @@ def enough(cells: dict[int, list[tuple[float, float, float]]], total: int, toler
     return total
 
 
+def render(saved: dict) -> str:
+    """trajectories.md from trajectories.json: per scenario and variant, one row per N, marked when its lowest
+    draw is within the tolerance of all trajectories at every speedup, and the 'enough' count."""
+    total, tolerance, lines = saved["total"], saved["tolerance"], list(saved["header"])
+    for scenario, per_variant in saved["results"].items():
+        lines += [f"## {scenario}", ""]
+        for name, by_count in per_variant.items():
+            cells = {int(c): [tuple(x) for x in v] for c, v in by_count.items()}
+            if total not in cells:
+                continue
+            lines += [f"### {name}", "", "| N | " + " | ".join(f"{s:.2f}x" for s in saved["speedups"])
+                      + f" | within {tolerance:g} dB |", "|---|" + "---|" * (len(saved["speedups"]) + 1)]
+            for count in sorted(cells):
+                ok = enough({count: cells[count], total: cells[total]}, total, tolerance) == count
+                lines.append(f"| {count} | " + " | ".join(f"{m:.2f} [{lo:.2f}] ({w:.2f})" for m, lo, w in cells[count])
+                             + f" | {'yes' if ok else 'no'} |")
+            lines += ["", f"Enough (the smallest N within {tolerance:g} dB): **{enough(cells, total, tolerance)}**"
+                          " trajectories", ""]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m benchmark.trajectories", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,7 +83,12 @@ def main(argv=None) -> int:
     p.add_argument("--eval-seeds", type=int, default=8)
     p.add_argument("--tolerance", type=float, default=0.5)
     p.add_argument("--out", default=None, help="default out/trajectories (reference) or out/trajectories-<model>")
+    p.add_argument("--render", default=None, help="only re-render trajectories.md from this trajectories.json")
     args = p.parse_args(argv)
+    if args.render:
+        text = render(json.loads(open(args.render).read()))
+        print(text)
+        return 0
     variants = [v for name in args.variants for v in VARIANTS if v.name == name]
     if len(variants) != len(args.variants):
         print(f"python3 -m benchmark.trajectories: unknown variant in {args.variants}; names:"
@@ -110,19 +136,11 @@ def main(argv=None) -> int:
             print(f"[trajectories] {scenario.name} N={count}: " + "; ".join(
                 f"{n}: " + " | ".join(f"{m:.2f} [{lo:.2f}] ({w:.2f})" for m, lo, w in r[count])
                 for n, r in results.items() if count in r), flush=True)
-        lines += [f"## {scenario.name}", ""]
-        for name, cells in results.items():
-            lines += [f"### {name}", "", "| N | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |",
-                      "|---|" + "---|" * len(args.speedups)]
-            lines += [f"| {count} | " + " | ".join(f"{m:.2f} [{lo:.2f}] ({w:.2f})" for m, lo, w in cells[count]) + " |"
-                      for count in sorted(cells)]
-            if total in cells:
-                lines += ["", f"Enough (within {args.tolerance:g} dB): **{enough(cells, total, args.tolerance)}**"
-                              " trajectories", ""]
         record[scenario.name] = {name: {str(c): v for c, v in cells.items()} for name, cells in results.items()}
-    text = "\n".join(lines) + "\n"
+    (out / "trajectories.json").write_text(json.dumps({"header": lines, "speedups": args.speedups, "total": total,
+                                                       "tolerance": args.tolerance, "results": record}, indent=1))
+    text = render(json.loads((out / "trajectories.json").read_text()))
     (out / "trajectories.md").write_text(text)
-    (out / "trajectories.json").write_text(json.dumps(record, indent=1))
     print(text)
     print(f"[trajectories] wrote {out / 'trajectories.md'}, {out / 'trajectories.json'}")
     return 0

@@ -39,3 +39,12 @@ def test_growth_exponents_recover_a_power_law():
     gains_ = np.stack([np.abs(dsigma[s - 1]) ** -0.4 * np.array([0.5, 1.0, 2.0]) for s in steps])
     exps = gains.growth_exponents(steps, gains_, dsigma)
     assert all(abs(a - 0.4) < 1e-9 for a in exps.values())
+
+
+def test_the_table_marks_each_count_and_names_the_smallest_enough():
+    saved = {"header": ["# t"], "speedups": [4.55], "total": 8, "tolerance": 0.5,
+             "results": {"no CFG": {"L2P": {"1": [[40.0, 39.0, 30.0]], "4": [[40.9, 40.8, 31.0]],
+                                            "8": [[41.0, 41.0, 32.0]]}}}}
+    text = trajectories.render(saved)
+    assert "| 1 | 40.00 [39.00] (30.00) | no |" in text and "| 4 | 40.90 [40.80] (31.00) | yes |" in text
+    assert "**4** trajectories" in text
