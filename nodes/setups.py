@@ -49,7 +49,8 @@ class CfgFit(enum.Enum):
     with python3 -m benchmark, CFG 3, at 4.55x / 5.56x / 7.14x, on the FLUX and the Qwen-Image reference models).
 
     PER_ROLE is what the nodes use: FLUX 47.2 / 45.2 / 40.0 dB, Qwen-Image 47.1 / 44.9 / 40.1 dB with the default
-    schedule (CfgSchedule). With the streams' schedule, PER_STREAM was 0.1-0.5 dB behind it on FLUX and mixed on
+    schedule (CfgSchedule), all measured with the schedule's dsigma-only error model (before
+    ``schedules.error_growth``; the README has the current default's numbers). With the streams' schedule, PER_STREAM was 0.1-0.5 dB behind it on FLUX and mixed on
     Qwen-Image (+2.3 / -0.1 / -0.6 dB). The cross-stream fits exploit the streams' correlation and lose: JOINT by
     3-6 dB; DIFFERENCE (c - u and u) by 6-9 dB, and it diverges (weights of 1e5) on the schedules the guided
     error picks. Their guided forecasts shrink the guidance (weights summing to about 2.6 on cond and -1.6 on
@@ -77,7 +78,8 @@ class CfgSchedule(enum.Enum):
     it picks the same schedules as GUIDED with the cross-stream terms dropped. GUIDED_HALF_CROSS (the default):
     GUIDED with the cross-stream terms halved (``schedules.optimizer.shrink_cross_streams``, keep 0.5).
 
-    Measured (python3 -m benchmark, CFG 3, 4.55x / 5.56x / 7.14x, PSNR mean (worst)):
+    Measured (python3 -m benchmark, CFG 3, 4.55x / 5.56x / 7.14x, PSNR mean (worst), with the dsigma-only error
+    model that preceded ``schedules.error_growth``):
     - FLUX reference:  STREAMS 47.24 (41.51) / 45.24 (40.46) / 39.03 (35.70); GUIDED 45.82 (35.81) / 43.13 (32.53)
       / 39.71 (31.04); half 47.24 (41.51) / 45.24 (40.46) / 39.99 (35.34).
     - Qwen-Image reference: STREAMS 44.41 (33.77) / 42.78 (33.00) / 37.95 (30.77); GUIDED 45.69 (36.19) / 44.67
