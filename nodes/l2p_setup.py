@@ -1,7 +1,8 @@
 """L2P Cache's setup: a calibrated predictor file turned into the run's predictor and plan.
 
-The file is validated when the node runs; the run's step grid, model family and guidance are checked when
-sampling starts (RunContext), each mismatch refused with the file's name, expected versus found, and the fix.
+The file is validated when the node runs; the run's step grid, model family, model identity and guidance are
+checked when sampling starts (RunContext), each mismatch refused with the file's name, expected versus found, and
+the fix. A file calibrated on a LoRA or fine-tune of this model is used only when ``other_model`` allows it.
 """
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ from ..predictors.schedules.placements import Placement
 from ..predictors.calibration.trajectory_sample import TrajectorySample
 from ..predictors.calibration.validation import FitCandidate
 from ..predictors.calibration.transfer import resample_gram
+from ..predictors.files.identity import OtherModel
 from .architectures import family_of
 from .cfg_record import calibrated_cfg_scales
 from .guidance import cfg_error_model, fit_gram, is_cfg_run
 from .plans import FixedPlan, SafetyNetPlan
+from .model_identity import check_file_identity, model_identity
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
 from .spread_setup import margins, trajectory_search_grams, validated_fit
@@ -141,12 +144,15 @@ def _direct_cfg_pieces(plan, stats: GramStats, gram: np.ndarray, ridge: float, o
 
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
-                     options: FitOptions = FitOptions(), ridge: float | None = None) -> L2PHolder:
-    """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start.
+                     options: FitOptions = FitOptions(), ridge: float | None = None,
+                     other_model: str = OtherModel.REFUSE.value) -> L2PHolder:
+    """L2P Cache: a calibrated predictor file. The file is validated now; the grid, family and model at run start.
 
     options: what the node does not show (FitOptions; the defaults are the node's).
-    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with)."""
+    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with).
+    other_model: whether a file calibrated on a LoRA / fine-tune of the sampled model is used (OtherModel)."""
     pf = load_predictor_file(path)
+    allow_other = OtherModel(other_model)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
     mode, policy = L2PMode(mode), GridPolicy(grid_policy)
     offload = HistoryDevice(history_device) is HistoryDevice.CPU
@@ -168,6 +174,10 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
         _check_family(path, pf, family_of(context.diffusion_model))
+        note = check_file_identity(path, pf, model_identity(context.diffusion_model, context.model_patcher),
+                                   allow_other, "Calibrate this model with L2P Calibrate, or pick a file made for it.")
+        if note:
+            report.notes.append(note)
         if not pf.has_gram:
             if grid.num_steps != pf.steps:
                 raise PredictorFileError(

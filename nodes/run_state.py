@@ -55,6 +55,8 @@ class RunContext:
     grid: StepGrid  # the run's sample_sigmas
     diffusion_model: Any  # the transformer module (its class decides the model family)
     cfg_scale: float | None = None  # the guider's CFG scale (None when the guider has no single scale)
+    model_patcher: Any = None  # the guider's ModelPatcher (model identity, model_sampling); None outside ComfyUI
+    sampler: Any = None  # the run's Sampler (its name goes into calibration files); None outside ComfyUI
 
 
 @dataclass
@@ -253,7 +255,8 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
     cfg = getattr(guider, "cfg", None)  # CFGGuider; other guiders (dual CFG, custom) may have none
     context = RunContext(grid, guider.model_patcher.model.diffusion_model,
-                         float(cfg) if isinstance(cfg, (int, float)) else None)
+                         float(cfg) if isinstance(cfg, (int, float)) else None, guider.model_patcher,
+                         args[2] if len(args) > 2 else kwargs.get("sampler"))
     pieces = holder.start_run(context, report)
     report.planned_computed = pieces.plan.planned
     run = RunState(pieces, grid, report)

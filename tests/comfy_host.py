@@ -12,6 +12,7 @@ Import order matters (see ``bootstrap``): ComfyUI's top-level module is called `
 
 Public API (all functions bootstrap on first use):
     comfyui_path() -> Path | None
+    comfyui_version(path) -> str / host_line() -> str  (which host the tests run on)
     bootstrap() -> ComfyModules
     load_pack_in_comfyui(pack_dir=ROOT) -> LoadedPack
     tiny_flux(seed=0, **overrides) / tiny_qwen_image(...) / tiny_hunyuan_video(...) -> TinyModel
@@ -30,13 +31,17 @@ Public API (all functions bootstrap on first use):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import enum
 import logging
 import math
 import os
+import re
+import shutil
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -80,18 +85,44 @@ def comfyui_path() -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
-def bootstrap() -> ComfyModules:
-    """Import ComfyUI from ``COMFYUI_PATH`` once, CPU only, and return its modules.
+def comfyui_version(path: Path) -> str:
+    """The version in the checkout's ``comfyui_version.py`` (read, not imported: the header is written before
+    ComfyUI is bootstrapped), or "unknown" when it has none."""
+    try:
+        text = (path / "comfyui_version.py").read_text(encoding="utf-8")
+    except OSError:
+        return "unknown"
+    match = re.search(r"""__version__\s*=\s*["']([^"']+)["']""", text)
+    return match.group(1) if match else "unknown"
+
+
+def host_line() -> str:
+    """Which host the real-ComfyUI tests run on, in one line (the pytest header and summary print it)."""
+    path = comfyui_path()
+    if path is None:
+        return f"real-ComfyUI host: none ({ENV_VAR} is not set)"
+    return f"real-ComfyUI host: ComfyUI {comfyui_version(path)} at {path}"
+
+
+def bootstrap(device: str = "cpu") -> ComfyModules:
+    """Import ComfyUI from ``COMFYUI_PATH`` once and return its modules. ``device`` "cpu" (the tests) or "cuda"
+    (scripts/gpu_timing.py): ComfyUI picks its device once, so a second call asking for another one is refused.
 
     Order (each step guards a failure seen on a CPU-only machine):
     1. checkout first on sys.path, so ``nodes`` / ``utils`` / ``comfy`` are ComfyUI's;
     2. ``comfy.options`` with args parsing left off, so pytest's argv is never parsed;
-    3. ``args.cpu = True`` before ``comfy.model_management`` is imported (it asserts CUDA otherwise);
+    3. ``args.cpu = True`` (unless "cuda") before ``comfy.model_management`` is imported (it asserts CUDA otherwise);
     4. ``utils.extra_config`` before ``nodes`` (``nodes.py`` puts ``comfy/`` on sys.path, after which ``utils``
        would resolve to ``comfy/utils.py``).
     """
     global _MODULES
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"bootstrap: device must be 'cpu' or 'cuda', got {device!r}")
     if _MODULES is not None:
+        running = _MODULES.model_management.get_torch_device().type
+        if running != device:
+            raise ComfyHostError(f"ComfyUI is already bootstrapped on {running}; cannot switch to {device} in one "
+                                 f"process")
         return _MODULES
     path = comfyui_path()
     if path is None:
@@ -121,7 +152,7 @@ def bootstrap() -> ComfyModules:
     import comfy.options  # noqa: F401  (args parsing stays off: the default)
     import comfy.cli_args
 
-    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.cpu = device == "cpu"
     import utils.extra_config  # noqa: F401  (before `nodes`, see docstring)
     import comfy.model_management
     import comfy.sd
@@ -136,6 +167,7 @@ def bootstrap() -> ComfyModules:
 
     # The KSampler path reads this global for its tqdm bar; tests want quiet logs, sampling is unaffected.
     comfy.utils.set_progress_bar_enabled(False)
+    _predictor_folder_outside_checkout(folder_paths)
     if not Path(nodes.__file__).resolve().is_relative_to(path):
         raise ComfyHostError(f"'import nodes' resolved to {nodes.__file__}, expected ComfyUI's {path / 'nodes.py'}")
     _MODULES = ComfyModules(
@@ -151,6 +183,16 @@ def bootstrap() -> ComfyModules:
         patcher_extension=comfy.patcher_extension,
     )
     return _MODULES
+
+
+def _predictor_folder_outside_checkout(folder_paths) -> None:
+    """The pack creates ``models/l2p/`` when it registers the folder; the harness never writes into the checkout,
+    so that folder is a temporary one for this process (tests redirect it further with the ``l2p_dir`` fixture)."""
+    if "l2p" in folder_paths.folder_names_and_paths:
+        return
+    folder = tempfile.mkdtemp(prefix="l2p-models-")
+    atexit.register(shutil.rmtree, folder, True)
+    folder_paths.folder_names_and_paths["l2p"] = ([folder], {".safetensors", ".txt"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,9 +367,42 @@ def _cond_spec(family: Family, unet_config: Mapping[str, Any]) -> CondSpec:
                     6.0 if unet_config.get("guidance_embed") else None)
 
 
-def _build(family: Family, unet_config: Mapping[str, Any]) -> TinyModel:
-    """config -> get_model -> ModelPatcher, as comfy/sd.py load_diffusion_model_state_dict does; fp32, CPU."""
+def _host_models():
+    """reference/comfy_models.py: the host's unet_config fields and its state-dict processing. Imported when a model
+    is built, so bootstrap alone needs nothing of the pack; tests/conftest.py makes the pack importable as
+    comfyui_l2p, also where comfy_host runs outside pytest (a subprocess, scripts/)."""
+    import conftest  # noqa: F401  (a no-op under pytest, which imported it first)
+    from comfyui_l2p.reference import comfy_models
+
+    return comfy_models
+
+
+def host_unet_config(family: Family, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` completed for the host's class (fields a newer ComfyUI requires, switched off); ComfyHostError
+    naming the host when it does not fit."""
+    comfy_models = _host_models()
+    image_model = config.get("image_model") or _TINY_CONFIGS[family]["image_model"]
+    try:
+        return comfy_models.host_unet_config(image_model, config)
+    except comfy_models.HostModelError as error:
+        raise ComfyHostError(str(error)) from error
+
+
+def _load_like_host(model_config, module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    comfy_models = _host_models()
+    try:
+        comfy_models.load_state_dict_like_host(model_config, module, state_dict)
+    except comfy_models.HostModelError as error:
+        raise ComfyHostError(str(error)) from error
+    module.float()
+
+
+def _build(family: Family, unet_config: Mapping[str, Any], dtype: torch.dtype = torch.float32,
+           device: torch.device | None = None) -> TinyModel:
+    """config -> get_model -> ModelPatcher, as comfy/sd.py load_diffusion_model_state_dict does. The parameters
+    are allocated on ``device`` (default: ComfyUI's offload device, the CPU here), uninitialised."""
     comfy = bootstrap()
+    unet_config = host_unet_config(family, unet_config)
     config_cls = getattr(comfy.supported_models, family.value)
     if not config_cls.matches(dict(unet_config)):
         raise ComfyHostError(
@@ -335,9 +410,10 @@ def _build(family: Family, unet_config: Mapping[str, Any]) -> TinyModel:
             f"found {dict(unet_config)}"
         )
     model_config = config_cls(dict(unet_config))
-    model_config.set_inference_dtype(torch.float32, None)
-    model = model_config.get_model({}, "")
-    model = model.to(comfy.model_management.unet_offload_device())
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, "", device=device)
+    if device is None:
+        model = model.to(comfy.model_management.unet_offload_device())
     patcher = comfy.model_patcher.ModelPatcher(
         model,
         load_device=comfy.model_management.get_torch_device(),
@@ -384,27 +460,36 @@ def init_weights(module: torch.nn.Module, seed: int, bias_std: float = 0.1) -> N
     norm gains (norm modules' weights and QK-norm ``scale``) = 1, other vectors (biases) ~ N(0, bias_std^2).
     In particular the final layers (adaLN modulation and output projection) are random, not zero.
     """
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = next(module.parameters()).device  # drawn where the parameters live: a 12B model is not drawn on a CPU
+    gen = torch.Generator(device=device).manual_seed(seed)
     owners = {name: mod for name, mod in module.named_modules()}
     for name, param in module.named_parameters():
         owner = owners[name.rpartition(".")[0]] if "." in name else module
         leaf = name.rpartition(".")[2]
         if param.ndim >= 2:
             fan_in = math.prod(param.shape[1:])
-            value = torch.randn(param.shape, generator=gen) / math.sqrt(fan_in)
+            value = torch.randn(param.shape, generator=gen, device=device) / math.sqrt(fan_in)
         elif leaf == "scale" or (isinstance(owner, _NORM_TYPES) and leaf == "weight") or "Norm" in type(owner).__name__:
-            value = torch.ones(param.shape) if leaf != "bias" else torch.zeros(param.shape)
+            value = torch.ones(param.shape, device=device) if leaf != "bias" else torch.zeros(param.shape, device=device)
         else:
-            value = torch.randn(param.shape, generator=gen) * bias_std
+            value = torch.randn(param.shape, generator=gen, device=device) * bias_std
         param.copy_(value.to(param.dtype))
 
 
-def tiny_model(family: Family, seed: int = 0, **overrides: Any) -> TinyModel:
-    """A tiny ``family`` model, random weights from ``seed``; ``overrides`` replace unet_config entries."""
+def tiny_model(family: Family, seed: int = 0, *, dtype: torch.dtype = torch.float32,
+               device: torch.device | None = None, **overrides: Any) -> TinyModel:
+    """A tiny ``family`` model, random weights from ``seed``; ``overrides`` replace unet_config entries (so any
+    size: scripts/gpu_timing.py builds FLUX.1-dev's this way). ``dtype`` / ``device``: the parameters' (default
+    float32 on ComfyUI's offload device, the CPU)."""
     unet_config = {**_TINY_CONFIGS[family], **overrides}
-    tiny = _build(family, unet_config)
+    tiny = _build(family, unet_config, dtype, device)
     init_weights(tiny.diffusion_model, seed)
     return tiny
+
+
+def model_skeleton(family: Family, *, dtype: torch.dtype, device: torch.device, **overrides: Any) -> TinyModel:
+    """``tiny_model``'s model without its weights drawn: on the meta device, a full-size model's shape for free."""
+    return _build(family, {**_TINY_CONFIGS[family], **overrides}, dtype, device)
 
 
 def tiny_flux(seed: int = 0, **overrides: Any) -> TinyModel:
@@ -423,36 +508,25 @@ def tiny_hunyuan_video(seed: int = 0, **overrides: Any) -> TinyModel:
 
 
 def flux_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Mapping[str, Any]) -> TinyModel:
-    """A FLUX ModelPatcher whose ``comfy.ldm.flux.model.Flux`` holds ``state_dict`` (keys as that module names them).
+    """A FLUX ModelPatcher whose ``comfy.ldm.flux.model.Flux`` holds ``state_dict``.
 
-    ``unet_config`` is the full FluxParams set plus ``image_model: "flux"``; ComfyUI picks the config class from it
-    as ``model_detection.model_config_from_unet_config`` does (guidance_embed True -> Flux, False -> FluxSchnell,
-    which samples with shift 1). Loading is strict: ComfyUI itself only logs missing keys, a test must not.
+    ``unet_config``: the FLUX.1 sizes (FluxParams as ComfyUI 0.3.64 has them) plus ``image_model: "flux"``; fields a
+    newer host requires are completed (``host_unet_config``). ComfyUI picks the config class from it as
+    ``model_detection.model_config_from_unet_config`` does (guidance_embed True -> Flux, False -> FluxSchnell,
+    which samples with shift 1). The state dict goes through that config's ``process_unet_state_dict``, as ComfyUI
+    loads a checkpoint (so FLUX's QK-norm ``.scale`` keys load into a host whose norm is RMSNorm ``.weight``);
+    keys as the module names them or with a checkpoint's ``model.diffusion_model.`` / ``diffusion_model.`` prefix.
+    Loading is strict: ComfyUI itself only logs missing keys, a test must not.
     """
     comfy = bootstrap()
-    import comfy.ldm.flux.model as flux_model  # ComfyUI's modules, importable only after bootstrap
-    import comfy.model_detection as model_detection
-
-    needed = {f.name for f in dataclasses.fields(flux_model.FluxParams)} | {"image_model"}
-    if needed - set(unet_config) or set(unet_config) - needed:
-        raise ComfyHostError(
-            f"FLUX unet_config must have exactly the keys {sorted(needed)}: missing {sorted(needed - set(unet_config))}, "
-            f"unknown {sorted(set(unet_config) - needed)} (see tests/comfy_host.py FLUX_TINY for an example)"
-        )
-    model_config = model_detection.model_config_from_unet_config(dict(unet_config))
-    if model_config is None or model_config.unet_config.get("image_model") != "flux":
-        raise ComfyHostError(f"unet_config matches no ComfyUI FLUX config: {dict(unet_config)}")
-    model_config.set_inference_dtype(torch.float32, None)
+    complete = host_unet_config(Family.FLUX, unet_config)
+    comfy_models = _host_models()
+    try:
+        model_config = comfy_models.host_model_config(complete)
+    except comfy_models.HostModelError as error:
+        raise ComfyHostError(str(error)) from error
     model = model_config.get_model({}, "").to(comfy.model_management.unet_offload_device())
-    # accept the module's own keys or a checkpoint's "model.diffusion_model." / "diffusion_model." prefixes
-    sd = {k.removeprefix("model.").removeprefix("diffusion_model."): v for k, v in state_dict.items()}
-    missing, unexpected = model.diffusion_model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ComfyHostError(
-            f"state dict does not fit comfy.ldm.flux.model.Flux{dict(unet_config)}: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}"
-        )
-    model.diffusion_model.float()
+    _load_like_host(model_config, model.diffusion_model, state_dict)
     patcher = comfy.model_patcher.ModelPatcher(
         model,
         load_device=comfy.model_management.get_torch_device(),
@@ -462,17 +536,13 @@ def flux_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Ma
 
 
 def qwen_image_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Mapping[str, Any]) -> TinyModel:
-    """A Qwen-Image ModelPatcher (supported_models.QwenImage) whose transformer holds ``state_dict``, strictly.
+    """A Qwen-Image ModelPatcher (supported_models.QwenImage) whose transformer holds ``state_dict``, loaded
+    strictly through the config's ``process_unet_state_dict`` like ``flux_from_state_dict``.
 
     ``unet_config``: QwenImageTransformer2DModel's keyword arguments plus ``image_model: "qwen_image"``.
     """
     tiny = _build(Family.QWEN_IMAGE, unet_config)
-    sd = {k.removeprefix("model.").removeprefix("diffusion_model."): v for k, v in state_dict.items()}
-    missing, unexpected = tiny.diffusion_model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ComfyHostError(f"state dict does not fit QwenImageTransformer2DModel{dict(unet_config)}: missing"
-                             f" {sorted(missing)}, unexpected {sorted(unexpected)}")
-    tiny.diffusion_model.float()
+    _load_like_host(tiny.patcher.model.model_config, tiny.diffusion_model, state_dict)
     return tiny
 
 

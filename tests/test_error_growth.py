@@ -9,7 +9,7 @@ from comfyui_l2p.benchmark import harness
 from comfyui_l2p.benchmark.harness import Batch, Scenario
 from comfyui_l2p.nodes import calibrate_setup, l2p_setup, setups
 from comfyui_l2p.predictors import load_predictor_file, save_predictor_file, stats_from_file
-from comfyui_l2p.predictors.files.calibration_file import extend_calibration_file
+from comfyui_l2p.predictors.files.update import extend_calibration_file
 from comfyui_l2p.predictors.files.predictor_file import PredictorFileError
 from comfyui_l2p.predictors.schedules import error_growth
 from comfyui_l2p.predictors.schedules.error_growth import ErrorGrowth
@@ -80,7 +80,7 @@ def test_calibration_records_the_default_and_the_cache_plans_with_it(calibrated,
     save_predictor_file(str(old), dataclasses.replace(pf, extra={"note": "kept"}))
     extend_calibration_file(str(old), stats, model_family="flux", model_class="Flux", latent_channels=16,
                             ridge=1e-6, fit_mode="teacher-forced", created_by="test",
-                            extra_metadata=error_growth.to_metadata())
+                            extra=error_growth.to_metadata())
     refit = load_predictor_file(str(old))
     assert refit.extra["note"] == "kept" and error_growth.for_guidance(False, refit.extra) == error_growth.DEFAULT
 

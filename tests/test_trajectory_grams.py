@@ -9,7 +9,8 @@ import torch
 
 from comfyui_l2p.predictors.calibration.gram import GramStats
 from comfyui_l2p.predictors.calibration.trajectory_grams import TrajectoryGrams, content_key
-from comfyui_l2p.predictors.files.calibration_file import extend_calibration_file, file_from_stats, stats_from_file
+from comfyui_l2p.predictors.files.calibration_file import file_from_stats, stats_from_file
+from comfyui_l2p.predictors.files.update import extend_calibration_file
 from comfyui_l2p.predictors.files.predictor_file import PredictorFileError
 from comfyui_l2p.predictors.files.storage import load_predictor_file, save_predictor_file
 
@@ -120,3 +121,25 @@ def test_a_damaged_sample_is_refused_naming_the_file(tmp_path):
         handle.write(safetensors.numpy.save(tensors, metadata=pf.metadata()))
     with pytest.raises(PredictorFileError, match="bad.safetensors.*trajectory_seen"):
         load_predictor_file(path)
+
+
+def test_the_merge_command_path_carries_the_sample_and_the_later_schedule_model():
+    import dataclasses
+
+    from comfyui_l2p.predictors.files.merge import merge_predictor_files
+    from comfyui_l2p.predictors.schedules import error_growth
+
+    first, second = record_run(trajectories(2, seed=12)), record_run(trajectories(3, seed=13))
+    a = dataclasses.replace(file_from_stats(first, **FILE_FIELDS), extra={error_growth.POWER_KEY: "1.0"})
+    b = dataclasses.replace(file_from_stats(second, **FILE_FIELDS), extra=error_growth.to_metadata())
+    merged = merge_predictor_files(a, b).file
+    expected = first.merge(second).trajectories
+    got = stats_from_file(merged, "merged").trajectories
+    np.testing.assert_array_equal(got.keys, expected.keys)
+    assert got.seen_count == 5
+    assert error_growth.for_guidance(False, merged.extra) == error_growth.DEFAULT  # the later calibration's model
+    older = dataclasses.replace(a, trajectories={}, extra={})
+    result = merge_predictor_files(older, b)
+    assert stats_from_file(result.file, "m").trajectories.seen_count == 3
+    assert any("no per-trajectory Grams" in n for n in result.notes)
+    assert error_growth.for_guidance(True, result.file.extra) == error_growth.DEFAULT_CFG
