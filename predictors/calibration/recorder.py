@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..engine.grid import StepGrid
-from .gram import DEFAULT_CHUNK_ELEMENTS, GramStats, _check_roles, cross_gram_rows
+from .gram import GramStats, _check_roles
+from .inner_products import DEFAULT_CHUNK_ELEMENTS, cross_gram_rows
 from .trajectory_grams import TrajectoryGrams
 
 # ---------------------------------------------------------------------------------------------- recording
