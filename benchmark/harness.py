@@ -132,6 +132,19 @@ def sample_with(model: Model, scenario: Scenario, batch: Batch, holder: L2PHolde
     return RunResult(latents, report, seconds, fn.peak_history_bytes, setup_seconds)
 
 
+def sample_each(model: Model, scenario: Scenario, batch: Batch, holder: L2PHolder) -> RunResult:
+    """``sample_with`` one batch row at a time, as a user samples one image: per-run decisions (the safety net)
+    then follow each image. Latents are concatenated in batch order; the report is the first run's, with
+    ``transformer_calls`` the mean over the runs (a float) and the other runs' notes appended."""
+    runs = [sample_with(model, scenario, Batch((label,), (seed,)), holder)
+            for label, seed in zip(batch.labels, batch.seeds)]
+    report = runs[0].report
+    report.transformer_calls = sum(r.report.transformer_calls for r in runs) / len(runs)
+    report.notes = [f"sample {i}: {n}" for i, r in enumerate(runs) for n in r.report.notes]
+    return RunResult(torch.cat([r.latents for r in runs]), report, sum(r.seconds for r in runs),
+                     max(r.peak_history_bytes for r in runs), runs[0].setup_seconds)
+
+
 def decode_images(model: Model, latents: torch.Tensor):
     """(B, 64, 64) float64 numpy images in [0, 1] (the data's [-1, 1] range mapped and clipped)."""
     images = model.codec.decode(latents).clamp(-1, 1)

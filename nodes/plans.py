@@ -1,9 +1,9 @@
 """Step plans: the glue between a schedule from ``predictors.schedules.placements`` and the per-step decision of a run."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .report import ForcedReason
+from .report import ForcedReason, RunReport
 
 
 @dataclass
@@ -21,6 +21,10 @@ class FixedPlan:
         if self.last_step is not None and step == self.last_step:
             return True, ForcedReason.LAST_STEP
         return step in self.computed, None
+
+    def will_compute(self, step: int) -> bool:
+        """True when ``decide(step)`` computes it (planned or guarded)."""
+        return step < self.warmup or step == self.last_step or step in self.computed
 
     def report_residual(self, step: int, residual: float) -> None:
         pass
@@ -60,3 +64,47 @@ class AdaptivePlan:
     @property
     def planned(self) -> None:
         return None
+
+
+@dataclass
+class SafetyNetPlan:
+    """A fixed plan with the per-run safety net (``predictors.schedules.safety_net``): when a computed step's
+    forecast residual exceeds the calibration's margin there, the next step is computed too (at most
+    ``margins.net.max_extra`` times per run; the planned steps stay). Each trigger is noted in ``report``."""
+
+    base: FixedPlan
+    margins: object  # ResidualMargins
+    report: RunReport
+    extra: set[int] = field(default_factory=set)
+    computed: list[int] = field(default_factory=list)
+
+    def decide(self, step: int) -> tuple[bool, ForcedReason | None]:
+        if step in self.extra:
+            self.computed.append(step)
+            return True, ForcedReason.SAFETY_NET
+        compute, reason = self.base.decide(step)
+        if compute:
+            self.computed.append(step)
+        return compute, reason
+
+    def report_residual(self, step: int, residual: float) -> None:
+        nxt = step + 1
+        before = [s for s in self.computed if s < step]
+        # a step's streams may report one by one (cond and uncond in separate calls): the first trigger counts
+        if (len(self.extra) >= self.margins.net.max_extra or not before or nxt in self.extra
+                or self.base.will_compute(nxt) or nxt >= self.report.num_steps):
+            return
+        threshold = self.margins.threshold(step, before)
+        if residual > threshold:  # NaN never triggers: the engine's residual is finite for finite outputs
+            self.extra.add(nxt)
+            self.report.notes.append(
+                f"safety net: residual {residual:.4f} at step {step} above the calibration's margin {threshold:.4f};"
+                f" step {nxt} computed ({len(self.extra)} of at most {self.margins.net.max_extra} extra passes)")
+
+    @property
+    def planned(self) -> tuple[int, ...]:
+        return self.base.planned
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.base.notes

@@ -26,7 +26,7 @@ import numpy as np
 from .adaptive import AdaptiveController
 from .budget import RunBudget, computed_count, run_budget
 from ..engine.grid import StepGrid
-from .optimizer import DEFAULT_MAX_SWEEPS, expected_final_error, optimize_schedule
+from .optimizer import DEFAULT_MAX_SWEEPS, Spread, expected_final_error, optimize_schedule
 
 # Relative ridge of the direct fits when planning an OPTIMIZED schedule (fit.ridge_solve's convention).
 from ..calibration.fit import DEFAULT_RIDGE  # one default for fits and schedule search
@@ -200,14 +200,15 @@ def optimized_schedule(
     step_weights=None,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
     mix=None,
+    spread: Spread | None = None,
 ) -> tuple[int, ...]:
     """K computed steps minimising ``expected_final_error`` under ``gram`` (float64 [S, S], or the joint
-    [R*S, R*S] with ``mix``, one weight per stream), found by local search from the even schedule with the same K
-    and guards; never worse than that even schedule. Guards never move.
+    [R*S, R*S] with ``mix``, one weight per stream), or the ``spread``'s robust objective, found by local search
+    from the even schedule with the same K and guards; never worse than that even schedule. Guards never move.
     """
     start = even_schedule(grid.num_steps, k, warmup, compute_last)
     fixed = guard_steps(grid.num_steps, warmup, compute_last)
-    return optimize_schedule(gram, grid, start, fixed, ridge, step_weights, max_sweeps, mix)
+    return optimize_schedule(gram, grid, start, fixed, ridge, step_weights, max_sweeps, mix, spread)
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -267,6 +268,7 @@ def plan_schedule(
     ridge: float = DEFAULT_RIDGE,
     step_weights=None,
     mix=None,
+    spread: Spread | None = None,
 ) -> tuple[int, ...]:
     """The computed steps of a run on ``grid`` for a fixed placement (EVEN, PUBLISHED, PROGRESSIVE, OPTIMIZED).
     A run too short for the speedup computes its guards, or every step (``ScheduleConfig.budget``).
@@ -300,7 +302,8 @@ def plan_schedule(
                 "the optimized placement needs a calibrated predictor file (one holding a Gram matrix, made by"
                 " L2P Calibrate); this one has none. Choose the even placement, or calibrate this model"
             )
-        return optimized_schedule(gram, grid, k, config.warmup, config.compute_last, ridge, step_weights, mix=mix)
+        return optimized_schedule(gram, grid, k, config.warmup, config.compute_last, ridge, step_weights, mix=mix,
+                                  spread=spread)
     raise ValueError(
         f"placement {placement.value!r} is decided during the run, not planned: use adaptive_controller()"
     )
