@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 
 from .architectures import (
-    UnsupportedModelError, calls_diffusion_model_wrapper, runs_apply_model_wrappers, supported_text,
+    UnsupportedModelError, calls_diffusion_model_wrapper, qualified_name, runs_apply_model_wrappers, supported_text,
 )
 
 WRAPPER_KEY = "comfyui_l2p"  # key of our wrappers; re-applying a node replaces them instead of stacking
@@ -58,7 +58,7 @@ def hook_points_for(base_model) -> tuple[HookPoint, ...]:
         return points
     what = type(base_model).__name__
     if diffusion_model is not None:
-        what += f" (diffusion model {type(diffusion_model).__name__})"
+        what += f" (diffusion model {qualified_name(type(diffusion_model))})"
     raise UnsupportedModelError(
         f"L2P cannot drive the model {what}: its apply_model does not run ComfyUI's APPLY_MODEL wrappers around a"
         f" diffusion_model call, and no DIFFUSION_MODEL wrapper runs in its transformer, so L2P has no place to skip"

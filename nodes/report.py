@@ -25,6 +25,7 @@ class ForcedReason(enum.Enum):
     NO_HISTORY = "stream without history (a conditioning that was not computed before)"
     STALE_HISTORY = "stream absent at the latest computed step (the conditioning changed during the run)"
     ADAPTIVE = "residual budget of the adaptive schedule"
+    SAFETY_NET = "safety net: the forecast residual exceeded the calibration's margin"
 
 
 @dataclass
@@ -78,6 +79,11 @@ class RunReport:
     def computed_steps(self) -> list[int]:
         """Steps with at least one computed stream, ascending."""
         return sorted({s for r in self.streams.values() for s in r.computed})
+
+    @property
+    def safety_net_passes(self) -> int:
+        """Steps the safety net computed beyond the plan (each one real pass per stream chunk)."""
+        return sum(1 for _, _, reason in self.forced if reason == ForcedReason.SAFETY_NET.value)
 
     @property
     def achieved_speedup(self) -> float:

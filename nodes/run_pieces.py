@@ -25,6 +25,8 @@ class StepPlan(Protocol):
     @property
     def planned(self) -> tuple[int, ...] | None: ...
 
+    notes: tuple[str, ...]  # lines for the run's report (e.g. a run too short for the speedup)
+
 
 class CalibrationSink(Protocol):
     """Receives the true outputs of steps, all roles of a step together, and folds them in when the run ends."""
@@ -45,6 +47,7 @@ class RunContext:
     cfg_scale: float | None = None  # the guider's CFG scale (None when the guider has no single scale)
     model_patcher: Any = None  # the guider's ModelPatcher (model identity, model_sampling); None outside ComfyUI
     sampler: Any = None  # the run's Sampler (its name goes into calibration files); None outside ComfyUI
+    family: str | None = None  # named by callers outside ComfyUI (the benchmark); None: the model and config say
 
 
 @dataclass

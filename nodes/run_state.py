@@ -300,6 +300,7 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
                          patcher, args[2] if len(args) > 2 else kwargs.get("sampler"))
     pieces = holder.start_run(context, report)
     report.planned_computed = pieces.plan.planned
+    report.notes.extend(pieces.plan.notes)
     run = RunState(pieces, grid, report, home_device=getattr(patcher, "load_device", None))
     guider.model_options = copy_nested_dicts(orig_options)
     run_options = guider.model_options["transformer_options"]

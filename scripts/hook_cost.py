@@ -56,7 +56,6 @@ class NullTransformer(torch.nn.Module):
 
 def timed(model, tiny, calls: list):
     """A clone of ``model`` whose apply_model calls append (seconds, computed) to ``calls``."""
-    block = comfy_host.first_block(tiny.diffusion_model)
     ran = []
 
     def timer(executor, *args, **kwargs):
@@ -66,10 +65,11 @@ def timed(model, tiny, calls: list):
         calls.append((time.thread_time() - start, bool(ran)))
         return out
 
-    handle = block.register_forward_pre_hook(lambda *_: ran.append(True))
+    handles = [module.register_forward_pre_hook(lambda *_: ran.append(True))
+               for block in comfy_host.first_blocks(tiny.diffusion_model) for module in block.modules()]
     clone = model.clone()
     clone.add_wrapper_with_key("apply_model", "hook_cost.timer", timer)
-    return clone, handle
+    return clone, handles
 
 
 def install(pack, tiny, hook: str | None, speedup: float):
@@ -94,8 +94,8 @@ def measure(pack, tiny, size: int, steps: int, repeats: int) -> dict:
     models, handles, calls = {}, [], {}
     for variant in VARIANTS:
         calls[variant] = []
-        models[variant], handle = timed(install(pack, tiny, *variant), tiny, calls[variant])
-        handles.append(handle)
+        models[variant], variant_handles = timed(install(pack, tiny, *variant), tiny, calls[variant])
+        handles.extend(variant_handles)
     shape = (1, 16, size, size)
     try:
         for variant in VARIANTS:  # warm-up
