@@ -9,10 +9,12 @@ Predict2's class, LTX-2 LTXV's), so neither the class alone nor a parent class n
 config and class (FLUX.1-dev and Kontext, Wan 2.1 14B and each Wan 2.2 14B expert) differ by weights, which the
 predictor file's model identity tells apart.
 
-A model is driven when its transformer's forward calls ComfyUI's DIFFUSION_MODEL wrapper, feature-detected from
-the forward that runs (so a model that adopts the wrapper in a later ComfyUI works without a release of ours). A
-driven model outside the table is named by its config and class, e.g. ``Krea2/SingleStreamDiT``, so files of two
-unknown models never mix.
+Which of ComfyUI's wrappers reach a model is feature-detected from the code that runs, so a model that adopts a
+wrapper in a later ComfyUI works without a release of ours: ``calls_diffusion_model_wrapper`` (the transformer's
+forward, most DiTs) and ``runs_apply_model_wrappers`` (the BaseModel, every model ComfyUI samples); hook_points.py
+decides from them, and refuses at graph time a model neither reaches. ``FAMILIES`` lists models whose transformer
+calls DIFFUSION_MODEL, ``APPLY_MODEL_FAMILIES`` those reached through APPLY_MODEL only. A model outside both tables
+is named by its config and class, e.g. ``Krea2/SingleStreamDiT``, so files of two unknown models never mix.
 """
 from __future__ import annotations
 
@@ -89,8 +91,18 @@ FAMILIES: tuple[Family, ...] = (
     Family("ltx2", "LTX-2", "LTXAV", "comfy.ldm.lightricks.av_model.LTXAVModel"),
 )
 
-_BY_KEY = {(f.config, f.model_class): f for f in FAMILIES}
-if len(_BY_KEY) != len(FAMILIES) or len({f.name for f in FAMILIES}) != len(FAMILIES):
+# Transformers whose forward never calls DIFFUSION_MODEL; L2P reaches them through APPLY_MODEL (hook_points.py).
+_PIXART = "comfy.ldm.pixart.pixartms.PixArtMS"
+_SD3 = "comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper"
+APPLY_MODEL_FAMILIES: tuple[Family, ...] = (
+    Family("sd3", "Stable Diffusion 3 / 3.5", "SD3", _SD3),
+    Family("pixart_alpha", "PixArt-alpha", "PixArtAlpha", _PIXART),
+    Family("pixart_sigma", "PixArt-sigma", "PixArtSigma", _PIXART),
+)
+
+_ALL = FAMILIES + APPLY_MODEL_FAMILIES
+_BY_KEY = {(f.config, f.model_class): f for f in _ALL}
+if len(_BY_KEY) != len(_ALL) or len({f.name for f in _ALL}) != len(_ALL):
     raise ValueError("nodes/architectures.py: two families share a name or a (config, class) pair")
 
 
@@ -114,7 +126,7 @@ def find_family(diffusion_model: Any, model_config: Any = None) -> Family | None
     cls_name = qualified_name(type(diffusion_model))
     if model_config is not None:
         return _BY_KEY.get((type(model_config).__name__, cls_name))
-    matches = [f for f in FAMILIES if f.model_class == cls_name]
+    matches = [f for f in _ALL if f.model_class == cls_name]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -143,29 +155,51 @@ def calls_diffusion_model_wrapper(cls: type) -> bool:
 
 
 def family_of(diffusion_model: Any, model_config: Any = None) -> str:
-    """The family name for a transformer (and its model config, when known): the table's name, or
-    ``<Config>/<Class>`` for a driven model the table does not list.
-
-    Raises UnsupportedModelError, naming the class and what is supported, when the model never calls the wrapper.
-    """
+    """The family name for a transformer (and its model config, when known): the tables' name, or
+    ``<Config>/<Class>`` for a model they do not list (whether a hook reaches it is hook_points' question)."""
     cls = type(diffusion_model)
     family = find_family(diffusion_model, model_config)
     if family is not None:
         return family.name
-    if calls_diffusion_model_wrapper(cls):
-        return cls.__name__ if model_config is None else f"{type(model_config).__name__}/{cls.__name__}"
-    supported = ", ".join(dict.fromkeys(f.display for f in FAMILIES))
-    raise UnsupportedModelError(
-        f"L2P cannot drive the model class {qualified_name(cls)}: its forward does not call ComfyUI's"
-        f" DIFFUSION_MODEL wrapper, which is where L2P skips the transformer. Supported: {supported}, and any other"
-        f" model whose transformer calls that wrapper. Update ComfyUI if your model is listed, otherwise remove the"
-        f" L2P node."
-    )
+    return cls.__name__ if model_config is None else f"{type(model_config).__name__}/{cls.__name__}"
+
+
+def supported_text() -> str:
+    """What the pack drives, for messages."""
+    named = ", ".join(dict.fromkeys(f.display for f in _ALL))
+    return (f"every model ComfyUI samples through its BaseModel.apply_model and any transformer whose forward calls"
+            f" ComfyUI's DIFFUSION_MODEL wrapper (named families: {named}; others, such as Nunchaku's FLUX, by their"
+            f" config and class)")
+
+
+@functools.lru_cache(maxsize=None)
+def runs_apply_model_wrappers(cls: type) -> bool:
+    """A BaseModel class whose apply_model runs ComfyUI's APPLY_MODEL wrappers around an ``_apply_model`` that
+    calls ``self.diffusion_model``: the call a proxy can stand in for (read like the forward: the method that runs,
+    and its parent's only when it calls super())."""
+    return (_source_mentions(cls, "apply_model", "APPLY_MODEL")
+            and _source_mentions(cls, "_apply_model", "self.diffusion_model("))
+
+
+def _source_mentions(cls: type, method: str, text: str) -> bool:
+    for klass in cls.__mro__:
+        fn = klass.__dict__.get(method)
+        if fn is None:
+            continue
+        try:
+            source = inspect.getsource(fn)
+        except (OSError, TypeError):
+            return False
+        if text in source:
+            return True
+        if re.search(rf"super\(\s*[\w\s,]*\)\.{method}\(", source) is None:
+            return False
+    return False
 
 
 def display_name(family: str) -> str:
-    """What users call a family (``FLUX.1-schnell``), or the name itself for one the table does not list."""
-    return next((f.display for f in FAMILIES if f.name == family), family)
+    """What users call a family (``FLUX.1-schnell``), or the name itself for one the tables do not list."""
+    return next((f.display for f in _ALL if f.name == family), family)
 
 
 def family_of_run(context: Any) -> str:

@@ -1,9 +1,10 @@
 """The three nodes (V3 schema). Node ids are permanent: saved workflows store them.
 
 Each node clones the model, removes any earlier L2P install (re-applying replaces, never stacks), stores an
-``L2PHolder`` under one key of transformer_options and registers two keyed wrappers and the holder's clone
-callbacks (``holder.CLONE_CALLBACKS``). All logic lives in
-``setups.py`` and ``run_state.py``; this file only declares inputs.
+``L2PHolder`` under one key of transformer_options and registers keyed wrappers (OUTER_SAMPLE for the run, and the
+hooks that can skip the transformer of this model: hook_points.py) and the holder's clone callbacks
+(``holder.CLONE_CALLBACKS``). All logic lives in ``setups.py``, ``run_state.py`` and the hook modules; this file
+only declares inputs.
 """
 from __future__ import annotations
 
@@ -11,25 +12,35 @@ import comfy.patcher_extension
 from comfy_api.latest import io
 
 from . import calibrate_setup, files, l2p_setup, setups
-from .architectures import family_of, model_config_of
+from .apply_model_hook import l2p_apply_model_wrapper
 from .holder import CLONE_CALLBACKS
+from .hook_points import WRAPPER_KEY, HookPoint, hook_points_for
 from .host_check import require_host
-from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
+from .run_state import HOLDER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
 CATEGORY = "model_patches/L2P"
 
 
-def install(model, holder: L2PHolder):
-    """A patched clone of ``model``; the input patcher is never mutated."""
+HOOK_WRAPPERS = {  # hook point (its value is the WrappersMP type) -> our wrapper
+    HookPoint.APPLY_MODEL: l2p_apply_model_wrapper,
+    HookPoint.DIFFUSION_MODEL: l2p_diffusion_model_wrapper,
+}
+
+
+def install(model, holder: L2PHolder, hooks: tuple[HookPoint, ...] | None = None):
+    """A patched clone of ``model``; the input patcher is never mutated. ``hooks``: the hook points to register
+    (default: every one that reaches this model, hook_points.hook_points_for; each run keeps one)."""
     require_host(model)  # fail at graph time, naming ComfyUI's version, on a host without what the wrappers need
-    family_of(model.model.diffusion_model, model_config_of(model))  # graph time: refuse what we cannot drive
+    if hooks is None:
+        hooks = hook_points_for(model.model)  # fail at graph time, naming the model, when no hook reaches it
     WrappersMP = comfy.patcher_extension.WrappersMP  # read after the check: a host without it gets the clear error
     m = model.clone()
-    for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.DIFFUSION_MODEL):
+    for wrapper_type in (WrappersMP.OUTER_SAMPLE, *(point.value for point in HookPoint)):
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
     m.model_options.setdefault("transformer_options", {})[HOLDER_KEY] = holder
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, l2p_outer_sample_wrapper)
-    m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, l2p_diffusion_model_wrapper)
+    for point in hooks:
+        m.add_wrapper_with_key(point.value, WRAPPER_KEY, HOOK_WRAPPERS[point])
     for call_type, callback in CLONE_CALLBACKS.items():  # reports per clone; device replicas share the holder
         m.remove_callbacks_with_key(call_type, WRAPPER_KEY)
         m.add_callback_with_key(call_type, WRAPPER_KEY, callback)

@@ -11,7 +11,8 @@ The capabilities are the whole of what the glue touches (cache_nodes.install, ru
 - ``CFGGuider.outer_sample(noise, latent_image, sampler, sigmas, ...)``: the run's step grid is its 4th argument;
 - ``comfy_api.latest.io`` (the V3 node schema) is needed to register the nodes at all: ``__init__.py`` checks it
   when ComfyUI loads the pack.
-Whether the model's own transformer calls DIFFUSION_MODEL is checked per model by ``architectures.family_of``.
+Which wrappers reach the model itself (APPLY_MODEL, DIFFUSION_MODEL) is checked per model by
+``hook_points.hook_points_for``.
 ComfyUI's version (``comfyui_version.py``) is read only for the message.
 """
 from __future__ import annotations

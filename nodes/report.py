@@ -36,6 +36,13 @@ class StreamReport:
     residuals: dict[int, float] = field(default_factory=dict)  # step -> ||F_hat - F|| / ||F|| at computed steps
 
 
+NOT_REACHED = (
+    "the sampler finished without calling the diffusion model through L2P's hook: every step ran at full cost and"
+    " nothing was forecast. Another node runs this model around ComfyUI's APPLY_MODEL / DIFFUSION_MODEL wrappers;"
+    " see 'Where L2P hooks' in the README."
+)
+
+
 @dataclass
 class RunReport:
     """Filled in during one run by the run state; finished by the OUTER_SAMPLE wrapper."""
@@ -50,9 +57,20 @@ class RunReport:
     forecast_calls: int = 0  # calls answered by a forecast
     status: str = "running"  # "finished" or "failed: <error>"
     notes: list[str] = field(default_factory=list)
+    hook: str = ""  # which wrapper served the run, and why (hook_points.select_hook)
 
     def stream(self, name: str) -> StreamReport:
         return self.streams.setdefault(name, StreamReport(name))
+
+    @property
+    def reached_hook(self) -> bool:
+        """Whether any call of the diffusion model reached L2P's hook (computed or forecast)."""
+        return self.transformer_calls + self.forecast_calls > 0
+
+    def check_hook_reached(self) -> None:
+        """At the end of a finished run: say so when the model never reached the hook (never silently ignored)."""
+        if not self.reached_hook:
+            self.notes.append(NOT_REACHED)
 
     def force(self, step: int | None, sigma: float, reason: ForcedReason) -> None:
         self.forced.append((step, sigma, reason.value))
@@ -77,6 +95,7 @@ class RunReport:
         lines = [
             f"{LOG_PREFIX} {self.feature} ({self.predictor}) {self.status}: {self.transformer_calls} real passes,"
             f" {self.forecast_calls} forecast calls, {self.achieved_speedup:.2f}x over {self.num_steps} steps"
+            + (f"; hook {self.hook}" if self.hook else "")
         ]
         for r in self.streams.values():
             res = [v for v in r.residuals.values()]
@@ -96,4 +115,4 @@ RECENT_REPORTS: collections.deque[RunReport] = collections.deque(maxlen=64)
 
 def publish(report: RunReport) -> None:
     RECENT_REPORTS.append(report)
-    logger.info(report.summary())
+    (logger.info if report.reached_hook or report.status != "finished" else logger.warning)(report.summary())

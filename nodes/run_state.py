@@ -3,11 +3,14 @@
 * ``l2p_outer_sample_wrapper`` (WrappersMP.OUTER_SAMPLE) brackets one sampling run: it builds a ``RunState`` for
   the run's sigma grid, hands it to the transformer wrapper through a per-run copy of the guider's
   model_options, and publishes the run's report in ``finally`` (cancelled and failed runs too).
-* ``l2p_diffusion_model_wrapper`` (WrappersMP.DIFFUSION_MODEL) wraps the transformer's ``_forward``: on a
-  forecast step it returns the forecast without calling the executor, so the whole transformer is skipped. It is
-  made the innermost DIFFUSION_MODEL wrapper of every run: other packs' wrappers, wherever they sit in the graph
-  and however they were registered, see every call the sampler makes (ComfyUI 0.33 runs model_options wrappers
-  outside patcher ones, #10362; 0.3.64 the other way round), and L2P only decides whether the transformer runs.
+* ``RunState.__call__`` is one call of the diffusion model, from the hook the run uses (hook_points.py chooses it
+  per run): ``l2p_diffusion_model_wrapper`` (WrappersMP.DIFFUSION_MODEL, around the transformer's ``_forward``)
+  or the APPLY_MODEL proxy (apply_model_hook.py, for transformers that never call DIFFUSION_MODEL and for runs
+  under torch.compile). On a forecast step it returns the forecast without calling the model, so the whole
+  transformer is skipped. The run's hook wrapper is made innermost of its type: under DIFFUSION_MODEL other
+  packs' wrappers, wherever they sit in the graph and however they were registered, see every call the sampler
+  makes (ComfyUI 0.33 runs model_options wrappers outside patcher ones, #10362; 0.3.64 the other way round), and
+  L2P only decides whether the transformer runs.
 
 One RunState serves every thread of a run. Under ComfyUI's multi-GPU CFG split (0.33, #7063) each device thread
 runs a subset of the conds and they all reach the one RunState at once: the bookkeeping (the step's decision,
@@ -29,14 +32,15 @@ import torch
 
 from ..predictors import ForecastEngine, StepGrid
 from .holder import HOLDER_KEY, L2PHolder
+from .hook_points import WRAPPER_KEY, select_hook
+from .latent_lists import PartsLayout, batch_rows, flatten_parts
 from .report import ForcedReason, RunReport, publish
 from .run_pieces import CalibrationSink, RunContext, RunPieces, StepPlan
 from .step_truth import StepTruth
 
 RUN_KEY = "l2p_run"  # transformer_options entry holding the live RunState, only inside one run
-WRAPPER_KEY = "comfyui_l2p"  # key of our wrappers; re-applying a node replaces them instead of stacking
-# Wrapper types (WrappersMP values) in which our wrapper runs innermost during a run.
-INNERMOST_WRAPPER_TYPES = ("diffusion_model",)
+# Wrapper types (WrappersMP values) in which the run's hook wrapper runs innermost (hook_points.select_hook).
+INNERMOST_WRAPPER_TYPES = ("diffusion_model", "apply_model")
 
 __all__ = ["HOLDER_KEY", "L2PHolder", "RUN_KEY", "WRAPPER_KEY", "CalibrationSink", "RunContext", "RunPieces",
            "RunState", "StepPlan", "l2p_diffusion_model_wrapper", "l2p_outer_sample_wrapper"]
@@ -54,14 +58,17 @@ class _TrackedCall:
     compute: bool
 
 
-def find_transformer_options(args: tuple, kwargs: dict) -> dict:
-    """transformer_options is the last positional argument for Flux, Qwen-Image and HunyuanVideo, else a kwarg."""
-    if args and isinstance(args[-1], dict):
-        return args[-1]
+def run_options(args: tuple, kwargs: dict) -> dict | None:
+    """A call's transformer_options when they carry a run: the dict argument, keyword or positional, that holds
+    RUN_KEY (found by what it holds, not where it sits: Flux passes it last, LTXV sixth of seven, ahead of
+    keyframe_idxs, _apply_model as a keyword); None for a call outside an L2P run."""
     to = kwargs.get("transformer_options")
-    if isinstance(to, dict):
+    if isinstance(to, dict) and RUN_KEY in to:
         return to
-    raise TypeError("L2P: the diffusion model was called without transformer_options; cannot find the run state")
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, dict) and RUN_KEY in value:
+            return value
+    return None
 
 
 class RunState:
@@ -92,6 +99,7 @@ class RunState:
         self._names: dict[Hashable, str] = {}
         calib = self.pieces.calibration
         self._truth = StepTruth(calib, self.home_device) if calib is not None else None
+        self._parts: PartsLayout | None = None  # a list-output model's layout (shapes only), see latent_lists.py
 
     @property
     def closed(self) -> bool:
@@ -99,6 +107,8 @@ class RunState:
 
     # ------------------------------------------------------------------ one transformer call
     def __call__(self, executor, args: tuple, kwargs: dict, to: dict):
+        """One diffusion-model call: ``executor(*args, **kwargs)`` computes it; ``to``: its transformer_options.
+        The input may be a multi-latent model's list of tensors, and so may the output (latent_lists.py)."""
         x = args[0]
         with self._lock:
             call = self._admit(x, to)
@@ -115,7 +125,9 @@ class RunState:
             with self._lock:
                 if not self._closed:
                     self.report.transformer_calls += 1
-                    self._record_truth(call, truth)
+                    flat = self._flatten(truth)
+                    if flat is not None:
+                        self._record_truth(call, flat)
         return forecast
 
     def _admit(self, x, to: dict) -> _TrackedCall | None:
@@ -126,9 +138,10 @@ class RunState:
         uuids = list(to.get("uuids") or [])
         roles = list(to.get("cond_or_uncond") or [0] * len(uuids))  # 0 = cond, 1 = uncond, per chunk
         step = self.grid.step_of(sigma)
+        rows = batch_rows(x)  # a tensor's first dimension, or a list's
         if step is None:
             self.report.force(None, sigma, ForcedReason.OFF_GRID)
-        elif not uuids or x.shape[0] % len(uuids):
+        elif not uuids or rows is None or rows % len(uuids):
             self.report.notes.append(f"step {step}: call with an unknown batch layout was computed for real")
         elif any(u in self._seen.get(step, ()) for u in uuids):
             self.report.force(step, sigma, ForcedReason.REPEAT)
@@ -183,21 +196,33 @@ class RunState:
             self._names[uuid] = name
         return name
 
-    def _forecast(self, call: _TrackedCall, x) -> torch.Tensor:
+    def _forecast(self, call: _TrackedCall, x):
         chunks = [self.engine.forecast(k, call.step) for k in call.keys]
         forecast = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
-        device = getattr(x, "device", None)
+        device = getattr(x[0] if isinstance(x, (list, tuple)) else x, "device", None)
         if device is not None and forecast.device != device:  # the stream was computed on another device
             forecast = forecast.to(device)
         self.report.forecast_calls += 1
         for name in call.names:
             self.report.stream(name).forecast.append(call.step)
-        return forecast
+        return self._parts.restore(forecast) if self._parts is not None else forecast
 
-    def _observe(self, call: _TrackedCall, out: torch.Tensor) -> None:
+    def _flatten(self, out) -> torch.Tensor | None:
+        """The output as one tensor per call (list outputs flattened, their layout kept to restore forecasts)."""
+        flat, layout = flatten_parts(out)
+        if layout is not None:
+            self._parts = layout
+        return flat
+
+    def _observe(self, call: _TrackedCall, out) -> None:
         if self._closed:
             return
         self.report.transformer_calls += 1
+        out = self._flatten(out)
+        if out is None:
+            self.report.notes.append(f"step {call.step}: an output that is not a tensor or list of tensors was not"
+                                     f" tracked")
+            return
         chunks = out.chunk(len(call.keys), dim=0)  # [len(keys) * B, ...] -> len(keys) x [B, ...]
         for key, name, chunk in zip(call.keys, call.names, chunks):
             r = self.engine.residual(key, call.step, chunk)
@@ -280,6 +305,7 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
     guider.model_options = copy_nested_dicts(orig_options)
     run_options = guider.model_options["transformer_options"]
     run_options[RUN_KEY] = run
+    report.hook = select_hook(run_options, patcher.model.diffusion_model)  # one hook per run, made innermost below
     make_innermost(run_options)
     success = False
     try:
@@ -295,6 +321,7 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
             run.finish(success)
             if success:
                 report.status = "finished"
+                report.check_hook_reached()
         finally:
             holder.reports.append(report)
             publish(report)
@@ -302,8 +329,7 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
 
 def l2p_diffusion_model_wrapper(executor, *args, **kwargs):
     """DIFFUSION_MODEL: compute, or return a forecast without running the transformer."""
-    to = find_transformer_options(args, kwargs)
-    run: RunState | None = to.get(RUN_KEY)
-    if run is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
+    to = run_options(args, kwargs)
+    if to is None:  # sampled through a path without our OUTER_SAMPLE wrapper: stay out of the way
         return executor(*args, **kwargs)
-    return run(executor, args, kwargs, to)
+    return to[RUN_KEY](executor, args, kwargs, to)

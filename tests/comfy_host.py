@@ -287,6 +287,7 @@ class CondSpec:
     context_dim: int  # last dim of the cross-attention context (B, L, context_dim)
     pooled_dim: int | None  # pooled_output (B, pooled_dim) -> `y`; None when the model takes no `y`
     guidance: float | None  # distilled guidance stored in the cond dict; None when the model has none
+    attention_mask: bool = False  # an integer text attention mask (B, L) in the cond dict, as LTXV's T5 gives one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -357,6 +358,8 @@ _TINY_CONFIGS = {Family.FLUX: FLUX_TINY, Family.QWEN_IMAGE: QWEN_IMAGE_TINY, Fam
 
 
 def _cond_spec(family: Family, unet_config: Mapping[str, Any]) -> CondSpec:
+    if family in HOOK_MODEL_SPECS:
+        return HOOK_MODEL_SPECS[family].cond
     if family is Family.FLUX:
         # model_base.Flux: y = pooled_output, guidance defaults to 3.5 (None disables it)
         return CondSpec(unet_config["context_in_dim"], unet_config["vec_in_dim"],
@@ -431,6 +434,7 @@ def as_tiny(model: Any) -> TinyModel:
         return model
     base = getattr(model, "model", None)
     families = {f.value: f for f in Family}
+    families.update({spec.base_class: kind for kind, spec in HOOK_MODEL_SPECS.items()})
     family = families.get(type(base).__name__)
     if family is None:
         raise ComfyHostError(
@@ -565,6 +569,8 @@ def make_conditioning(model: Any, *, seed: int, text_len: int = 4, guidance: flo
         extras["pooled_output"] = torch.randn((1, tiny.cond.pooled_dim), generator=gen)
     if tiny.cond.guidance is not None:
         extras["guidance"] = tiny.cond.guidance if guidance is None else guidance
+    if tiny.cond.attention_mask:
+        extras["attention_mask"] = torch.ones((1, text_len), dtype=torch.long)
     return [[context, extras]]
 
 
@@ -684,7 +690,7 @@ def sample_sigmas(
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionCall:
-    """One call of the diffusion model's outer ``forward`` (the thing DIFFUSION_MODEL wrappers wrap)."""
+    """One call of the model by the sampler (``BaseModel.apply_model``, one per chunk of conds ComfyUI sends)."""
 
     rows: int  # x.shape[0]: batch rows in this call (cond and uncond chunks concatenated)
     cond_or_uncond: tuple[int, ...]  # transformer_options["cond_or_uncond"]: 0 = cond, 1 = uncond, per chunk
@@ -696,10 +702,10 @@ class DiffusionCall:
 class PassCounter:
     """Calls of a diffusion model during a ``count_passes`` block.
 
-    ``dm_calls`` counts outer forward calls (one per chunk ComfyUI sends: 1 per step when cond+uncond batch, 2
-    when they cannot); ``forwards`` counts the calls where the transformer's first block ran (a DIFFUSION_MODEL
-    wrapper that returns without calling its executor is a ``dm_call`` but not a ``forward``); ``forward_rows``
-    sums the batch rows of those real passes.
+    ``dm_calls`` counts the sampler's model calls (``apply_model``, one per chunk ComfyUI sends: 1 per step when
+    cond+uncond batch, 2 when they cannot), whichever wrapper answers them; ``forwards`` counts the calls where the
+    transformer's first block ran (a call answered by a forecast, at any hook, is a ``dm_call`` but not a
+    ``forward``); ``forward_rows`` sums the batch rows of those real passes.
     """
 
     calls: list[DiffusionCall] = dataclasses.field(default_factory=list)
@@ -723,10 +729,15 @@ class PassCounter:
 
 def first_blocks(diffusion_model: torch.nn.Module) -> list[torch.nn.Module]:
     """The first block of every block list the transformer owns (double_blocks / single_blocks for FLUX,
-    transformer_blocks for Qwen-Image, blocks for Wan, layers and refiners for Lumina, input_blocks for a UNet, ...):
-    one of them runs in every real pass, none when a wrapper answers without calling the transformer."""
+    transformer_blocks for Qwen-Image and LTXV, blocks for Wan and PixArt, joint_blocks for SD3, layers and refiners
+    for Lumina, input_blocks for a UNet, ...): one of them runs in every real pass, none when a wrapper answers
+    without calling the transformer. A stand-in that wraps the transformer as ``model`` (Nunchaku's way) is searched
+    through."""
     blocks = [child[0] for child in diffusion_model.children()
               if isinstance(child, torch.nn.ModuleList) and len(child) > 0]
+    inner = getattr(diffusion_model, "model", None)
+    if not blocks and isinstance(inner, torch.nn.Module):
+        return first_blocks(inner)
     if not blocks:
         raise ComfyHostError(f"{type(diffusion_model).__name__} has no block list (nn.ModuleList) to count passes by")
     return blocks
@@ -740,17 +751,19 @@ def _patcher_of(model: Any) -> Any:
 
 @contextlib.contextmanager
 def count_passes(model: Any) -> Iterator[PassCounter]:
-    """Count diffusion-model calls and real transformer passes of ``model`` (a ModelPatcher, a TinyModel or
-    anything holding its ``patcher``).
+    """Count model calls and real transformer passes of ``model`` (a ModelPatcher, a TinyModel or anything holding
+    its ``patcher``).
 
-    Hooks sit on the shared ``nn.Module``, so clones of the patcher are counted too; they are removed on exit.
+    The counters sit on the shared BaseModel (an instance attribute in front of ``apply_model``) and on the first
+    transformer blocks, so clones of the patcher are counted too; both are removed on exit. Calls are counted at
+    ``apply_model``, so a call answered by a forecast counts whichever hook (APPLY_MODEL or DIFFUSION_MODEL) answered.
     """
-    dm = _patcher_of(model).model.diffusion_model
+    base = _patcher_of(model).model
     counter = PassCounter()
+    apply_model = base.apply_model
 
-    def outer_pre_hook(module, args, kwargs):
-        x = args[0] if args else kwargs["x"]
-        options = kwargs.get("transformer_options", {})
+    def counting_apply_model(x, t, *args, **kwargs):
+        options = kwargs.get("transformer_options", args[4] if len(args) > 4 else {})
         sigmas = options.get("sigmas")
         counter.calls.append(DiffusionCall(
             rows=int(x.shape[0]),
@@ -759,25 +772,22 @@ def count_passes(model: Any) -> Iterator[PassCounter]:
             computed=False,
         ))
         counter._block_entered = False
-
-    def outer_post_hook(module, args, kwargs, output):
-        if counter.calls and counter._block_entered:
+        out = apply_model(x, t, *args, **kwargs)
+        if counter._block_entered:
             counter.calls[-1] = dataclasses.replace(counter.calls[-1], computed=True)
-        counter._block_entered = False
+        return out
 
     def block_pre_hook(module, args):
         counter._block_entered = True
 
-    handles = [
-        dm.register_forward_pre_hook(outer_pre_hook, with_kwargs=True),
-        dm.register_forward_hook(outer_post_hook, with_kwargs=True),
-        # every module of those blocks: a UNet runs its TimestepEmbedSequential's layers one by one, never the block
-        *(module.register_forward_pre_hook(block_pre_hook)
-          for block in first_blocks(dm) for module in block.modules()),
-    ]
+    # every module of those blocks: a UNet runs its TimestepEmbedSequential's layers one by one, never the block
+    handles = [module.register_forward_pre_hook(block_pre_hook)
+               for block in first_blocks(base.diffusion_model) for module in block.modules()]
+    base.apply_model = counting_apply_model
     try:
         yield counter
     finally:
+        del base.apply_model
         for handle in handles:
             handle.remove()
 
@@ -798,3 +808,126 @@ def record_diffusion_model_args(model: Any) -> tuple[Any, list[tuple[tuple, dict
     clone = patcher.clone()
     clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "comfy_host.record", wrapper)
     return clone, records
+
+
+# ------------------------------------------------------------------------- hook-point models (tests of the hooks)
+# Models that reach L2P only through APPLY_MODEL (SD3, PixArt, a Nunchaku-like replacement of diffusion_model) and
+# the LTX models (transformer_options sixth of seven positional arguments; LTX-2's list latents). Built like the
+# families above (supported_models config -> get_model -> ModelPatcher, seeded weights), kept in their own table.
+
+
+class HookModel(enum.Enum):
+    """Tiny models for the hook-point tests; value = the ``comfy.supported_models`` class name."""
+
+    SD3 = "SD3"
+    PIXART = "PixArtAlpha"
+    LTXV = "LTXV"
+    LTXAV = "LTXAV"  # LTX-2: [video, audio] latents, ComfyUI 0.33 and later
+
+
+@dataclasses.dataclass(frozen=True)
+class HookModelSpec:
+    unet_config: Mapping[str, Any]  # as ComfyUI's model detection writes it for a checkpoint of this shape
+    base_class: str  # the comfy.model_base class sampling it
+    cond: CondSpec
+    latent_shapes: tuple[tuple[int, ...], ...]  # per part, batch 1; two parts: a NestedTensor latent (LTX-2)
+    random_buffers: tuple[str, ...] = ()  # buffers a checkpoint fills and the model leaves uninitialised
+
+
+HOOK_MODEL_SPECS: dict[HookModel, HookModelSpec] = {
+    # comfy/model_detection.py's mmdit branch: hidden size 64 * depth, pos_embed from the checkpoint
+    HookModel.SD3: HookModelSpec(
+        {"in_channels": 16, "out_channels": 16, "patch_size": 2, "depth": 2, "input_size": None,
+         "adm_in_channels": 8, "num_patches": 256, "pos_embed_max_size": 16, "pos_embed_scaling_factor": None,
+         "x_block_self_attn_layers": [],
+         "context_embedder_config": {"target": "torch.nn.Linear", "params": {"in_features": 16, "out_features": 128}}},
+        "SD3", CondSpec(16, 8, None), ((1, 16, 8, 8),), random_buffers=("pos_embed",)),
+    # PixArt-alpha (EPS prediction, micro-conditions: hidden size divisible by 3); its positional embedding needs
+    # (H + W) / 2 >= 33 latent pixels
+    HookModel.PIXART: HookModelSpec(
+        {"image_model": "pixart_alpha", "micro_condition": True, "patch_size": 2, "in_channels": 4, "hidden_size": 96,
+         "num_heads": 2, "depth": 1, "caption_channels": 16, "model_max_length": 8, "input_size": 16,
+         "pe_interpolation": None},
+        "PixArt", CondSpec(16, None, None), ((1, 4, 32, 40),)),
+    HookModel.LTXV: HookModelSpec(
+        {"image_model": "ltxv", "in_channels": 128, "num_layers": 1, "attention_head_dim": 32,
+         "num_attention_heads": 2, "cross_attention_dim": 64, "caption_channels": 16},
+        "LTXV", CondSpec(16, None, None, attention_mask=True), ((1, 128, 2, 4, 4),)),
+    # the text connectors at 2 x 8 (their default is 30 x 128); the audio latent is (B, 8 channels, T, 16 bins)
+    HookModel.LTXAV: HookModelSpec(
+        {"image_model": "ltxav", "in_channels": 128, "audio_in_channels": 128, "num_layers": 1,
+         "attention_head_dim": 32, "num_attention_heads": 2, "cross_attention_dim": 64,
+         "audio_attention_head_dim": 32, "audio_num_attention_heads": 2, "audio_cross_attention_dim": 64,
+         "caption_channels": 16, "connector_attention_head_dim": 8, "connector_num_attention_heads": 2,
+         "connector_num_layers": 1},
+        "LTXAV", CondSpec(16, None, None), ((1, 128, 2, 4, 4), (1, 8, 3, 16))),
+}
+
+
+def host_has(kind: HookModel) -> bool:
+    """Whether the host's ComfyUI has this model (LTX-2 arrived after 0.3.64)."""
+    return getattr(bootstrap().supported_models, kind.value, None) is not None
+
+
+def tiny_hook_model(kind: HookModel, seed: int = 0) -> TinyModel:
+    """A tiny ``kind`` model with seeded random weights; ComfyHostError when the host has no such model."""
+    comfy = bootstrap()
+    spec = HOOK_MODEL_SPECS[kind]
+    config_cls = getattr(comfy.supported_models, kind.value, None)
+    if config_cls is None:
+        raise ComfyHostError(f"ComfyUI {comfyui_version(comfy.path)} has no supported_models.{kind.value}")
+    if not config_cls.matches(dict(spec.unet_config)):
+        raise ComfyHostError(f"{dict(spec.unet_config)} does not match supported_models.{kind.value}")
+    model_config = config_cls(dict(spec.unet_config))
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model({}, "").to(comfy.model_management.unet_offload_device())
+    init_weights(model.diffusion_model, seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+    with torch.no_grad():
+        for name in spec.random_buffers:
+            buffer = model.diffusion_model.get_buffer(name)
+            buffer.copy_(torch.randn(buffer.shape, generator=gen) * 0.1)
+    patcher = comfy.model_patcher.ModelPatcher(
+        model,
+        load_device=comfy.model_management.get_torch_device(),
+        offload_device=comfy.model_management.unet_offload_device(),
+    )
+    return as_tiny(patcher)
+
+
+def hook_model_latent(tiny: TinyModel, batch: int = 1):
+    """Zeros in the model's latent layout: a tensor, or a NestedTensor of the parts (LTX-2's video and audio)."""
+    shapes = [(batch, *shape[1:]) for shape in HOOK_MODEL_SPECS[tiny.family].latent_shapes]
+    if len(shapes) == 1:
+        return torch.zeros(shapes[0])
+    from comfy.nested_tensor import NestedTensor  # ComfyUI 0.33 and later, with the models that need it
+
+    return NestedTensor([torch.zeros(shape) for shape in shapes])
+
+
+def latent_parts(latent) -> list[torch.Tensor]:
+    """A sampler's output as a list of tensors (one for a tensor, the parts of a NestedTensor)."""
+    return list(latent.unbind()) if getattr(latent, "is_nested", False) else [latent]
+
+
+class NunchakuLikeFlux(torch.nn.Module):
+    """What Nunchaku's FLUX loader does to a model, with ComfyUI's own transformer inside: its own class in place of
+    ``diffusion_model``, a ``dtype`` attribute, ``forward(x, timestep, context, y, guidance, control=None,
+    transformer_options={}, **kwargs)`` that runs the transformer directly, never through the DIFFUSION_MODEL
+    wrapper (nunchaku-tech/ComfyUI-nunchaku, wrappers/flux.py, ComfyFluxWrapper)."""
+
+    def __init__(self, flux: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = flux
+        self.dtype = flux.dtype
+
+    def forward(self, x, timestep, context, y=None, guidance=None, control=None, transformer_options={}, **kwargs):
+        return self.model._forward(x, timestep, context, y=y, guidance=guidance, control=control,
+                                   transformer_options=transformer_options, **kwargs)
+
+
+def nunchaku_like_flux(seed: int = 0) -> TinyModel:
+    """A tiny FLUX whose ``diffusion_model`` is replaced the way Nunchaku replaces it."""
+    tiny = tiny_flux(seed=seed)
+    tiny.patcher.model.diffusion_model = NunchakuLikeFlux(tiny.patcher.model.diffusion_model)
+    return tiny

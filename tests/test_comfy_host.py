@@ -297,6 +297,8 @@ def test_counter_tells_skipped_calls_from_real_passes(flux, comfy):
     assert counter.forwards == 1
     assert [c.computed for c in counter.calls] == [True] + [False] * (STEPS - 1)
     assert not dm._forward_pre_hooks and not dm._forward_hooks  # hooks removed on exit
+    assert "apply_model" not in flux.patcher.model.__dict__
+    assert not any(m._forward_pre_hooks for b in comfy_host.first_blocks(dm) for m in b.modules())
 
 
 def diffusion_model_args(diffusion_model: torch.nn.Module) -> tuple[str, ...]:

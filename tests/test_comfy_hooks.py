@@ -1,0 +1,383 @@
+"""Where L2P hooks, inside real ComfyUI sampling on tiny models built from ComfyUI's own classes: models that reach
+it only through APPLY_MODEL (SD3, PixArt, a Nunchaku-like replacement of diffusion_model), the LTX models
+(transformer_options sixth of seven arguments; LTX-2's list latents, where the host has it), the two hooks against
+each other, torch.compile, what other packs' wrappers see, and the runs and models no hook reaches.
+Skipped, with the reason printed, when COMFYUI_PATH is unset."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import comfy_host
+from comfy_host import HookModel
+
+pytestmark = pytest.mark.comfy
+
+DEFAULTS = dict(method="TaylorSeer order 1", time_axis="step", speedup=2.5, placement="even", warmup_steps=2,
+                compute_last_step=False, residual_budget=0.05, history_device="model device", spectrum_degree=4,
+                spectrum_lambda=0.1, spectrum_blend=0.5)
+PLANNED = [0, 1, 4, 7]  # 10 steps at speedup 2.5: K = 4, warm-up 0 and 1, then equal gaps
+
+
+@pytest.fixture(scope="module")
+def pack(comfy):
+    return comfy_host.load_pack_in_comfyui()
+
+
+def glue(pack):
+    return pack.module.nodes
+
+
+def forecast_cache(pack, model, hook: str | None = None, **overrides):
+    """Forecast Cache on ``model``: through the node (every hook that reaches the model, one chosen per run), or
+    installed at ``hook`` (a HookPoint name) only."""
+    inputs = {**DEFAULTS, **overrides}
+    patcher = comfy_host.as_tiny(model).patcher if isinstance(model, comfy_host.TinyModel) else model
+    if hook is None:
+        (patched,) = comfy_host.run_node(pack.nodes["L2PForecastCache"], model=patcher, **inputs)
+        return patched
+    holder = glue(pack).setups.forecast_cache_holder(
+        method=inputs["method"], time_axis=inputs["time_axis"], speedup=inputs["speedup"],
+        placement=inputs["placement"], warmup=inputs["warmup_steps"], compute_last=inputs["compute_last_step"],
+        residual_budget=inputs["residual_budget"], history_device=inputs["history_device"],
+        spectrum_degree=inputs["spectrum_degree"], spectrum_lambda=inputs["spectrum_lambda"],
+        spectrum_blend=inputs["spectrum_blend"],
+    )
+    return glue(pack).cache_nodes.install(patcher, holder, hooks=(glue(pack).hook_points.HookPoint[hook],))
+
+
+def last_report(patched):
+    return patched.model_options["transformer_options"]["l2p"].reports[-1]
+
+
+def wrapper_types(patched) -> set[str]:
+    """The wrapper types our key is registered for on a patched model."""
+    key = "comfyui_l2p"
+    return {t for t, entries in patched.wrappers.items() if key in entries}
+
+
+def sample(model, tiny, **kwargs):
+    return comfy_host.sample(model, latent=comfy_host.hook_model_latent(tiny) if tiny.family in HookModel else None,
+                             **kwargs)
+
+
+def equal(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(comfy_host.latent_parts(a), comfy_host.latent_parts(b), strict=True))
+
+
+# ------------------------------------------------------------------ models reached through APPLY_MODEL, LTX
+
+
+def build(kind: str, seed: int) -> comfy_host.TinyModel:
+    if kind == "nunchaku-like FLUX":
+        return comfy_host.nunchaku_like_flux(seed=seed)
+    model = HookModel[kind]
+    if not comfy_host.host_has(model):
+        pytest.skip(f"ComfyUI {comfy_host.comfyui_version(comfy_host.comfyui_path())} has no {model.value}")
+    return comfy_host.tiny_hook_model(model, seed=seed)
+
+
+# the hook each model's runs take by default: APPLY_MODEL where the transformer never calls DIFFUSION_MODEL
+KINDS = {"SD3": "apply_model", "PIXART": "apply_model", "nunchaku-like FLUX": "apply_model",
+         "LTXV": "diffusion_model", "LTXAV": "diffusion_model"}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_real_passes_equal_the_schedule_under_cfg(pack, kind):
+    tiny = build(kind, seed=1)
+    patched = forecast_cache(pack, tiny)
+    with comfy_host.count_passes(tiny) as counter:
+        out = sample(patched, tiny, steps=10, cfg=3.0, seed=3)
+    report = last_report(patched)
+    assert report.status == "finished" and report.reached_hook and report.notes == []
+    assert report.hook.split()[0] == KINDS[kind]
+    assert counter.dm_calls == 10 and counter.forwards == 4  # cond and uncond in one call per step
+    assert report.streams["cond"].computed == report.streams["uncond"].computed == PLANNED
+    assert all(torch.isfinite(part).all() for part in comfy_host.latent_parts(out))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_speedup_one_is_bit_identical(pack, kind):
+    tiny = build(kind, seed=2)
+    ref = sample(tiny.patcher, tiny, steps=6, cfg=1.0, seed=5)
+    out = sample(forecast_cache(pack, tiny, speedup=1.0), tiny, steps=6, cfg=1.0, seed=5)
+    assert equal(ref, out)
+
+
+@pytest.mark.parametrize("hook", ["APPLY_MODEL", "DIFFUSION_MODEL"])
+def test_ltx2_forecasts_each_part_of_the_list_from_its_own_history(pack, hook):
+    """TaylorSeer order 1 on the step axis with steps 0 and 1 computed: step 2's output is 2 F1 - F0, for the
+    video and the audio part alike, and ComfyUI packs it like a computed output."""
+    import comfy.utils
+
+    tiny = build("LTXAV", seed=3)
+    raw, seen = [], []
+
+    def record_raw(executor, *args, **kwargs):  # DIFFUSION_MODEL, outside ours: the list the transformer returns
+        out = executor(*args, **kwargs)
+        raw.append([part.clone() for part in out])
+        return out
+
+    def record_apply(executor, *args, **kwargs):  # APPLY_MODEL, outside ours: packed x, sigma, denoised
+        denoised = executor(*args, **kwargs)
+        seen.append((args[0], args[1], denoised))
+        return denoised
+
+    patched = forecast_cache(pack, tiny, hook=hook, speedup=3.0).clone()  # 6 steps, K = 2: steps 0 and 1 computed
+    patched.add_wrapper_with_key("diffusion_model", "test.raw", record_raw)
+    patched.add_wrapper_with_key("apply_model", "test.apply", record_apply)
+    sample(patched, tiny, steps=6, cfg=1.0, seed=4)
+    assert last_report(patched).streams["cond"].computed == [0, 1] and len(seen) == 6
+    expected = [2 * f1 - f0 for f0, f1 in zip(raw[0], raw[1])]
+    if hook == "DIFFUSION_MODEL":  # wrappers outside ours see the forecast list itself
+        assert len(raw) == 6
+        for got, want in zip(raw[2], expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    else:  # the transformer's wrappers ran on computed steps only; apply_model's output carries the forecast
+        assert len(raw) == 2
+    x, sigma, denoised = seen[2]
+    velocity = (x - denoised) / sigma.reshape(-1, 1, 1)  # flow models: denoised = x - sigma * v
+    torch.testing.assert_close(velocity, comfy.utils.pack_latents(expected)[0], rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------- the two hooks against each other
+
+
+BOTH_HOOKS = {
+    "FLUX": lambda seed: comfy_host.tiny_flux(seed=seed),
+    "Qwen-Image": lambda seed: comfy_host.tiny_qwen_image(seed=seed),
+    "HunyuanVideo": lambda seed: comfy_host.tiny_hunyuan_video(seed=seed),
+    "LTXV": lambda seed: build("LTXV", seed),
+    "LTX-2": lambda seed: build("LTXAV", seed),
+}
+
+
+@pytest.mark.parametrize("name", list(BOTH_HOOKS))
+def test_both_hooks_forecast_the_same(pack, name):
+    tiny = BOTH_HOOKS[name](11)
+    results = {}
+    for hook in ("APPLY_MODEL", "DIFFUSION_MODEL"):
+        patched = forecast_cache(pack, tiny, hook=hook)
+        assert wrapper_types(patched) == {"outer_sample", hook.lower()}
+        with comfy_host.count_passes(tiny) as counter:
+            out = sample(patched, tiny, steps=10, cfg=3.0, seed=6)
+        report = last_report(patched)
+        results[hook] = (out, counter.forwards, report.streams["cond"].residuals, report.streams["uncond"].forecast)
+    (a, fa, ra, sa), (d, fd, rd, sd) = results["APPLY_MODEL"], results["DIFFUSION_MODEL"]
+    assert fa == fd == 4 and sa == sd and ra.keys() == rd.keys() and len(ra) > 0
+    assert equal(a, d)  # the same tensor forecast from the same history: bit for bit
+    assert all(ra[s] == rd[s] for s in ra)
+
+
+def test_sd3_under_the_diffusion_model_hook_is_reported_as_never_reached(pack):
+    """What SD3 was before this hook: accepted, never reaching the wrapper; now it says so instead of nothing."""
+    tiny = build("SD3", seed=12)
+    patched = forecast_cache(pack, tiny, hook="DIFFUSION_MODEL")
+    with comfy_host.count_passes(tiny) as counter:
+        out = sample(patched, tiny, steps=6, cfg=1.0, seed=1)
+    report = last_report(patched)
+    assert counter.forwards == 6 and not report.reached_hook
+    assert report.notes == [glue(pack).report.NOT_REACHED]
+    assert equal(out, sample(tiny.patcher, tiny, steps=6, cfg=1.0, seed=1))
+
+
+# -------------------------------------------------------------------------- what other packs' wrappers see
+
+
+@pytest.mark.parametrize("others_first", [True, False], ids=["others-applied-first", "others-applied-after"])
+@pytest.mark.parametrize("hook, inside", [(None, 10), ("APPLY_MODEL", 4)], ids=["default-hook", "apply-model-hook"])
+def test_what_other_packs_wrappers_see(pack, others_first, hook, inside):
+    """Their APPLY_MODEL wrappers see every step; their DIFFUSION_MODEL wrappers every call under the default
+    DIFFUSION_MODEL hook (tests/test_comfy_runtime.py pins its order), computed steps only under APPLY_MODEL."""
+    tiny = comfy_host.tiny_flux(seed=13)
+    seen = {"apply_model": 0, "diffusion_model": 0}
+
+    def counting(kind):
+        def wrapper(executor, *args, **kwargs):
+            seen[kind] += 1
+            return executor(*args, **kwargs)
+        return wrapper
+
+    def add_others(model):
+        model = model.clone()
+        for kind in seen:
+            model.add_wrapper_with_key(kind, f"other.{kind}", counting(kind))
+        return model
+
+    if others_first:
+        patched = forecast_cache(pack, add_others(tiny.patcher), hook=hook)
+    else:
+        patched = add_others(forecast_cache(pack, tiny, hook=hook))
+    comfy_host.sample(patched, steps=10, cfg=1.0, seed=2)
+    assert seen == {"apply_model": 10, "diffusion_model": inside}
+
+
+def test_a_wrapper_that_bypasses_apply_model_leaves_the_run_reported_as_never_reached(pack):
+    tiny = comfy_host.nunchaku_like_flux(seed=14)  # reached through APPLY_MODEL only
+
+    def bypass(executor, *args, **kwargs):  # runs _apply_model itself, skipping the wrappers after it
+        return executor.class_obj._apply_model(*args, **kwargs)
+
+    patched = forecast_cache(pack, tiny).clone()
+    patched.add_wrapper_with_key("apply_model", "other.bypass", bypass)
+    with comfy_host.count_passes(tiny) as counter:
+        comfy_host.sample(patched, steps=5, cfg=1.0, seed=2)
+    report = last_report(patched)
+    assert counter.forwards == 5 and report.status == "finished" and not report.reached_hook
+    assert glue(pack).report.NOT_REACHED in report.summary()
+
+
+# ---------------------------------------------------------------------------------------- graph time
+
+
+def test_a_model_no_hook_reaches_is_refused_at_graph_time_naming_it(pack):
+    tiny = comfy_host.nunchaku_like_flux(seed=15)
+    base = tiny.patcher.model
+
+    class WithoutWrappers(type(base)):  # a third-party BaseModel whose apply_model skips ComfyUI's wrappers
+        def apply_model(self, x, t, **kwargs):
+            return self._apply_model(x, t, **kwargs)
+
+    base.__class__ = WithoutWrappers
+    with pytest.raises(Exception, match=r"cannot drive the model WithoutWrappers \(diffusion model \S*NunchakuLikeFlux\)"
+                                        r".*every model ComfyUI samples through its BaseModel.apply_model"):
+        forecast_cache(pack, tiny)
+
+
+# ------------------------------------------------------------------------------------------- torch.compile
+
+
+class CountingBackend:
+    """A torch.compile backend that runs dynamo's graph as traced (no codegen) and counts compiles and runs."""
+
+    def __init__(self) -> None:
+        self.compiles = 0
+        self.graph_runs = 0
+
+    def __call__(self, graph_module, example_inputs):
+        self.compiles += 1
+
+        def run(*args):
+            self.graph_runs += 1
+            return graph_module.forward(*args)
+        return run
+
+
+def host_compile_options() -> dict:
+    """The options the host's TorchCompileModel node passes (0.33 and later: guards on transformer_options off)."""
+    try:
+        from comfy_extras.nodes_torch_compile import skip_torch_compile_dict
+    except ImportError:
+        return {}
+    return {"options": {"guard_filter_fn": skip_torch_compile_dict}}
+
+
+@pytest.fixture(scope="module")
+def compiled(comfy):
+    """A tiny FLUX compiled the way core TorchCompileModel compiles it, and its compiled 10-step run.
+
+    FLUX's attention is swapped for torch's SDPA here (ComfyUI's choice on a GPU): on a CPU ComfyUI picks
+    sub-quadratic attention, which asks psutil for free memory inside the forward and gives dynamo a graph break
+    per block (20 graphs, about 45 s per compile on this machine)."""
+    import comfy.ldm.flux.math
+    import comfy.ldm.modules.attention
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(comfy.ldm.flux.math, "optimized_attention", comfy.ldm.modules.attention.attention_pytorch)
+        tiny = comfy_host.tiny_flux(seed=16)
+        backend = CountingBackend()
+
+        def compile_model(model):
+            model = model.clone()
+            set_torch_compile_wrapper(model, backend=backend, **host_compile_options())
+            return model
+
+        model = compile_model(tiny.patcher)
+        reference = comfy_host.sample(model, steps=10, cfg=1.0, seed=1)
+        assert backend.compiles >= 1 and backend.graph_runs == 10
+        yield tiny, model, compile_model, backend, reference
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("order", ["compile-then-L2P", "L2P-then-compile"])
+def test_compile_forecast_steps_never_run_the_compiled_model_and_nothing_recompiles_per_step(pack, compiled, order):
+    from torch._dynamo.utils import counters
+
+    tiny, compiled_model, compile_model, backend, _ = compiled
+    patched = (forecast_cache(pack, compiled_model) if order == "compile-then-L2P"
+               else compile_model(forecast_cache(pack, tiny)))
+    eager = comfy_host.sample(forecast_cache(pack, tiny), steps=10, cfg=1.0, seed=1)
+    breaks = sum(counters["graph_break"].values())
+    compiles = [backend.compiles]
+    for _ in range(2):
+        before = backend.graph_runs
+        out = comfy_host.sample(patched, steps=10, cfg=1.0, seed=1)
+        compiles.append(backend.compiles)
+        report = last_report(patched)
+        assert backend.graph_runs - before == 4 == report.transformer_calls  # computed steps only
+        assert report.streams["cond"].computed == PLANNED and report.reached_hook
+        assert report.hook == "apply_model (torch.compile: outside the compiled region)"
+        assert torch.equal(out, eager)  # compiled passes, the same forecasts
+    # adding L2P's entries to the options compiles at most once more (0.3.64 guards on them; 0.33's node does not),
+    # and a second run compiles nothing
+    assert compiles[1] - compiles[0] <= 1 and compiles[2] == compiles[1]
+    assert sum(counters["graph_break"].values()) == breaks
+
+
+def test_compile_speedup_one_is_bit_identical_to_the_compiled_model(pack, compiled):
+    tiny, compiled_model, _, backend, reference = compiled
+    before = backend.graph_runs
+    out = comfy_host.sample(forecast_cache(pack, compiled_model, speedup=1.0), steps=10, cfg=1.0, seed=1)
+    assert backend.graph_runs - before == 10 and torch.equal(out, reference)
+
+
+# ----------------------------------------------------------------------- calibration with list outputs
+
+
+@pytest.mark.parametrize("kind", ["LTXV", "LTXAV", "SD3"])
+def test_calibrate_then_cache_end_to_end(pack, l2p_dir, kind):
+    tiny = build(kind, seed=17)
+    (cal,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name="cal.safetensors",
+                                 ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
+    for seed in range(2):
+        sample(cal, tiny, steps=8, cfg=1.0, seed=seed)
+    pf = pack.module.predictors.load_predictor_file(os.path.join(l2p_dir, "cal.safetensors"))
+    assert pf.sample_count == 2 and pf.steps == 8
+    # SD3's transformer subclasses a class named MMDiT like AuraFlow's: it is its own family
+    assert pf.model_family == {"LTXV": "ltxv", "LTXAV": "ltx2", "SD3": "sd3"}[kind]
+    (cached,) = comfy_host.run_node(
+        pack.nodes["L2PCache"], model=tiny.patcher, predictor_file="cal.safetensors", speedup=2.5,
+        placement="optimized", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
+        history_device="model device", predictor="direct", step_grid_mismatch="refuse")
+    with comfy_host.count_passes(tiny) as counter:
+        out = sample(cached, tiny, steps=8, cfg=1.0, seed=5)
+    assert counter.forwards == 3 == len(last_report(cached).planned_computed)
+    assert all(torch.isfinite(part).all() for part in comfy_host.latent_parts(out))
+
+
+# ----------------------------------------------------------------------------------------- the cost script
+
+
+def test_hook_cost_script_measures_every_variant(comfy, capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "hook_cost.py"
+    spec = importlib.util.spec_from_file_location("hook_cost", script)
+    hook_cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook_cost)
+    assert hook_cost.main(["--steps", "10", "--repeats", "1", "--sizes", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split(" | ") for line in lines if line.startswith(("| tiny", "| null"))]
+    assert len(rows) == 2 * 5
+    calls = {(row[0].strip("| "), row[1]): row[2] for row in rows}
+    for model in ("tiny FLUX 8x8", "null transformer 8x8"):
+        assert calls[(model, "no L2P")] == "10 / 0"
+        for hook in ("APPLY_MODEL", "DIFFUSION_MODEL"):
+            assert calls[(model, f"{hook} hook, speedup 1")] == "10 / 0"
+            assert calls[(model, f"{hook} hook, speedup 5")] == "2 / 8"
