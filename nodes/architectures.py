@@ -10,6 +10,8 @@ import functools
 import inspect
 from dataclasses import dataclass
 
+from ..predictors.errors import UnsupportedModelError
+
 
 @dataclass(frozen=True)
 class Family:
@@ -30,10 +32,6 @@ FAMILIES: tuple[Family, ...] = (
     Family("cosmos", ("GeneralDIT", "MiniTrainDIT"), "Cosmos"),
     Family("aura", ("MMDiT",), "AuraFlow"),
 )
-
-
-class UnsupportedModelError(ValueError):
-    pass
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,6 +11,7 @@ from comfy.patcher_extension import WrappersMP
 
 from . import calibrate_setup, files, l2p_setup, setups
 from .architectures import family_of
+from .node_errors import FORECAST_CACHE, L2P_CACHE, L2P_CALIBRATE, raised_by
 from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
 CATEGORY = "model_patches/L2P"
@@ -55,7 +56,7 @@ class L2PCache(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="L2PCache",
-            display_name="L2P Cache",
+            display_name=L2P_CACHE,
             category=CATEGORY,
             description="Skips most transformer passes and forecasts their output with a calibrated linear"
                         " predictor (L2P). Put it between the model loader (and LoRAs) and the sampler.",
@@ -78,12 +79,13 @@ class L2PCache(io.ComfyNode):
     @classmethod
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
                 history_device, predictor, step_grid_mismatch) -> io.NodeOutput:
-        holder = l2p_setup.l2p_cache_holder(
-            files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
-            compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-            mode=predictor, grid_policy=step_grid_mismatch,
-        )
-        return io.NodeOutput(install(model, holder))
+        with raised_by(L2P_CACHE):
+            holder = l2p_setup.l2p_cache_holder(
+                files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
+                compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
+                mode=predictor, grid_policy=step_grid_mismatch,
+            )
+            return io.NodeOutput(install(model, holder))
 
 
 class L2PForecastCache(io.ComfyNode):
@@ -115,12 +117,13 @@ class L2PForecastCache(io.ComfyNode):
     @classmethod
     def execute(cls, model, method, time_axis, speedup, placement, warmup_steps, compute_last_step, residual_budget,
                 history_device, spectrum_degree, spectrum_lambda, spectrum_blend) -> io.NodeOutput:
-        holder = setups.forecast_cache_holder(
-            method=method, time_axis=time_axis, speedup=speedup, placement=placement, warmup=warmup_steps,
-            compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-            spectrum_degree=spectrum_degree, spectrum_lambda=spectrum_lambda, spectrum_blend=spectrum_blend,
-        )
-        return io.NodeOutput(install(model, holder))
+        with raised_by(FORECAST_CACHE):
+            holder = setups.forecast_cache_holder(
+                method=method, time_axis=time_axis, speedup=speedup, placement=placement, warmup=warmup_steps,
+                compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
+                spectrum_degree=spectrum_degree, spectrum_lambda=spectrum_lambda, spectrum_blend=spectrum_blend,
+            )
+            return io.NodeOutput(install(model, holder))
 
 
 class L2PCalibrate(io.ComfyNode):
@@ -128,7 +131,7 @@ class L2PCalibrate(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="L2PCalibrate",
-            display_name="L2P Calibrate",
+            display_name=L2P_CALIBRATE,
             category=CATEGORY,
             description="Runs every step for real, records what L2P needs and creates or extends a predictor file"
                         " in models/l2p/ after every sampling run. Run a handful of prompts and seeds.",
@@ -151,10 +154,12 @@ class L2PCalibrate(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, file_name, ridge_lambda, mode, on_policy_speedup) -> io.NodeOutput:
-        holder = calibrate_setup.calibrate_holder(
-            files.calibration_target(file_name), ridge=ridge_lambda, mode=mode, on_policy_speedup=on_policy_speedup,
-        )
-        return io.NodeOutput(install(model, holder))
+        with raised_by(L2P_CALIBRATE):
+            holder = calibrate_setup.calibrate_holder(
+                files.calibration_target(file_name), ridge=ridge_lambda, mode=mode,
+                on_policy_speedup=on_policy_speedup,
+            )
+            return io.NodeOutput(install(model, holder))
 
 
 NODES: list[type[io.ComfyNode]] = [L2PCache, L2PCalibrate, L2PForecastCache]

@@ -16,6 +16,7 @@ from ..predictors.calibration.recorder import TrajectoryRecorder
 from ..predictors.files.calibration_file import extend_calibration_file, stats_from_file
 from ..predictors.forecasters.fora import Fora
 from ..predictors.engine.grid import StepGrid
+from ..predictors.errors import CalibrationError
 from ..predictors.files.predictor_file import PredictorFileError
 from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules.placements import Placement, computed_count, expected_final_error, optimized_schedule
@@ -23,6 +24,7 @@ from ..predictors.calibration.trajectory_sample import TrajectorySampler
 from .architectures import family_of
 from .cfg_record import cfg_record
 from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder
+from .node_errors import L2P_CALIBRATE
 from .plans import EveryStepPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -58,8 +60,8 @@ class CalibrationRecorder:
             self.latent_channels = int(next(iter(outputs.values())).shape[1])
         missing = set(self.recorder.roles) ^ set(outputs)
         if missing:
-            raise ValueError(
-                f"L2P Calibrate: step {step} has conditionings {sorted(outputs)} but the run started with"
+            raise CalibrationError(
+                f"step {step} has conditionings {sorted(outputs)} but the run started with"
                 f" {list(self.recorder.roles)}; keep the positive/negative setup fixed during a calibration run."
             )
         self.recorder.record(step, outputs)
@@ -141,4 +143,4 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
             return RunPieces(predictor, plan, calibration=sink)
         return dataclasses.replace(pieces, calibration=sink)
 
-    return L2PHolder("L2P Calibrate", f"{mode.value} -> {os.path.basename(path)}", start_run)
+    return L2PHolder(L2P_CALIBRATE, f"{mode.value} -> {os.path.basename(path)}", start_run)

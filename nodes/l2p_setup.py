@@ -29,6 +29,7 @@ from ..predictors.calibration.trajectory_sample import TrajectorySample
 from ..predictors.calibration.transfer import resample_gram
 from .architectures import family_of
 from .cfg_record import calibrated_cfg_scales
+from .node_errors import L2P_CACHE
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
 from .setups import (
@@ -208,7 +209,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
             predictor = L2PRollout(fit_paper_adam(gram, elements=float(stats.element_count * len(stats.roles))))
         return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)
 
-    return L2PHolder("L2P Cache", f"L2P {mode.value} ({name})", start_run)
+    return L2PHolder(L2P_CACHE, f"L2P {mode.value} ({name})", start_run)
 
 
 # LESA models trained this session, by file identity: training takes tens of seconds, so a graph that re-runs

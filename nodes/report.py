@@ -24,6 +24,8 @@ class ForcedReason(enum.Enum):
     REPEAT = "second evaluation of a step (multi-evaluation sampler)"
     NO_HISTORY = "stream without history (a conditioning that was not computed before)"
     ADAPTIVE = "residual budget of the adaptive schedule"
+    NON_FINITE_OUTPUT = "the model's output held NaN/inf at an earlier step: forecasting stopped for this run"
+    NON_FINITE_FORECAST = "the forecast held NaN/inf values (overflow in the output's dtype): computed instead"
 
 
 @dataclass

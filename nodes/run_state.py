@@ -18,6 +18,9 @@ import torch
 
 from ..predictors import ForecastEngine, StepGrid
 from ..predictors.engine.linear_predictor import LinearPredictor
+from ..predictors.errors import CalibrationError
+from .node_errors import raised_by
+from .output_guard import all_finite, bad_streams, refuse_for_calibration, stop_forecasting_note
 from .report import ForcedReason, RunReport, publish
 
 HOLDER_KEY = "l2p"  # transformer_options entry holding the node's setup (deep-copied with model clones)
@@ -117,6 +120,7 @@ class RunState:
         self._names: dict[Hashable, str] = {}
         self._pending_step: int | None = None
         self._pending: dict[str, torch.Tensor] = {}
+        self._stopped_at: int | None = None  # a step whose output held NaN/inf (caches): nothing forecast after it
 
     # ------------------------------------------------------------------ one transformer call
     def __call__(self, executor, args: tuple, kwargs: dict, to: dict):
@@ -143,13 +147,22 @@ class RunState:
         if not compute and not all(self.engine.has_history(k) for k in keys):
             self.report.force(step, sigma, ForcedReason.NO_HISTORY)
             compute = True
-        if compute:
-            out = executor(*args, **kwargs)
-            self.report.transformer_calls += 1
+        if not compute:
+            chunks = [self.engine.forecast(k, step) for k in keys]
+            forecast = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
+            if all_finite(forecast):
+                return self._forecast_taken(executor, args, kwargs, step, sigma, names, forecast)
+            self.report.force(step, sigma, ForcedReason.NON_FINITE_FORECAST)  # never hand NaN to the sampler
+        out = executor(*args, **kwargs)
+        self.report.transformer_calls += 1
+        if all_finite(out):
             self._observe(step, keys, names, out)
-            return out
-        chunks = [self.engine.forecast(k, step) for k in keys]
-        forecast = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
+        else:
+            self._non_finite_output(step, sigma, names, out)
+        return out
+
+    def _forecast_taken(self, executor, args, kwargs, step: int, sigma: float, names: list[str],
+                        forecast: torch.Tensor) -> torch.Tensor:
         self.report.forecast_calls += 1
         for name in names:
             self.report.stream(name).forecast.append(step)
@@ -157,11 +170,25 @@ class RunState:
         if calib is not None and calib.on_policy:
             truth = executor(*args, **kwargs)  # on-policy calibration: follow the forecast, record the truth
             self.report.transformer_calls += 1
-            self._record_truth(step, names, truth, len(uuids))
+            if not all_finite(truth):
+                self._non_finite_output(step, sigma, names, truth)
+            self._record_truth(step, names, truth, len(names))
         return forecast
+
+    def _non_finite_output(self, step: int, sigma: float, names: list[str], out: torch.Tensor) -> None:
+        """A computed output holding NaN/inf (see output_guard.py): calibration stops, caches stop forecasting."""
+        streams = bad_streams(names, out)
+        if self.pieces.calibration is not None:
+            raise refuse_for_calibration(step, self.grid.num_steps, sigma, streams)
+        if self._stopped_at is None:
+            self._stopped_at = step
+            self.report.notes.append(stop_forecasting_note(step, self.grid.num_steps, sigma, streams))
 
     def _decide(self, step: int, sigma: float) -> bool:
         decided = self._decisions.get(step)
+        if decided is None and self._stopped_at is not None:
+            decided = self._decisions[step] = True
+            self.report.force(step, sigma, ForcedReason.NON_FINITE_OUTPUT)
         if decided is None:
             decided, reason = self.pieces.plan.decide(step)
             if decided and reason is not None:
@@ -206,8 +233,8 @@ class RunState:
         self._pending_step = step
         for name, chunk in zip(names, out.chunk(n_chunks, dim=0)):
             if name in self._pending:
-                raise ValueError(
-                    f"L2P Calibrate: step {step} has two '{name}' conditionings; calibration records one positive"
+                raise CalibrationError(
+                    f"step {step} has two '{name}' conditionings; calibration records one positive"
                     f" and at most one negative conditioning. Remove area/combined conditionings while calibrating."
                 )
             self._pending[name] = chunk.detach()
@@ -248,6 +275,12 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
     holder: L2PHolder | None = orig_options.get("transformer_options", {}).get(HOLDER_KEY)
     if holder is None:
         return executor(*args, **kwargs)
+    with raised_by(holder.feature):  # ComfyUI reports these at the sampler node: say which L2P node raised them
+        return _sample_run(holder, guider, executor, args, kwargs)
+
+
+def _sample_run(holder: L2PHolder, guider, executor, args: tuple, kwargs: dict):
+    orig_options = guider.model_options
     sigmas = args[3] if len(args) > 3 else kwargs["sigmas"]
     grid = StepGrid.from_sigmas(sigmas)
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)

@@ -14,6 +14,7 @@ from ..predictors.calibration.fit import DEFAULT_RIDGE
 from ..predictors.engine.grid import StepGrid, TimeAxis
 from ..predictors.forecasters.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
 from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
+from .node_errors import FORECAST_CACHE
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -177,4 +178,4 @@ def forecast_cache_holder(*, method: str, time_axis: str, speedup: float, placem
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         return RunPieces(predictor, make_plan(config, context.grid, order=order), offload=offload)
 
-    return L2PHolder("Forecast Cache", kind.value, start_run)
+    return L2PHolder(FORECAST_CACHE, kind.value, start_run)
