@@ -26,6 +26,7 @@ class Variant:
     build: Callable[[float, str | None], L2PHolder]  # (speedup, calibration file) -> holder
     on_policy: bool = False  # the calibration file is first extended on-policy at this speedup
     cfg_only: bool = False  # differs from another variant only under CFG
+    lesa: bool = False  # needs LESA's trajectory sample in the calibration file (L2P Calibrate's lesa_sample)
 
 
 def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
@@ -100,7 +101,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("L2P on-policy (optimized on the guided error, full cross terms)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, cfg_schedule=setups.CfgSchedule.GUIDED),
             on_policy=True, cfg_only=True),
-    Variant("LESA (even)", True, _l2p(setups.L2PMode.LESA, Placement.EVEN)),
+    Variant("LESA (even)", True, _l2p(setups.L2PMode.LESA, Placement.EVEN), lesa=True),
 )
 
 DEMO_VARIANTS = ("TaylorSeer-1", "Spectrum", "L2P published (Adam, published lists)", "L2P direct (optimized)")

@@ -29,6 +29,30 @@ def install(model, holder: L2PHolder):
     return m
 
 
+def _progress_bar():
+    """A (done, total) callback driving ComfyUI's progress bar on the running node, or None on a ComfyUI without
+    ``comfy.utils.ProgressBar`` (feature-detected, so the node works either way)."""
+    try:
+        from comfy.utils import ProgressBar
+    except ImportError:
+        return None
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = ProgressBar(total)
+        bar.update_absolute(done, total)
+
+    return update
+
+
+def _training_device(model):
+    """Where LESA trains: the model's CUDA device when it has one (seconds instead of a minute), else the CPU."""
+    device = getattr(model, "load_device", None)
+    return device if getattr(device, "type", None) == "cuda" else "cpu"
+
+
 def _schedule_inputs(default_placement: str, placements: list[str], default_warmup: int) -> list:
     return [
         io.Float.Input("speedup", default=5.0, min=1.0, max=25.0, step=0.01,
@@ -67,8 +91,7 @@ class L2PCache(io.ComfyNode):
                                        " weights/. The official L2P weight.txt is accepted too."),
                 *_schedule_inputs("optimized", setups.L2P_PLACEMENTS, setups.DEFAULT_L2P_WARMUP),
                 io.Combo.Input("predictor", options=setups.L2P_MODES, default=setups.L2P_MODES[0],
-                               tooltip="direct: weights over the computed steps, fitted for the schedule in use"
-                                       " (recommended). published: the paper's rollout matrix."),
+                               tooltip=setups.L2P_MODE_TOOLTIP),
                 io.Combo.Input("step_grid_mismatch", options=setups.GRID_POLICIES, default=setups.GRID_POLICIES[0],
                                tooltip="When the run's sigmas differ from the file's: refuse with an error, or"
                                        " resample the calibration to the run's grid."),
@@ -83,7 +106,8 @@ class L2PCache(io.ComfyNode):
             holder = l2p_setup.l2p_cache_holder(
                 files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
                 compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-                mode=predictor, grid_policy=step_grid_mismatch,
+                mode=predictor, grid_policy=step_grid_mismatch, lesa_progress=_progress_bar(),
+                lesa_device=_training_device(model),
             )
             return io.NodeOutput(install(model, holder))
 
@@ -148,16 +172,18 @@ class L2PCalibrate(io.ComfyNode):
                                        " schedule, CFG handling) at the speedup below while recording the truth."),
                 io.Float.Input("on_policy_speedup", default=5.0, min=1.0, max=25.0, step=0.01,
                                tooltip="on-policy mode only: the speedup whose forecasts the run follows."),
+                io.Boolean.Input("lesa_sample", default=False, optional=True,  # older prompts lack it: still valid
+                                 tooltip=setups.LESA_SAMPLE_TOOLTIP),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
-    def execute(cls, model, file_name, ridge_lambda, mode, on_policy_speedup) -> io.NodeOutput:
+    def execute(cls, model, file_name, ridge_lambda, mode, on_policy_speedup, lesa_sample=False) -> io.NodeOutput:
         with raised_by(L2P_CALIBRATE):
             holder = calibrate_setup.calibrate_holder(
                 files.calibration_target(file_name), ridge=ridge_lambda, mode=mode,
-                on_policy_speedup=on_policy_speedup,
+                on_policy_speedup=on_policy_speedup, lesa_sample=lesa_sample,
             )
             return io.NodeOutput(install(model, holder))
 

@@ -1,8 +1,9 @@
 """L2P Calibrate's setup: every step's truth recorded, then added to the predictor file when the run ends.
 
-What the file gains per run: the joint Gram over (stream, step) (``TrajectoryRecorder``) and a fixed-size sample
-of element trajectories for LESA (``TrajectorySampler``). A cancelled run never reaches the file; writes are
-atomic (``calibration_file.extend_calibration_file``).
+What the file gains per run: the joint Gram over (stream, step) (``TrajectoryRecorder``: kilobytes, whatever the
+resolution) and, with ``lesa_sample`` only, a fixed-size sample of element trajectories for LESA
+(``TrajectorySampler``: megabytes, so it is off unless LESA is wanted). A cancelled run never reaches the file;
+writes are atomic (``calibration_file.extend_calibration_file``).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file atomically."""
 
     def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode,
-                 cfg_scale: float | None = None, seed: int = 0, previous_cfg_mode: str | None = None) -> None:
+                 cfg_scale: float | None = None, seed: int = 0, previous_cfg_mode: str | None = None,
+                 lesa_sample: bool = False) -> None:
         self.path, self.grid, self.ridge, self.mode, self.cfg_scale = path, grid, ridge, mode, cfg_scale
         self.previous_cfg_mode = previous_cfg_mode  # the existing file's record, extended by this run
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
@@ -48,7 +50,8 @@ class CalibrationRecorder:
         self.family = family_of(diffusion_model)
         self.model_class = type(diffusion_model).__name__
         self.recorder: TrajectoryRecorder | None = None
-        self.sampler: TrajectorySampler | None = None  # LESA's training data: a fixed-size element sample
+        self.lesa_sample = lesa_sample
+        self.sampler: TrajectorySampler | None = None  # LESA's training data (lesa_sample): an element sample
         self.latent_channels = 0
 
     def record(self, step: int, outputs: dict) -> None:
@@ -56,7 +59,8 @@ class CalibrationRecorder:
             roles = tuple(r for r in ("cond", "uncond") if r in outputs) + tuple(
                 sorted(r for r in outputs if r not in ("cond", "uncond")))
             self.recorder = TrajectoryRecorder(self.grid, roles=roles)
-            self.sampler = TrajectorySampler(self.grid, roles=roles, seed=self.seed)
+            if self.lesa_sample:
+                self.sampler = TrajectorySampler(self.grid, roles=roles, seed=self.seed)
             self.latent_channels = int(next(iter(outputs.values())).shape[1])
         missing = set(self.recorder.roles) ^ set(outputs)
         if missing:
@@ -65,21 +69,24 @@ class CalibrationRecorder:
                 f" {list(self.recorder.roles)}; keep the positive/negative setup fixed during a calibration run."
             )
         self.recorder.record(step, outputs)
-        self.sampler.record(step, outputs)
+        if self.sampler is not None:
+            self.sampler.record(step, outputs)
 
     def finish(self, success: bool, report: RunReport) -> None:
         if self.recorder is None:
             return
         if not success:
             self.recorder.abandon()  # a cancelled run never reaches the file
-            self.sampler.abandon()
+            if self.sampler is not None:
+                self.sampler.abandon()
             report.notes.append(f"calibration run discarded; {self.path} left unchanged")
             return
         stats = self.recorder.finish()
         pf = extend_calibration_file(
             self.path, stats, model_family=self.family, model_class=self.model_class,
             latent_channels=self.latent_channels, ridge=self.ridge, fit_mode=self.mode.value,
-            created_by="ComfyUI-L2P L2P Calibrate", trajectory_sample=self.sampler.finish(),
+            created_by="ComfyUI-L2P L2P Calibrate",
+            trajectory_sample=None if self.sampler is None else self.sampler.finish(),
             cfg_mode=cfg_record(self.previous_cfg_mode, self.recorder.roles, self.cfg_scale),
         )
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
@@ -112,8 +119,10 @@ def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: 
     return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
 
 
-def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float) -> L2PHolder:
-    """L2P Calibrate: every run's truth is added to the file at ``path`` when the run finishes."""
+def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float,
+                     lesa_sample: bool = False) -> L2PHolder:
+    """L2P Calibrate: every run's truth is added to the file at ``path`` when the run finishes; with
+    ``lesa_sample`` also a sample of element trajectories (LESA's training data, megabytes)."""
     mode = CalibrationMode(mode)
     if mode is CalibrationMode.ON_POLICY and not os.path.exists(path):
         raise PredictorFileError(
@@ -138,7 +147,7 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
                 grid_policy=GridPolicy.REFUSE.value, ridge=ridge,
             ).start_run(context, report)
         sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale, seed,
-                                   previous)
+                                   previous, lesa_sample)
         if pieces is None:
             return RunPieces(predictor, plan, calibration=sink)
         return dataclasses.replace(pieces, calibration=sink)

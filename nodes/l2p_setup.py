@@ -20,15 +20,14 @@ from ..predictors.forecasters.l2p import L2PDirect, L2PRollout
 from ..predictors.forecasters.l2p_difference import DifferenceL2PEngine
 from ..predictors.forecasters.l2p_joint import JointL2PEngine
 from ..predictors.forecasters.lesa.engine import LesaEngine
-from ..predictors.forecasters.lesa.train import train_lesa
 from ..predictors.files.predictor_file import PredictorFile, PredictorFileError
 from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules.optimizer import shrink_cross_streams
 from ..predictors.schedules.placements import Placement
-from ..predictors.calibration.trajectory_sample import TrajectorySample
 from ..predictors.calibration.transfer import resample_gram
 from .architectures import family_of
 from .cfg_record import calibrated_cfg_scales
+from .lesa_setup import ProgressCallback, lesa_model
 from .node_errors import L2P_CACHE
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -160,11 +159,15 @@ def _direct_cfg_pieces(config, grid: StepGrid, stats: GramStats, gram: np.ndarra
 
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
-                     options: FitOptions = FitOptions(), ridge: float | None = None) -> L2PHolder:
-    """L2P Cache: a calibrated predictor file. The file is validated now; the grid and family at run start.
+                     options: FitOptions = FitOptions(), ridge: float | None = None,
+                     lesa_progress: ProgressCallback | None = None, lesa_device: torch.device | str = "cpu"
+                     ) -> L2PHolder:
+    """L2P Cache: a calibrated predictor file. The file is validated now (and LESA's experts loaded or trained);
+    the grid and family at run start.
 
     options: what the node does not show (FitOptions; the defaults are the node's).
-    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with)."""
+    ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with).
+    lesa_progress, lesa_device: LESA's training, when it is needed (``lesa_setup.lesa_model``)."""
     pf = load_predictor_file(path)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
     mode, policy = L2PMode(mode), GridPolicy(grid_policy)
@@ -183,6 +186,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
                 f"{path}: 'optimized' placement needs calibration statistics, which this file does not hold. Choose"
                 f" 'even' or 'published' placement, or calibrate with L2P Calibrate."
             )
+    lesa = lesa_model(path, pf, lesa_progress, lesa_device) if mode is L2PMode.LESA and pf.has_gram else None
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
@@ -198,9 +202,8 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
         gram = fit_gram(path, stats, context.cfg_scale, options.cfg_fit)
         _note_cfg_scale(pf, stats, context.cfg_scale, report)
         if mode is L2PMode.LESA:
-            model = lesa_model(path, pf)
             return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
-                             make_engine=lambda g, off: LesaEngine(model, g, offload=off))
+                             make_engine=lambda g, off: LesaEngine(lesa, g, offload=off))
         if mode is L2PMode.DIRECT and is_cfg_run(context.cfg_scale, stats):
             return _direct_cfg_pieces(config, grid, stats, gram, ridge, context.cfg_scale, options, offload)
         if mode is L2PMode.DIRECT:
@@ -210,29 +213,3 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
         return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)
 
     return L2PHolder(L2P_CACHE, f"L2P {mode.value} ({name})", start_run)
-
-
-# LESA models trained this session, by file identity: training takes tens of seconds, so a graph that re-runs
-# (or several cache nodes on one file) trains once.
-_LESA_MODELS: dict[tuple, object] = {}
-
-
-def lesa_model(path: str, pf: PredictorFile):
-    """The file's LESA model, trained (once per session and file content) from the file's trajectory sample."""
-    sample = TrajectorySample.from_arrays(pf.lesa, pf.roles) if "traj_values" in pf.lesa else None
-    if sample is None or sample.size < 2:
-        raise PredictorFileError(
-            f"{path}: LESA trains on the element trajectories that L2P Calibrate samples, and this file holds none"
-            f" (it was written by an older version or imported). Run L2P Calibrate into this file once more."
-        )
-    key = (os.path.abspath(path), sample.seen_count, sample.size)
-    if key not in _LESA_MODELS:
-        threads = torch.get_num_threads()
-        try:
-            torch.set_num_threads(min(threads, 2))  # small KAN batches: more threads only spin
-            # ComfyUI executes graphs under inference_mode (execution.py); training needs autograd back
-            with torch.inference_mode(False), torch.enable_grad():
-                _LESA_MODELS[key] = train_lesa(sample)[0]
-        finally:
-            torch.set_num_threads(threads)
-    return _LESA_MODELS[key]

@@ -42,6 +42,22 @@ class L2PMode(enum.Enum):
     LESA = "LESA (non-linear, stage-aware)"
 
 
+# What the predictor combo of L2P Cache says; LESA's numbers: python3 -m benchmark (quality) and
+# python3 -m benchmark.lesa_cost (training, per-forecast cost, file size), both on this project's CPU.
+L2P_MODE_TOOLTIP = (
+    "direct: weights over the computed steps, fitted for the schedule in use (recommended: the best quality"
+    " measured, and a forecast costs one weighted sum). published rollout: the L2P paper's rollout matrix."
+    " LESA: small non-linear networks per noise stage, trained once per file from the trajectories L2P Calibrate"
+    " records with lesa_sample on (TRAINING; the experts are then stored in the file). It was 3-5 dB behind"
+    " direct on both reference models and each forecast evaluates a network for every latent element (FORECAST):"
+    " choose it only to experiment."
+)
+LESA_SAMPLE_TOOLTIP = (
+    "Also record LESA's training data: a fixed-size random sample of element trajectories (SIZE per file, twice"
+    " that with CFG; the default file is kilobytes). Only the LESA predictor of L2P Cache needs it."
+)
+
+
 class CfgFit(enum.Enum):
     """What L2P fits under classifier-free guidance (all but PER_ROLE need a file calibrated with CFG; measured
     with python3 -m benchmark, CFG 3, at 4.55x / 5.56x / 7.14x, on the FLUX and the Qwen-Image reference models).

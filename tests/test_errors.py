@@ -54,7 +54,8 @@ def test_errors_raised_in_predictors_are_l2p_types(tmp_path):
     ("L2P: predictor file 'a' was not found", "L2P Cache: predictor file 'a' was not found"),
     ("L2P cannot drive the model class X", "L2P Cache: cannot drive the model class X"),
     ("L2P Cache: already named", "L2P Cache: already named"),
-    ("/models/l2p/a.safetensors: calibrated on 10 steps", "L2P Cache: /models/l2p/a.safetensors: calibrated on 10 steps"),
+    ("/models/l2p/a.safetensors: calibrated on 10 steps",
+     "L2P Cache: /models/l2p/a.safetensors: calibrated on 10 steps"),
     ("L2PDirect: weights", "L2P Cache: L2PDirect: weights"),
 ])
 def test_node_message_puts_the_node_first_once(message, expected):
