@@ -1,13 +1,14 @@
-"""Import ComfyUI's own model classes from the checkout named by the environment variable COMFYUI_PATH.
+"""Import ComfyUI's own modules from the checkout named by the environment variable COMFYUI_PATH.
 
-The Qwen-Image reference model is ComfyUI's `comfy.ldm.qwen_image.model.QwenImageTransformer2DModel` itself
-(nothing of ComfyUI is copied into this project), so training, loading and benchmarking it need a checkout.
-Only what the transformer needs is imported: no `nodes`, no server. ComfyUI is told to run on the CPU before
-`comfy.model_management` is imported (it would look for a GPU otherwise), which is also what tests/comfy_host.py
-does, so both can live in one process.
+The Qwen-Image reference model is ComfyUI's `comfy.ldm.qwen_image.model.QwenImageTransformer2DModel` itself, and
+the FLUX reference loads into ComfyUI's `Flux` (nothing of ComfyUI is copied into this project), so training,
+loading and benchmarking them against ComfyUI need a checkout. Only model code is imported: no `nodes`, no server.
+ComfyUI is told to run on the CPU before `comfy.model_management` is imported (it would look for a GPU otherwise),
+which is also what tests/comfy_host.py does, so both can live in one process.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import types
@@ -38,8 +39,8 @@ def comfyui_path() -> Path:
     return path
 
 
-def qwen_image_modules() -> tuple[types.ModuleType, types.ModuleType]:
-    """(comfy.ldm.qwen_image.model, comfy.ops) from COMFYUI_PATH, CPU only."""
+def comfy_modules(*names: str) -> tuple[types.ModuleType, ...]:
+    """ComfyUI's modules by dotted name (e.g. "comfy.ldm.flux.model") from COMFYUI_PATH, CPU only."""
     path = comfyui_path()
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
@@ -48,13 +49,22 @@ def qwen_image_modules() -> tuple[types.ModuleType, types.ModuleType]:
 
     if "comfy.model_management" not in sys.modules:
         comfy.cli_args.args.cpu = True  # must precede model_management's import, which probes devices
-    import comfy.ldm.qwen_image.model as qwen_model
-    import comfy.ops as ops
+    modules = tuple(importlib.import_module(name) for name in names)
+    for module in modules:
+        origin = Path(module.__file__).resolve()
+        if not origin.is_relative_to(path):
+            raise ComfyUINotFound(
+                f"'{module.__name__}' is already imported from {origin}, not from {ENV_VAR}={path}; run in a fresh "
+                f"process or point {ENV_VAR} at that checkout."
+            )
+    return modules
 
-    origin = Path(qwen_model.__file__).resolve()
-    if not origin.is_relative_to(path):
-        raise ComfyUINotFound(
-            f"'comfy' is already imported from {origin.parents[3]}, not from {ENV_VAR}={path}; run in a fresh "
-            f"process or point {ENV_VAR} at that checkout."
-        )
-    return qwen_model, ops
+
+def comfyui_version() -> str:
+    """The version of the checkout at COMFYUI_PATH (its comfyui_version.py), or "unknown" when it has none."""
+    try:
+        (module,) = comfy_modules("comfyui_version")
+    except ImportError:
+        return "unknown"
+    return str(getattr(module, "__version__", "unknown"))
+

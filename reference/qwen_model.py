@@ -21,7 +21,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from .comfy_import import comfyui_path, qwen_image_modules
+from .comfy_import import comfy_modules, comfyui_path
+from .comfy_models import host_class, host_model_config, host_unet_config, load_state_dict_like_host
 from .conditioning import ClassConditioner, Conditioning
 from .latent_codec import PatchPCACodec
 from .model import CONDITIONER_FILE, LATENT_SIZE, WEIGHTS_DIR
@@ -30,6 +31,7 @@ from .qwen_config import QwenImageConfig, QwenReferenceConfig
 QWEN_TRANSFORMER_FILE = "qwen_digits.safetensors"
 QWEN_CONDITIONER_FILE = "qwen_conditioner.safetensors"
 QWEN_CONFIG_FILE = "qwen_reference.json"
+IMAGE_MODEL = "qwen_image"  # the unet_config key ComfyUI's model detection gives Qwen-Image
 
 
 def build_qwen_image(config: QwenImageConfig) -> nn.Module:
@@ -39,9 +41,9 @@ def build_qwen_image(config: QwenImageConfig) -> nn.Module:
     from scratch needs one, so every torch layer gets its own `reset_parameters` (torch.nn.Linear: Kaiming-uniform
     weights and bias; RMSNorm gains 1), drawn from the global torch RNG (seed it first).
     """
-    qwen_model, ops = qwen_image_modules()
-    module = qwen_model.QwenImageTransformer2DModel(**config.comfy_kwargs(), dtype=torch.float32,
-                                                    operations=ops.disable_weight_init)
+    (ops,) = comfy_modules("comfy.ops")
+    module = host_class(IMAGE_MODEL)(**host_unet_config(IMAGE_MODEL, config.comfy_kwargs()), dtype=torch.float32,
+                                     operations=ops.disable_weight_init)
     for sub in module.modules():
         torch_class = next((k for k in type(sub).__mro__ if k.__module__.startswith("torch.nn")
                             and "reset_parameters" in k.__dict__), None)
@@ -111,7 +113,8 @@ def load_qwen_reference(directory: Path = WEIGHTS_DIR) -> QwenReferenceModel:
     document = json.loads(paths[0].read_text())
     config = QwenReferenceConfig.from_dict(document["config"])
     module = build_qwen_image(config.qwen_image)
-    module.load_state_dict(load_file(str(paths[1])), strict=True)
+    model_config = host_model_config(host_unet_config(IMAGE_MODEL, config.qwen_image.comfy_kwargs()))
+    load_state_dict_like_host(model_config, module, load_file(str(paths[1])))
     conditioner = ClassConditioner(config.conditioner)
     rest = load_file(str(paths[2]))
     conditioner.load_state_dict({k[len("conditioner."):]: v for k, v in rest.items() if k.startswith("conditioner.")},

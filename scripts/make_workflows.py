@@ -11,14 +11,22 @@ a seed), the link slot indices, the socket lists -- is read from the node defini
 definitions its ``/object_info`` sends to the frontend. So a description that names an unknown node or input,
 leaves a widget out or links mismatched types fails here instead of producing a workflow that loads wrong.
 
+The committed files are generated on the oldest ComfyUI the pack supports (``reference_host()``, 0.3.64) and are
+checked on every other host by what ComfyUI's frontend makes of them there (``workflow_defs.load_differences``):
+newer hosts add widgets with defaults (CreateVideo's bit_depth), turn a combo into a DynamicCombo (SaveVideo's
+format) and add output slots (SaveImage, SaveVideo); a file saved on 0.3.64 loads on them as the generator builds
+it there.
+
 Usage (needs a ComfyUI checkout; nothing of it is modified):
-    COMFYUI_PATH=/path/to/ComfyUI python3 scripts/make_workflows.py           # (re)write example_workflows/
-    COMFYUI_PATH=/path/to/ComfyUI python3 scripts/make_workflows.py --check   # exit 1 when the files differ
+    COMFYUI_PATH=/path/to/ComfyUI-0.3.64 python3 scripts/make_workflows.py   # (re)write example_workflows/
+    COMFYUI_PATH=/path/to/ComfyUI python3 scripts/make_workflows.py --check  # exit 1 unless right on that host
 
 Public API (used by tests/test_workflows.py):
     WORKFLOW_NAMES: tuple[str, ...]          file stems, one per workflow
     OUT_DIR: Path                            example_workflows/
     generate_all() -> dict[str, dict]        name -> UI-format workflow (bootstraps ComfyUI on first use)
+    reference_host() -> str                  the ComfyUI version the committed files are generated on
+    committed_problems(generated, definitions, host_version) -> name -> list of problems ([] = right here)
     load_comfyui() -> (nodes module, set of this pack's node ids)
     render(workflow: dict) -> str            the exact text written to disk
 """
@@ -27,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import enum
 import heapq
 import json
 import sys
@@ -39,119 +46,16 @@ from typing import Any, Callable, Mapping
 ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "example_workflows"
 sys.path.insert(0, str(ROOT / "tests"))  # comfy_host: the one place that knows how to bootstrap ComfyUI in-process
+sys.path.insert(0, str(ROOT / "scripts"))  # workflow_defs, when this file is loaded by path (tests/test_workflows.py)
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
 
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
-
-PACK_CNR_ID = "l2p-cache"  # our Comfy Registry id: pyproject.toml [project] name
-CORE_CNR_ID = "comfy-core"
-CONTROL_WIDGET = "control_after_generate"
-CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")  # the frontend's control combo
-
+from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, FRONTEND_ONLY, NO_DEFAULT,  # noqa: E402
+                           PACK_CNR_ID, NodeDef, load_differences, read_node_def)
 
 # ------------------------------------------------------------------------------------------ node definitions
-
-
-class Kind(enum.Enum):
-    """How the frontend shows an input: a socket (link) or a widget (a value stored in widgets_values)."""
-
-    SOCKET = "socket"
-    WIDGET = "widget"
-
-
-WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
-
-
-@dataclasses.dataclass(frozen=True)
-class InputDef:
-    """One input of a node definition as /object_info reports it; a V1 option list is normalised to COMBO."""
-
-    name: str
-    type: str
-    options: Mapping[str, Any]
-    optional: bool
-
-    @property
-    def kind(self) -> Kind:
-        return Kind.WIDGET if self.type in WIDGET_TYPES and not self.options.get("forceInput") else Kind.SOCKET
-
-    @property
-    def has_control(self) -> bool:
-        """Whether the frontend adds a control_after_generate widget right after this one. Its rule
-        (useIntWidget.ts / useComboWidget.ts): an INT asks with the option or, saying nothing, by being named
-        seed / noise_seed; a COMBO only with the option."""
-        declared = self.options.get(CONTROL_WIDGET)
-        if self.type == "INT":
-            return bool(declared) if declared is not None else self.name in ("seed", "noise_seed")
-        return self.type == "COMBO" and bool(declared)
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeDef:
-    """What the UI format needs from a node type: its inputs in definition order and its output slots."""
-
-    type: str
-    inputs: tuple[InputDef, ...]
-    outputs: tuple[tuple[str, str], ...]  # (name, type) per output slot
-    cnr_id: str | None  # None for frontend-only nodes (notes)
-
-    @property
-    def sockets(self) -> tuple[InputDef, ...]:
-        return tuple(i for i in self.inputs if i.kind is Kind.SOCKET)
-
-    @property
-    def widget_slots(self) -> tuple[str, ...]:
-        """Names in widgets_values order: each widget input, then its control widget where it has one."""
-        slots: list[str] = []
-        for i in self.inputs:
-            if i.kind is Kind.WIDGET:
-                slots.append(i.name)
-                if i.has_control:
-                    slots.append(CONTROL_WIDGET)
-        return tuple(slots)
-
-    def input(self, name: str) -> InputDef:
-        for i in self.inputs:
-            if i.name == name:
-                return i
-        raise KeyError(f"{self.type} has no input '{name}'; its inputs are {[i.name for i in self.inputs]}")
-
-
-# The frontend defines these itself (no Python class): one multiline text widget.
-FRONTEND_ONLY = {
-    t: NodeDef(t, (InputDef("text", "STRING", {"multiline": True}, False),), (), None) for t in ("Note", "MarkdownNote")
-}
-
-
-def _type_name(t: Any) -> str:
-    return "COMBO" if isinstance(t, (list, tuple)) else str(t)  # IO enums are StrEnums: str() is the value
-
-
-def read_node_def(node_type: str, node_classes: Mapping[str, type], pack_node_ids: set[str]) -> NodeDef:
-    """The definition ComfyUI's /object_info serves (server.py node_info): V3 nodes through GET_NODE_INFO_V1."""
-    if node_type in FRONTEND_ONLY:
-        return FRONTEND_ONLY[node_type]
-    cls = node_classes.get(node_type)
-    if cls is None:
-        raise KeyError(f"node type '{node_type}' is not registered in this ComfyUI (nodes.NODE_CLASS_MAPPINGS)")
-    if hasattr(cls, "GET_NODE_INFO_V1"):
-        info = cls.GET_NODE_INFO_V1()
-        spec, order, out_types, out_names = info["input"], info["input_order"], info["output"], info["output_name"]
-    else:
-        spec = cls.INPUT_TYPES()
-        order = {section: list(entries) for section, entries in spec.items()}
-        out_types = cls.RETURN_TYPES
-        out_names = getattr(cls, "RETURN_NAMES", None) or out_types
-    inputs = []
-    for section in ("required", "optional"):
-        for name in order.get(section, []):
-            entry = spec[section][name]
-            options = dict(entry[1]) if len(entry) > 1 and entry[1] else {}
-            if isinstance(entry[0], (list, tuple)):
-                options["options"] = list(entry[0])
-            inputs.append(InputDef(name, _type_name(entry[0]), options, section == "optional"))
-    outputs = tuple((str(n), _type_name(t)) for n, t in zip(out_names, out_types))
-    return NodeDef(node_type, tuple(inputs), outputs, PACK_CNR_ID if node_type in pack_node_ids else CORE_CNR_ID)
+# The frontend's reading of a node definition (widget order, DynamicCombos, what a saved node loads as) is in
+# workflow_defs.py; the committed files are generated on the oldest ComfyUI the pack supports (REFERENCE_HOST).
 
 
 # ----------------------------------------------------------------------------------------- the description
@@ -506,11 +410,11 @@ def _versions() -> dict[str | None, str]:
     return {PACK_CNR_ID: project["project"]["version"], CORE_CNR_ID: core}
 
 
-def _height(definition: NodeDef) -> int:
+def _height(definition: NodeDef, values: Mapping[str, Any]) -> int:
     rows = max(len(definition.sockets), len(definition.outputs))
     widgets = 0
-    for name in definition.widget_slots:
-        multiline = name != CONTROL_WIDGET and definition.input(name).options.get("multiline")
+    for slot in definition.widget_slots(values):
+        multiline = slot.input is not None and slot.input.options.get("multiline")
         widgets += MULTILINE_HEIGHT if multiline else WIDGET_HEIGHT
     return 10 + SLOT_HEIGHT * rows + widgets
 
@@ -551,7 +455,8 @@ def build(description: Description, definitions: Callable[[str], NodeDef]) -> di
         where = f"{description.name}: {n.type}"
         outputs[id(n)] = [{"name": name, "type": t, "slot_index": slot, "links": []}
                           for slot, (name, t) in enumerate(d.outputs)]
-        unknown = set(n.values) - {i.name for i in d.inputs} - ({CONTROL_WIDGET} & set(d.widget_slots))
+        slot_names = {slot.name for slot in d.widget_slots(n.values)}
+        unknown = set(n.values) - {i.name for i in d.inputs} - slot_names
         if unknown:
             raise KeyError(f"{where}: no input(s) {sorted(unknown)}; its inputs are {[i.name for i in d.inputs]}")
     for n in description.nodes:  # links after every node has its output list
@@ -583,22 +488,26 @@ def build(description: Description, definitions: Callable[[str], NodeDef]) -> di
                 raise KeyError(f"{where}: required input '{socket.name}' is not linked")
             node_inputs.append(entry)
         inputs[id(n)] = node_inputs
-        missing = [name for name in d.widget_slots if name not in n.values]
+        slots = d.widget_slots(n.values)
+        # a widget the description leaves out holds its default, as in a node the user adds: so a widget a newer
+        # ComfyUI adds with a default needs no change here (CreateVideo's bit_depth, SaveVideo's format.codec)
+        missing = [slot.name for slot in slots if slot.name not in n.values and slot.default is NO_DEFAULT]
         if missing:
-            raise KeyError(f"{where}: widget value(s) {missing} not given (widgets in order: {list(d.widget_slots)})")
+            raise KeyError(f"{where}: widget value(s) {missing} not given and without a default (widgets in order:"
+                           f" {[slot.name for slot in slots]})")
         values = []
-        for name in d.widget_slots:
-            value = n.values[name]
+        for slot in slots:
+            value = n.values.get(slot.name, slot.default)
             if isinstance(value, Out):
-                raise TypeError(f"{where}: '{name}' is a widget in this ComfyUI, not a socket: give it a value")
-            if name == CONTROL_WIDGET and value not in CONTROL_VALUES:
+                raise TypeError(f"{where}: '{slot.name}' is a widget in this ComfyUI, not a socket: give it a value")
+            if slot.name == CONTROL_WIDGET and value not in CONTROL_VALUES:
                 raise ValueError(f"{where}: {CONTROL_WIDGET} must be one of {CONTROL_VALUES}, got {value!r}")
             values.append(value.name if isinstance(value, ModelFile) else value)
         widgets[id(n)] = values
 
     order = _execution_order(list(ids.values()), [(link[1], link[3]) for link in links])
     columns = sorted({n.column for n in description.nodes})
-    sizes = {id(n): [n.width or DEFAULT_WIDTH, n.height or _height(defs[id(n)])] for n in description.nodes}
+    sizes = {id(n): [n.width or DEFAULT_WIDTH, n.height or _height(defs[id(n)], n.values)] for n in description.nodes}
     column_x, x = {}, 0
     for c in columns:
         column_x[c] = x
@@ -674,13 +583,39 @@ def comfyui_definitions() -> Callable[[str], NodeDef]:
     return definition
 
 
-def generate_all() -> dict[str, dict]:
-    definitions = comfyui_definitions()
+def generate_all(definitions: Callable[[str], NodeDef] | None = None) -> dict[str, dict]:
+    definitions = definitions or comfyui_definitions()
     workflows = {}
     for describe in DESCRIPTIONS:
         description = describe()
         workflows[description.name] = build(description, definitions)
     return workflows
+
+
+def reference_host() -> str:
+    """The ComfyUI version the committed files are generated on: the oldest the pack supports (pyproject.toml
+    requires-comfyui). A workflow saved there loads right on every newer host that only adds defaulted widgets
+    and unlinked slots, which is what ComfyUI's own compatibility promises; one generated on the newest host would
+    carry values and output slots an older host does not have."""
+    return _versions()[CORE_CNR_ID]
+
+
+def committed_problems(generated: Mapping[str, dict], definitions: Callable[[str], NodeDef],
+                       host_version: str) -> dict[str, list[str]]:
+    """Workflow name -> what is wrong with the committed file on this host ([]: nothing). On the reference host
+    the file must be the generator's output byte for byte; on any other, it must load as the generator builds it
+    there (workflow_defs.load_differences: what ComfyUI's frontend makes of a workflow saved on another version)."""
+    problems = {}
+    for name, workflow in generated.items():
+        path = OUT_DIR / f"{name}.json"
+        if not path.exists():
+            problems[name] = [f"{path.relative_to(ROOT)} is missing"]
+        elif host_version == reference_host():
+            text_equal = path.read_text(encoding="utf-8") == render(workflow)
+            problems[name] = [] if text_equal else [f"differs from the generator on ComfyUI {host_version}"]
+        else:
+            problems[name] = load_differences(json.loads(path.read_text(encoding="utf-8")), workflow, definitions)
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -689,27 +624,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import comfy_host
 
-    if comfy_host.comfyui_path() is None:
+    path = comfy_host.comfyui_path()
+    if path is None:
         parser.error(comfy_host.SKIP_REASON)
-    workflows = generate_all()
-    stale = []
-    for name, workflow in workflows.items():
-        path = OUT_DIR / f"{name}.json"
-        text = render(workflow)
-        if path.exists() and path.read_text(encoding="utf-8") == text:
-            continue
-        stale.append(path)
-        if not args.check:
-            OUT_DIR.mkdir(exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+    host = comfy_host.comfyui_version(path)
+    if host != reference_host() and not args.check:
+        parser.error(f"the committed workflows are generated on ComfyUI {reference_host()}, the oldest this pack "
+                     f"supports (pyproject.toml requires-comfyui); {path} is ComfyUI {host}. Point COMFYUI_PATH at "
+                     f"a {reference_host()} checkout to write them, or run with --check to test them on this one.")
+    definitions = comfyui_definitions()
+    workflows = generate_all(definitions)
     extra = sorted(p for p in OUT_DIR.glob("*.json") if p.stem not in workflows) if OUT_DIR.exists() else []
-    for path in stale:
-        print(f"{'differs' if args.check else 'wrote'}: {path.relative_to(ROOT)}")
-    for path in extra:
-        print(f"not generated by this script (remove it or describe it here): {path.relative_to(ROOT)}")
-    if not stale and not extra:
+    for path_ in extra:
+        print(f"not generated by this script (remove it or describe it here): {path_.relative_to(ROOT)}")
+    if args.check:
+        problems = {name: found for name, found in committed_problems(workflows, definitions, host).items() if found}
+        for name, found in problems.items():
+            print(f"{name}.json on ComfyUI {host}:\n  " + "\n  ".join(found))
+        if not problems and not extra:
+            print(f"{len(workflows)} workflows right on ComfyUI {host} in {OUT_DIR.relative_to(ROOT)}/")
+        return 1 if problems or extra else 0
+    written = 0
+    OUT_DIR.mkdir(exist_ok=True)
+    for name, workflow in workflows.items():
+        target, text = OUT_DIR / f"{name}.json", render(workflow)
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+            print(f"wrote: {target.relative_to(ROOT)}")
+            written += 1
+    if not written and not extra:
         print(f"{len(workflows)} workflows up to date in {OUT_DIR.relative_to(ROOT)}/")
-    return 1 if (args.check and stale) or extra else 0
+    return 1 if extra else 0
 
 
 if __name__ == "__main__":

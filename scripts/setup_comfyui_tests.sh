@@ -1,35 +1,37 @@
 #!/usr/bin/env bash
-# Prepare this machine to run the real-ComfyUI tests against a ComfyUI checkout (CPU-only torch).
+# Prepare this machine to run the real-ComfyUI tests against a ComfyUI checkout, with CPU-only torch.
 #   bash scripts/setup_comfyui_tests.sh /path/to/ComfyUI
 #   COMFYUI_PATH=/path/to/ComfyUI python3 -m pytest -q
-# Installs ComfyUI's Python requirements with torch pinned to the local CPU build (never an unpinned torch),
-# torchvision without its dependencies, and guards torchvision's two fake-op registrations that fail at import
-# on CPU-only torch (ComfyUI's model code only needs torchvision's pure-Python transforms).
+# Works for ComfyUI 0.3.64 through 0.33 (it reads the checkout's version and its requirements.txt). Steps:
+# 1. ComfyUI's Python requirements (comfy-kitchen, comfy-aimdo, ... as that version pins them) with torch pinned by
+#    a constraints file, so pip never replaces the local CPU torch; the server's UI packages are left out;
+# 2. torchvision and torchaudio at the versions built against that torch (PyPI has CUDA builds only);
+# 3. the guards that make those two import on CPU torch (scripts/comfyui_host_setup.py says why);
+# 4. a check that imports what the tests import (comfy.sd, nodes, execution, comfy_api, torchaudio, torchvision),
+#    loads comfy_extras and the pack as ComfyUI's startup does and finds every node type the example workflows
+#    use: it prints "imports ok" only when all of that works, and exits 1 otherwise.
+# Idempotent: a second run installs nothing, patches nothing and prints the same check.
 set -euo pipefail
-comfy="${1:?usage: $0 /path/to/ComfyUI}"
-[ -f "$comfy/comfy/model_patcher.py" ] || { echo "$comfy is not a ComfyUI checkout (no comfy/model_patcher.py)" >&2; exit 2; }
-reqs=$(grep -vE '^\s*(#|$)|^(torch|torchvision|torchaudio|comfyui-frontend-package)\b' "$comfy/requirements.txt")
-# shellcheck disable=SC2086
-python3 -m pip install -q torch==2.13.0 $reqs requests
-python3 -m pip install -q --no-deps torchvision==0.28.0
-meta=$(python3 -c "import importlib.util as u; print(u.find_spec('torchvision').submodule_search_locations[0])")/_meta_registrations.py
-python3 - "$meta" <<'PY'
-import sys
-path = sys.argv[1]
-src = open(path).read()
-if "_l2p_register_fake_if_op_exists" not in src:
-    guard = '''
+TORCH_VERSION="${L2P_TORCH_VERSION:-2.13.0}"
+TORCHVISION_VERSION="${L2P_TORCHVISION_VERSION:-0.28.0}"  # its wheel requires exactly torch 2.13.0
+TORCHAUDIO_VERSION="${L2P_TORCHAUDIO_VERSION:-2.11.1}"    # the newest on PyPI that accepts torch 2.13 (torch>=2.11)
 
-def _l2p_register_fake_if_op_exists(qualname):
-    # CPU torch + PyPI torchvision: the C++ ops are absent, so registering fakes for them fails at import.
-    ns, op = qualname.split("::")
-    if not hasattr(getattr(torch.ops, ns), op):
-        return lambda fn: fn
-    return torch.library.register_fake(qualname)
-'''
-    src = src.replace('@torch.library.register_fake("torchvision::', '@_l2p_register_fake_if_op_exists("torchvision::')
-    src = src.replace("\n\n@functools.lru_cache(None)", guard + "\n\n@functools.lru_cache(None)", 1)
-    open(path, "w").write(src)
-print("torchvision guarded:", path)
-PY
-python3 -c "import sys; sys.path.insert(0, '$comfy'); import comfy.options, comfy.cli_args; comfy.cli_args.args.cpu = True; import utils.extra_config, comfy.model_base; print('ComfyUI imports: ok')"
+here="$(cd "$(dirname "$0")" && pwd)"
+comfy="${1:?usage: $0 /path/to/ComfyUI}"
+[ -f "$comfy/comfy/model_patcher.py" ] && [ -f "$comfy/requirements.txt" ] || {
+  echo "$comfy is not a ComfyUI checkout (expected comfy/model_patcher.py and requirements.txt there)" >&2; exit 2; }
+comfy="$(cd "$comfy" && pwd)"
+version="$(sed -nE 's/^__version__ *= *["'\'']([^"'\'']+)["'\''].*/\1/p' "$comfy/comfyui_version.py" 2>/dev/null || true)"
+echo "setup: ComfyUI ${version:-(no comfyui_version.py)} at $comfy; torch $TORCH_VERSION (CPU)"
+
+constraints="$(mktemp)"
+trap 'rm -f "$constraints"' EXIT
+printf 'torch==%s\n' "$TORCH_VERSION" > "$constraints"
+pip=(python3 -m pip install -q --disable-pip-version-check -c "$constraints")
+
+mapfile -t reqs < <(python3 "$here/comfyui_host_setup.py" requirements "$comfy")
+"${pip[@]}" "torch==$TORCH_VERSION" "${reqs[@]}"
+"${pip[@]}" --no-deps "torchvision==$TORCHVISION_VERSION"  # its other needs (numpy, pillow) are ComfyUI's too
+"${pip[@]}" "torchaudio==$TORCHAUDIO_VERSION"
+python3 "$here/comfyui_host_setup.py" guard
+python3 "$here/comfyui_host_setup.py" check "$comfy"

@@ -12,7 +12,8 @@ Use in a test module (works today, no conftest change needed):
 Tests that need ComfyUI are SKIPPED, with ``comfy_host.SKIP_REASON`` as the reason, when ``COMFYUI_PATH`` is
 unset. When ``tests/conftest.py`` declares ``pytest_plugins = ["comfy_fixtures"]`` this module is also a plugin:
 the fixture is available everywhere, the ``comfy`` marker is registered (``@pytest.mark.comfy`` skips like
-``requires_comfyui``) and the reason is printed once at the end of the run even under ``-q``.
+``requires_comfyui``), the host (ComfyUI version and path, or none) is named in the header and again at the end
+of the run, and the skip reason is printed once at the end even under ``-q``.
 """
 from __future__ import annotations
 
@@ -68,6 +69,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _skipped_for_comfy.append(report.nodeid)
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    return comfy_host.host_line()
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    # printed under -q too (the header is not): a run's log always says which ComfyUI it tested against
+    terminalreporter.write_line(comfy_host.host_line())
     if _skipped_for_comfy:
         terminalreporter.write_line(f"{len(_skipped_for_comfy)} tests skipped: {comfy_host.SKIP_REASON}")

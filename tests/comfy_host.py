@@ -12,6 +12,7 @@ Import order matters (see ``bootstrap``): ComfyUI's top-level module is called `
 
 Public API (all functions bootstrap on first use):
     comfyui_path() -> Path | None
+    comfyui_version(path) -> str / host_line() -> str  (which host the tests run on)
     bootstrap() -> ComfyModules
     load_pack_in_comfyui(pack_dir=ROOT) -> LoadedPack
     tiny_flux(seed=0, **overrides) / tiny_qwen_image(...) / tiny_hunyuan_video(...) -> TinyModel
@@ -36,6 +37,7 @@ import enum
 import logging
 import math
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -78,6 +80,25 @@ def comfyui_path() -> Path | None:
     """The checkout named by ``COMFYUI_PATH``, or None when the variable is unset or empty."""
     value = os.environ.get(ENV_VAR, "").strip()
     return Path(value).expanduser().resolve() if value else None
+
+
+def comfyui_version(path: Path) -> str:
+    """The version in the checkout's ``comfyui_version.py`` (read, not imported: the header is written before
+    ComfyUI is bootstrapped), or "unknown" when it has none."""
+    try:
+        text = (path / "comfyui_version.py").read_text(encoding="utf-8")
+    except OSError:
+        return "unknown"
+    match = re.search(r"""__version__\s*=\s*["']([^"']+)["']""", text)
+    return match.group(1) if match else "unknown"
+
+
+def host_line() -> str:
+    """Which host the real-ComfyUI tests run on, in one line (the pytest header and summary print it)."""
+    path = comfyui_path()
+    if path is None:
+        return f"real-ComfyUI host: none ({ENV_VAR} is not set)"
+    return f"real-ComfyUI host: ComfyUI {comfyui_version(path)} at {path}"
 
 
 def bootstrap() -> ComfyModules:
@@ -325,9 +346,40 @@ def _cond_spec(family: Family, unet_config: Mapping[str, Any]) -> CondSpec:
                     6.0 if unet_config.get("guidance_embed") else None)
 
 
+def _host_models():
+    """reference/comfy_models.py: the host's unet_config fields and its state-dict processing. Imported when a model
+    is built, so bootstrap alone needs nothing of the pack; tests/conftest.py makes the pack importable as
+    comfyui_l2p, also where comfy_host runs outside pytest (a subprocess, scripts/)."""
+    import conftest  # noqa: F401  (a no-op under pytest, which imported it first)
+    from comfyui_l2p.reference import comfy_models
+
+    return comfy_models
+
+
+def host_unet_config(family: Family, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` completed for the host's class (fields a newer ComfyUI requires, switched off); ComfyHostError
+    naming the host when it does not fit."""
+    comfy_models = _host_models()
+    image_model = config.get("image_model") or _TINY_CONFIGS[family]["image_model"]
+    try:
+        return comfy_models.host_unet_config(image_model, config)
+    except comfy_models.HostModelError as error:
+        raise ComfyHostError(str(error)) from error
+
+
+def _load_like_host(model_config, module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    comfy_models = _host_models()
+    try:
+        comfy_models.load_state_dict_like_host(model_config, module, state_dict)
+    except comfy_models.HostModelError as error:
+        raise ComfyHostError(str(error)) from error
+    module.float()
+
+
 def _build(family: Family, unet_config: Mapping[str, Any]) -> TinyModel:
     """config -> get_model -> ModelPatcher, as comfy/sd.py load_diffusion_model_state_dict does; fp32, CPU."""
     comfy = bootstrap()
+    unet_config = host_unet_config(family, unet_config)
     config_cls = getattr(comfy.supported_models, family.value)
     if not config_cls.matches(dict(unet_config)):
         raise ComfyHostError(
@@ -423,36 +475,25 @@ def tiny_hunyuan_video(seed: int = 0, **overrides: Any) -> TinyModel:
 
 
 def flux_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Mapping[str, Any]) -> TinyModel:
-    """A FLUX ModelPatcher whose ``comfy.ldm.flux.model.Flux`` holds ``state_dict`` (keys as that module names them).
+    """A FLUX ModelPatcher whose ``comfy.ldm.flux.model.Flux`` holds ``state_dict``.
 
-    ``unet_config`` is the full FluxParams set plus ``image_model: "flux"``; ComfyUI picks the config class from it
-    as ``model_detection.model_config_from_unet_config`` does (guidance_embed True -> Flux, False -> FluxSchnell,
-    which samples with shift 1). Loading is strict: ComfyUI itself only logs missing keys, a test must not.
+    ``unet_config``: the FLUX.1 sizes (FluxParams as ComfyUI 0.3.64 has them) plus ``image_model: "flux"``; fields a
+    newer host requires are completed (``host_unet_config``). ComfyUI picks the config class from it as
+    ``model_detection.model_config_from_unet_config`` does (guidance_embed True -> Flux, False -> FluxSchnell,
+    which samples with shift 1). The state dict goes through that config's ``process_unet_state_dict``, as ComfyUI
+    loads a checkpoint (so FLUX's QK-norm ``.scale`` keys load into a host whose norm is RMSNorm ``.weight``);
+    keys as the module names them or with a checkpoint's ``model.diffusion_model.`` / ``diffusion_model.`` prefix.
+    Loading is strict: ComfyUI itself only logs missing keys, a test must not.
     """
     comfy = bootstrap()
-    import comfy.ldm.flux.model as flux_model  # ComfyUI's modules, importable only after bootstrap
-    import comfy.model_detection as model_detection
-
-    needed = {f.name for f in dataclasses.fields(flux_model.FluxParams)} | {"image_model"}
-    if needed - set(unet_config) or set(unet_config) - needed:
-        raise ComfyHostError(
-            f"FLUX unet_config must have exactly the keys {sorted(needed)}: missing {sorted(needed - set(unet_config))}, "
-            f"unknown {sorted(set(unet_config) - needed)} (see tests/comfy_host.py FLUX_TINY for an example)"
-        )
-    model_config = model_detection.model_config_from_unet_config(dict(unet_config))
-    if model_config is None or model_config.unet_config.get("image_model") != "flux":
-        raise ComfyHostError(f"unet_config matches no ComfyUI FLUX config: {dict(unet_config)}")
-    model_config.set_inference_dtype(torch.float32, None)
+    complete = host_unet_config(Family.FLUX, unet_config)
+    comfy_models = _host_models()
+    try:
+        model_config = comfy_models.host_model_config(complete)
+    except comfy_models.HostModelError as error:
+        raise ComfyHostError(str(error)) from error
     model = model_config.get_model({}, "").to(comfy.model_management.unet_offload_device())
-    # accept the module's own keys or a checkpoint's "model.diffusion_model." / "diffusion_model." prefixes
-    sd = {k.removeprefix("model.").removeprefix("diffusion_model."): v for k, v in state_dict.items()}
-    missing, unexpected = model.diffusion_model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ComfyHostError(
-            f"state dict does not fit comfy.ldm.flux.model.Flux{dict(unet_config)}: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}"
-        )
-    model.diffusion_model.float()
+    _load_like_host(model_config, model.diffusion_model, state_dict)
     patcher = comfy.model_patcher.ModelPatcher(
         model,
         load_device=comfy.model_management.get_torch_device(),
@@ -462,17 +503,13 @@ def flux_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Ma
 
 
 def qwen_image_from_state_dict(state_dict: Mapping[str, torch.Tensor], unet_config: Mapping[str, Any]) -> TinyModel:
-    """A Qwen-Image ModelPatcher (supported_models.QwenImage) whose transformer holds ``state_dict``, strictly.
+    """A Qwen-Image ModelPatcher (supported_models.QwenImage) whose transformer holds ``state_dict``, loaded
+    strictly through the config's ``process_unet_state_dict`` like ``flux_from_state_dict``.
 
     ``unet_config``: QwenImageTransformer2DModel's keyword arguments plus ``image_model: "qwen_image"``.
     """
     tiny = _build(Family.QWEN_IMAGE, unet_config)
-    sd = {k.removeprefix("model.").removeprefix("diffusion_model."): v for k, v in state_dict.items()}
-    missing, unexpected = tiny.diffusion_model.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ComfyHostError(f"state dict does not fit QwenImageTransformer2DModel{dict(unet_config)}: missing"
-                             f" {sorted(missing)}, unexpected {sorted(unexpected)}")
-    tiny.diffusion_model.float()
+    _load_like_host(tiny.patcher.model.model_config, tiny.diffusion_model, state_dict)
     return tiny
 
 

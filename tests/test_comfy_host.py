@@ -8,6 +8,7 @@ Pass counts at a glance (asserted below, euler unless named, S steps, batch B):
 """
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -70,6 +71,13 @@ def test_unset_path_skips_with_reason(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "3 skipped" in out.stdout, out.stdout
     assert f"3 tests skipped: {comfy_host.SKIP_REASON}" in out.stdout, out.stdout
+    assert "real-ComfyUI host: none (COMFYUI_PATH is not set)" in out.stdout, out.stdout
+
+
+def test_host_line_names_the_version_and_path_that_run(comfy):
+    import comfyui_version  # the checkout's own module, importable once bootstrapped
+
+    assert comfy_host.host_line() == f"real-ComfyUI host: ComfyUI {comfyui_version.__version__} at {comfy.path}"
 
 
 def test_bootstrap_resolves_comfyui_modules(comfy):
@@ -291,13 +299,12 @@ def test_counter_tells_skipped_calls_from_real_passes(flux, comfy):
     assert not dm._forward_pre_hooks and not dm._forward_hooks  # hooks removed on exit
 
 
-DIFFUSION_MODEL_ARGS = {
-    # positional args a DIFFUSION_MODEL wrapper receives; transformer_options is always last
-    comfy_host.Family.FLUX: ("x", "timestep", "context", "y", "guidance", "ref_latents", "control", "transformer_options"),
-    comfy_host.Family.QWEN_IMAGE: ("x", "timestep", "context", "attention_mask", "guidance", "ref_latents", "transformer_options"),
-    comfy_host.Family.HUNYUAN_VIDEO: ("x", "timestep", "context", "y", "txt_byt5", "guidance", "attention_mask",
-                                      "guiding_frame_index", "ref_latent", "disable_time_r", "control", "transformer_options"),
-}
+def diffusion_model_args(diffusion_model: torch.nn.Module) -> tuple[str, ...]:
+    """The positional arguments a DIFFUSION_MODEL wrapper receives: the names of the model's ``forward`` parameters,
+    which every wrapped forward passes on to its executor in order (the host's own signature, so a parameter a
+    newer ComfyUI adds, like HunyuanVideo's ``clip_fea`` in 0.33, is followed, not hard-coded)."""
+    parameters = inspect.signature(type(diffusion_model).forward).parameters.values()
+    return tuple(p.name for p in parameters if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)
 
 
 def test_diffusion_model_wrapper_layout(tiny):
@@ -305,7 +312,9 @@ def test_diffusion_model_wrapper_layout(tiny):
     comfy_host.sample(model, steps=2, cfg=3.0, seed=1, batch=BATCH)
     assert len(records) == 2
     args, kwargs = records[0]
-    names = DIFFUSION_MODEL_ARGS[tiny.family]
+    names = diffusion_model_args(tiny.diffusion_model)
+    # what the pack relies on, on every host: x first, transformer_options last, the conds by name in between
+    assert names[:3] == ("x", "timestep", "context") and names[-1] == "transformer_options"
     assert len(args) == len(names)
     by_name = dict(zip(names, args))
     options = by_name["transformer_options"]

@@ -65,17 +65,20 @@ def test_benchmark_refuses_qwen_without_comfyui_path(tmp_path):
 
 @requires_comfyui
 def test_weights_load_strictly_into_comfyuis_class(comfy):  # noqa: F811
-    import comfy.ldm.qwen_image.model as qwen_model
-    import comfy.ops
+    import comfy_host
 
     state = load_file(str(WEIGHTS_DIR / QWEN_TRANSFORMER_FILE))
     assert all(t.dtype == torch.float32 for t in state.values())
     sizes = sum((WEIGHTS_DIR / f).stat().st_size for f in (QWEN_TRANSFORMER_FILE, QWEN_CONDITIONER_FILE))
     assert sizes <= MAX_WEIGHT_BYTES
-    config = QwenReferenceConfig()
-    module = qwen_model.QwenImageTransformer2DModel(**config.qwen_image.comfy_kwargs(),
-                                                    operations=comfy.ops.disable_weight_init)
-    module.load_state_dict(state, strict=True)  # raises on any missing or unexpected key / shape
+    unet_config = {"image_model": "qwen_image", **QwenReferenceConfig().qwen_image.comfy_kwargs()}
+    # through supported_models.QwenImage's own state-dict processing, strict: raises on any missing or unexpected key
+    tiny = comfy_host.qwen_image_from_state_dict(state, unet_config)
+    assert type(tiny.diffusion_model).__name__ == "QwenImageTransformer2DModel"
+    loaded = tiny.diffusion_model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    with pytest.raises(comfy_host.ComfyHostError, match="missing \\['proj_out.bias'\\]"):
+        comfy_host.qwen_image_from_state_dict({k: v for k, v in state.items() if k != "proj_out.bias"}, unet_config)
 
 
 @requires_comfyui
@@ -132,8 +135,8 @@ def test_model_fn_is_what_comfyuis_model_base_computes(qwen):
     path: supported_models.QwenImage -> model_base.QwenImage.apply_model, which returns x - sigma * output."""
     import comfy_host
 
-    tiny = comfy_host.tiny_qwen_image(seed=0, **qwen.config.qwen_image.comfy_kwargs())
-    tiny.diffusion_model.load_state_dict(qwen.diffusion_model.state_dict(), strict=True)
+    tiny = comfy_host.qwen_image_from_state_dict(qwen.diffusion_model.state_dict(),
+                                                 {"image_model": "qwen_image", **qwen.config.qwen_image.comfy_kwargs()})
     cond, _ = qwen.conditioning(torch.tensor([1, 4, 9]))
     x = torch.randn(3, 16, 8, 8, generator=torch.Generator().manual_seed(11))
     sigma = torch.tensor([0.9, 0.5, 0.1])

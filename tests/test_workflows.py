@@ -2,16 +2,19 @@
 
 Against a real ComfyUI (COMFYUI_PATH; skipped, with the reason, without one), for every workflow file:
 - structure: the JSON parses; every node type is registered once the pack is loaded; every link joins an output and
-  an input of the same type and its id agrees with both ends; widgets_values has one value per widget input (plus
-  the frontend's control_after_generate after a seed) and each value is valid for its input. The node definitions
-  are read here from ComfyUI, independently of scripts/make_workflows.py;
+  an input of the same type and its id agrees with both ends; widgets_values loads, position by position as
+  ComfyUI's frontend restores it (scripts/workflow_defs.py), onto this host's widgets with every value valid for
+  its input and every widget it does not reach holding a default. The node definitions are ComfyUI's, as its
+  /object_info serves them;
 - our part runs: the model chain between the loader and the sampler (ModelSampling*, then the L2P node) is applied
   with the workflow's own widget values to a tiny model of the workflow's family and sampled with the workflow's
   steps, cfg, sampler, scheduler and guidance. L2P Cache first gets the predictor file its widget names, written
   by the calibration workflow that names it or, where there is none, by L2P Calibrate in its place (as the notes
   tell the user);
 - ComfyUI's own template route lists our workflows and serves them byte for byte, without its rename hint;
-- the committed files are exactly what scripts/make_workflows.py generates.
+- the committed files are right on this host: generated on the oldest ComfyUI the pack supports (0.3.64) and
+  equal to scripts/make_workflows.py's output there; on any other host they load as the generator builds them
+  there (the rule is stated at test_committed_workflows_are_right_on_this_host).
 """
 from __future__ import annotations
 
@@ -38,8 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "example_workflows"  # the folder name ComfyUI serves without asking to rename it
 FILES = sorted(FOLDER.glob("*.json"))
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute"}  # defined by the frontend, never registered in Python
-WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-CONTROL = "control_after_generate"
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 PROBE_FILE = "l2p-test-probe.safetensors"
 # the loader's model file says which tiny model stands in for it
@@ -64,69 +65,8 @@ def _load_generator():
 
 
 make_workflows = _load_generator()
-
-
-# --------------------------------------------------------------------------------- ComfyUI's definitions
-
-
-@dataclasses.dataclass(frozen=True)
-class Input:
-    name: str
-    type: str  # a V1 option list is COMBO
-    opts: dict
-    optional: bool
-
-    @property
-    def is_widget(self) -> bool:
-        return self.type in WIDGET_TYPES and not self.opts.get("forceInput")
-
-    @property
-    def has_control(self) -> bool:
-        # the frontend's rule (useIntWidget.ts): `control_after_generate ?? ['seed', 'noise_seed'].includes(name)`
-        flag = self.opts.get(CONTROL)
-        if self.type == "INT":
-            return bool(flag) if flag is not None else self.name in ("seed", "noise_seed")
-        return self.type == "COMBO" and bool(flag)
-
-
-@dataclasses.dataclass(frozen=True)
-class Definition:
-    inputs: list[Input]
-    output_types: list[str]
-
-    @property
-    def sockets(self) -> list[Input]:
-        return [i for i in self.inputs if not i.is_widget]
-
-    @property
-    def widget_slots(self) -> list[Input | str]:
-        """widgets_values positions: an Input, or CONTROL for the control widget after it."""
-        slots: list[Input | str] = []
-        for i in self.inputs:
-            if i.is_widget:
-                slots += [i, CONTROL] if i.has_control else [i]
-        return slots
-
-
-def definition(node_classes, node_type: str) -> Definition:
-    """What server.py's node_info sends the frontend: GET_NODE_INFO_V1 for V3 nodes, INPUT_TYPES for V1."""
-    cls = node_classes[node_type]
-    if hasattr(cls, "GET_NODE_INFO_V1"):
-        info = cls.GET_NODE_INFO_V1()
-        spec, order, outputs = info["input"], info["input_order"], list(info["output"])
-    else:
-        spec = cls.INPUT_TYPES()
-        order, outputs = {k: list(v) for k, v in spec.items()}, list(cls.RETURN_TYPES)
-    inputs = []
-    for section in ("required", "optional"):
-        for name in order.get(section, []):
-            entry = spec[section][name]
-            opts = dict(entry[1]) if len(entry) > 1 and entry[1] else {}
-            if isinstance(entry[0], (list, tuple)):
-                inputs.append(Input(name, "COMBO", {**opts, "options": list(entry[0])}, section == "optional"))
-            else:
-                inputs.append(Input(name, str(entry[0]), opts, section == "optional"))
-    return Definition(inputs, [str(t) for t in outputs])
+import workflow_defs  # noqa: E402  (scripts/, put on sys.path by make_workflows)
+from workflow_defs import DYNAMIC_COMBO, NO_DEFAULT, Kind, NodeDef  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -137,6 +77,16 @@ def registry(comfy):
     """NODE_CLASS_MAPPINGS as at ComfyUI's startup (built-in extra nodes and this pack loaded)."""
     nodes, _pack_ids = make_workflows.load_comfyui()
     return nodes.NODE_CLASS_MAPPINGS
+
+
+@pytest.fixture(scope="module")
+def definitions(registry):
+    """node type -> NodeDef, as this ComfyUI's /object_info serves it to the frontend."""
+    return make_workflows.comfyui_definitions()
+
+
+def definition(registry, node_type: str) -> NodeDef:
+    return workflow_defs.read_node_def(node_type, registry, set())
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +108,7 @@ def file_combos(registry):
             if node_type not in registry:  # FRONTEND_ONLY, or unknown: test_node_types_exist... reports it
                 continue
             for i in definition(registry, node_type).inputs:
-                if i.type == "COMBO" and PROBE_FILE in i.opts["options"]:
+                if i.type == "COMBO" and PROBE_FILE in i.choices:
                     found.add((node_type, i.name))
     return found
 
@@ -197,7 +147,7 @@ def test_node_types_exist_and_links_are_consistent_and_typed(path, registry):
     link_ids = [link[0] for link in wf["links"]]
     assert len(set(link_ids)) == len(link_ids)
     for link_id, src, src_slot, dst, dst_slot, link_type in wf["links"]:
-        out_type = defs[nodes[src]["type"]].output_types[src_slot]
+        out_type = defs[nodes[src]["type"]].outputs[src_slot][1]
         socket = nodes[dst]["inputs"][dst_slot]
         declared = {i.name: i for i in defs[nodes[dst]["type"]].inputs}[socket["name"]].type
         assert link_type == out_type and socket["type"] == declared, (path.name, link_id)
@@ -211,13 +161,18 @@ def test_node_types_exist_and_links_are_consistent_and_typed(path, registry):
             assert n["inputs"] == [] and n["outputs"] == []
             continue
         d = defs[n["type"]]
-        # inputs list the node's sockets in definition order, as the frontend saves them; every required one linked
-        assert [s["name"] for s in n["inputs"]] == [s.name for s in d.sockets], (path.name, n["type"])
+        # inputs list the node's sockets in definition order, as the frontend saves them; every required one linked.
+        # The frontend restores saved slot lists as saved, so a socket or output a newer host added after them is
+        # simply absent (and unlinked): the saved lists must be the start of this host's.
+        saved_sockets = [s["name"] for s in n["inputs"]]
+        assert saved_sockets == [s.name for s in d.sockets][:len(saved_sockets)], (path.name, n["type"])
+        assert all(s.optional for s in d.sockets[len(saved_sockets):]), (path.name, n["type"])
         for socket, entry in zip(d.sockets, n["inputs"]):
             assert entry["link"] is not None or socket.optional, (path.name, n["type"], socket.name)
             if entry["link"] is not None:
                 assert wf["links"][link_ids.index(entry["link"])][3:5] == [n["id"], n["inputs"].index(entry)]
-        assert [o["type"] for o in n["outputs"]] == d.output_types
+        saved_outputs = [(o["name"], o["type"]) for o in n["outputs"]]
+        assert saved_outputs == list(d.outputs[:len(saved_outputs)]), (path.name, n["type"])
         for slot, output in enumerate(n["outputs"]):
             for link_id in output["links"] or []:
                 assert wf["links"][link_ids.index(link_id)][1:3] == [n["id"], slot]
@@ -231,27 +186,34 @@ def test_widget_values_match_the_definitions(path, registry, file_combos):
         if n["type"] in FRONTEND_ONLY:
             assert len(values) == 1 and isinstance(values[0], str) and values[0].strip()
             continue
-        slots = definition(registry, n["type"]).widget_slots
+        d = definition(registry, n["type"])
         where = f"{path.name}: {n['type']} #{n['id']}"
-        assert len(values) == len(slots), f"{where}: {len(values)} widgets_values for widgets {slots}"
-        for slot, value in zip(slots, values):
-            if slot == CONTROL:
+        loaded = workflow_defs.loaded_widgets(d, values)  # position by position, as the frontend restores them
+        assert not loaded.dropped, f"{where}: values {list(loaded.dropped)} reach no widget of this host"
+        slots = d.widget_slots(loaded.values)
+        for position, slot in enumerate(slots):
+            if position >= len(values):  # a widget the saved list does not reach keeps its default
+                assert slot.default is not NO_DEFAULT, f"{where}: widget {slot.name} gets no value and has no default"
+                continue
+            value = values[position]
+            if slot.input is None:
                 assert value in CONTROL_VALUES, where
                 continue
             what = f"{where}.{slot.name} = {value!r}"
-            if slot.type == "COMBO":
+            if slot.input.type in ("COMBO", DYNAMIC_COMBO):
                 if (n["type"], slot.name) in file_combos:
                     assert isinstance(value, str) and value.endswith(".safetensors"), what
                 else:
-                    assert value in slot.opts["options"], what
-            elif slot.type == "BOOLEAN":
+                    assert value in slot.input.choices, what
+            elif slot.input.type == "BOOLEAN":
                 assert isinstance(value, bool), what
-            elif slot.type == "STRING":
+            elif slot.input.type == "STRING":
                 assert isinstance(value, str), what
             else:
-                number_types = (int,) if slot.type == "INT" else (int, float)
+                number_types = (int,) if slot.input.type == "INT" else (int, float)
                 assert isinstance(value, number_types) and not isinstance(value, bool), what
-                assert slot.opts.get("min", value) <= value <= slot.opts.get("max", value), what
+                low, high = slot.input.options.get("min", value), slot.input.options.get("max", value)
+                assert low <= value <= high, what
 
 
 @comfy_only
@@ -283,8 +245,8 @@ class Graph:
         return None
 
     def widgets(self, node: dict) -> dict[str, Any]:
-        slots = definition(self.registry, node["type"]).widget_slots
-        return {s.name: v for s, v in zip(slots, node["widgets_values"]) if s != CONTROL}
+        loaded = workflow_defs.loaded_widgets(definition(self.registry, node["type"]), node["widgets_values"])
+        return {name: value for name, value in loaded.values.items() if not name.endswith(":control")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,8 +302,8 @@ def apply_chain(graph: Graph, run: Run, model, replace_cache_by_calibrate: bool 
     for n in run.chain:
         node_type, values = n["type"], graph.widgets(n)
         if replace_cache_by_calibrate and node_type == "L2PCache":
-            defaults = {i.name: i.opts["default"] for i in definition(graph.registry, "L2PCalibrate").inputs
-                        if i.is_widget}
+            defaults = {i.name: i.default for i in definition(graph.registry, "L2PCalibrate").inputs
+                        if i.kind is Kind.WIDGET}
             node_type, values = "L2PCalibrate", {**defaults, "file_name": values["predictor_file"]}
         (model,) = comfy_host.run_node(graph.registry[node_type], model=model, **values)
     return model
@@ -481,8 +443,22 @@ def test_comfyui_lists_and_serves_our_workflows(comfy, tmp_path, caplog):
 
 
 @comfy_only
-def test_committed_workflows_equal_the_generator(registry):
-    generated = make_workflows.generate_all()
-    for name, workflow in generated.items():
-        assert (FOLDER / f"{name}.json").read_text(encoding="utf-8") == make_workflows.render(workflow), (
-            f"{name}.json differs from scripts/make_workflows.py: run it with COMFYUI_PATH set and commit the result")
+def test_committed_workflows_are_right_on_this_host(definitions):
+    """The rule: the committed files are generated on ComfyUI 0.3.64, the oldest host the pack supports (pyproject
+    requires-comfyui), and on that host they equal the generator's output byte for byte. On any other host they
+    must load as the generator builds them there. ComfyUI's frontend restores a saved node's widgets_values by
+    position (a DynamicCombo's value deciding which widgets follow it) and leaves the widgets past the end of the
+    list at their defaults, and it restores the saved input and output slots as saved (LGraphNode.configure,
+    dynamicWidgets.ts). So each node must end up holding the widget values the generator gives it here, no saved
+    value may be left over, its saved slots must be the start of this host's with the others unlinked, and all but
+    the layout must be equal. This accepts what ComfyUI's own compatibility promises (widgets and outputs added
+    with defaults: CreateVideo's bit_depth, SaveImage's and SaveVideo's outputs in 0.33) and refuses a widget
+    inserted before others, a changed value or a removed widget."""
+    import comfy_host
+
+    host = comfy_host.comfyui_version(comfy_host.comfyui_path())
+    problems = make_workflows.committed_problems(make_workflows.generate_all(definitions), definitions, host)
+    assert set(problems) == set(make_workflows.WORKFLOW_NAMES)
+    wrong = {name: found for name, found in problems.items() if found}
+    assert not wrong, (f"{wrong}: regenerate with COMFYUI_PATH at a ComfyUI {make_workflows.reference_host()} "
+                       f"checkout (python3 scripts/make_workflows.py) and commit the result")
