@@ -1,11 +1,11 @@
 """What LESA costs, and what a calibration file weighs with and without its trajectory sample (CPU, minutes).
 
-    python3 -m benchmark.lesa_cost [--threads 2] [--model reference]
+    python3 -m benchmark.lesa_cost [--threads 1] [--model reference]
 
 1. Calibrates the model like the benchmark (6 seeds x classes 0-6, 50 Euler steps), without CFG and with CFG 3,
    once with L2P Calibrate's lesa_sample off (the default) and once on: the file sizes.
 2. Trains LESA on each sampled file exactly as L2P Cache does (``nodes/lesa_setup.lesa_model``: the node's
-   recipe, its thread cap, storing the experts in the file), then loads the stored experts again: training and
+   recipe, one thread, storing the experts in the file), then loads the stored experts again: training and
    loading times. The sample has a fixed capacity (16384 element trajectories), so training costs the same at
    any resolution: a FLUX 1024x1024 calibration trains on a sample of the same size.
 3. One forecast at FLUX 1024x1024 latent size (1 x 16 x 128 x 128) with the trained LESA model against L2P
@@ -71,8 +71,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     harness.add_model_option(p)
     p.add_argument("--out", default=None, help="default out/lesa-cost (reference) or out/lesa-cost-<model>")
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch threads (default 2: what L2P Cache allows LESA's training on any machine)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for the forecasts and the model (LESA's training always uses 1, as in the node)")
     p.add_argument("--cal-seeds", type=int, default=6)
     p.add_argument("--repeats", type=int, default=15)
     args = p.parse_args(argv)
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         costs.append((f"reference transformer pass at 4096 tokens ({args.model}, for scale; FLUX.1-dev is far larger)",
                       median_ms(lambda: model.model_fn(x, torch.tensor([0.5]), cond), 3)))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    lines = [f"torch threads: {args.threads} (LESA training: at most 2); CPU: this machine, {os.cpu_count()} cores,"
+    lines = [f"torch threads: {args.threads} (LESA training: 1); CPU: this machine, {os.cpu_count()} cores,"
              f" load average {load:.1f} at the end; {args.cal_seeds} seeds x classes 0-6 calibrate, 50 Euler steps.",
              "",
              "| calibration file | lesa_sample | bytes |", "|---|---|---|"]

@@ -50,7 +50,9 @@ def lesa_model(path: str, pf: PredictorFile, progress: ProgressCallback | None =
                 " experts are stored in it)", LOG_PREFIX, L2P_CACHE, sample.size, name, total, device)
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(min(threads, 2))  # small KAN batches: more threads only spin
+        # One thread: the KAN's ops are small, so a second thread gains little on free cores, and on busy ones its
+        # spinning made training 7-10x slower (python3 -m benchmark.lesa_cost on a loaded 2-core machine).
+        torch.set_num_threads(1)
         # ComfyUI executes graphs under inference_mode (execution.py); training needs autograd back
         with torch.inference_mode(False), torch.enable_grad():
             model, report = train_lesa(sample, config=LESA_TRAINING, progress=_logged(progress, name),
