@@ -42,19 +42,21 @@ class L2PMode(enum.Enum):
     LESA = "LESA (non-linear, stage-aware)"
 
 
-# What the predictor combo of L2P Cache says; LESA's numbers: python3 -m benchmark (quality) and
-# python3 -m benchmark.lesa_cost (training, per-forecast cost, file size), both on this project's CPU.
+# What the predictor combo of L2P Cache and lesa_sample of L2P Calibrate say. LESA's numbers come from
+# python3 -m benchmark (quality, both reference models) and python3 -m benchmark.lesa_cost (training, per-forecast
+# cost at FLUX 1024x1024 latent size, file sizes), on this project's CPU.
 L2P_MODE_TOOLTIP = (
     "direct: weights over the computed steps, fitted for the schedule in use (recommended: the best quality"
-    " measured, and a forecast costs one weighted sum). published rollout: the L2P paper's rollout matrix."
-    " LESA: small non-linear networks per noise stage, trained once per file from the trajectories L2P Calibrate"
-    " records with lesa_sample on (TRAINING; the experts are then stored in the file). It was 3-5 dB behind"
-    " direct on both reference models and each forecast evaluates a network for every latent element (FORECAST):"
-    " choose it only to experiment."
+    " measured, and a forecast is one weighted sum, about 1 ms on a CPU at 1024x1024). published rollout: the L2P"
+    " paper's rollout matrix. LESA: small non-linear networks per noise stage, trained once per file from the"
+    " trajectories L2P Calibrate records with lesa_sample on (about 40 s of one CPU core, with a progress bar;"
+    " then stored in the file). It was 1.4-6.9 dB behind direct on both reference models, and each forecast runs"
+    " the networks on every latent element (0.3 s of CPU at 1024x1024): not worth choosing today."
 )
 LESA_SAMPLE_TOOLTIP = (
-    "Also record LESA's training data: a fixed-size random sample of element trajectories (SIZE per file, twice"
-    " that with CFG; the default file is kilobytes). Only the LESA predictor of L2P Cache needs it."
+    "Also record LESA's training data: a fixed-size random sample of element trajectories. The file grows from"
+    " 41 KB to 3.3 MB at 50 steps (101 KB to 6.6 MB with CFG), whatever the resolution. Only L2P Cache's LESA"
+    " predictor needs it; direct (the default) does not."
 )
 
 

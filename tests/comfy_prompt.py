@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import uuid
 from typing import Any, Iterator
 
@@ -96,6 +97,14 @@ def _registered(classes: dict[str, type]) -> Iterator[None]:
                 nodes.NODE_CLASS_MAPPINGS[name] = old
 
 
+def _executor_options(execution) -> dict:
+    """What ComfyUI's main.py passes PromptExecutor besides the server, as its own defaults: nothing before 0.33;
+    from 0.33 on cache arguments it reads unconditionally (the classic cache, as ``--cache-classic``)."""
+    if "cache_args" not in inspect.signature(execution.PromptExecutor).parameters:
+        return {}
+    return {"cache_type": execution.CacheType.CLASSIC, "cache_args": {"lru": 0, "ram": 0, "ram_inactive": 0}}
+
+
 def run_graph(prompt: dict, sources: dict[str, Source]) -> GraphRun:
     """Validate and execute ``prompt`` as the server does; ``sources`` maps class_type names used in the prompt
     to the source nodes behind them. Raises AssertionError with ComfyUI's validation errors if it refuses the
@@ -115,7 +124,7 @@ def run_graph(prompt: dict, sources: dict[str, Source]) -> GraphRun:
             valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
             if not valid:
                 raise AssertionError(f"ComfyUI refused the graph: {error} {node_errors}")
-            executor = execution.PromptExecutor(server)
+            executor = execution.PromptExecutor(server, **_executor_options(execution))
             executor.execute(prompt, prompt_id, {}, outputs)
     finally:
         torch.set_num_threads(threads)

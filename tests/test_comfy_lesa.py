@@ -122,3 +122,32 @@ def test_a_file_in_the_pack_folder_is_used_but_never_rewritten(pack, l2p_dir, sh
                                      **CACHE)
     assert torch.isfinite(comfy_host.sample(patched, steps=10, cfg=1.0, seed=4)).all()
     assert path.read_bytes() == before
+
+
+def test_cancelling_during_training_stops_it_and_leaves_the_file_untouched(pack, l2p_dir, short_training):
+    """ComfyUI's progress hook is where a queued cancel lands (main.py's hook calls
+    throw_exception_if_processing_interrupted): the training stops there and nothing is written."""
+    import comfy.model_management
+    import comfy.utils
+
+    tiny = comfy_host.tiny_flux(seed=54)
+    calibrate(pack, tiny, "cancel.safetensors", lesa_sample=True)
+    path = l2p_dir / "cancel.safetensors"
+    before = path.read_bytes()
+    seen = []
+
+    def hook(value, total, preview, prompt_id=None, node_id=None):
+        seen.append(value)
+        if value == 5:
+            comfy.model_management.interrupt_current_processing(True)
+        comfy.model_management.throw_exception_if_processing_interrupted()
+
+    saved = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        run = run_graph(cache_graph("cancel.safetensors"), sampler_sources(tiny))
+    finally:
+        comfy.utils.set_progress_bar_global_hook(saved)
+        comfy.model_management.interrupt_current_processing(False)
+    assert any(event == "execution_interrupted" for event, _ in run.messages) and not run.succeeded
+    assert seen[-1] == 5 and path.read_bytes() == before
