@@ -6,11 +6,12 @@ Each node clones the model, removes any earlier L2P install (re-applying replace
 """
 from __future__ import annotations
 
+import comfy.patcher_extension
 from comfy_api.latest import io
-from comfy.patcher_extension import WrappersMP
 
 from . import calibrate_setup, files, l2p_setup, setups
 from .architectures import family_of
+from .host_check import require_host
 from .node_errors import FORECAST_CACHE, L2P_CACHE, L2P_CALIBRATE, raised_by
 from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
@@ -19,7 +20,9 @@ CATEGORY = "model_patches/L2P"
 
 def install(model, holder: L2PHolder):
     """A patched clone of ``model``; the input patcher is never mutated."""
+    require_host(model)  # fail at graph time, naming ComfyUI's version, on a host without what the wrappers need
     family_of(model.model.diffusion_model)  # fail at graph time, with the supported list, for models we cannot drive
+    WrappersMP = comfy.patcher_extension.WrappersMP  # read after the check: a host without it gets the clear error
     m = model.clone()
     for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.DIFFUSION_MODEL):
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
@@ -95,19 +98,26 @@ class L2PCache(io.ComfyNode):
                 io.Combo.Input("step_grid_mismatch", options=setups.GRID_POLICIES, default=setups.GRID_POLICIES[0],
                                tooltip="When the run's sigmas differ from the file's: refuse with an error, or"
                                        " resample the calibration to the run's grid."),
+                io.Combo.Input("other_model", options=setups.OTHER_MODEL_CHOICES,
+                               default=setups.OTHER_MODEL_CHOICES[0], optional=True,  # API prompts made before it
+                               tooltip="A file records the model it was calibrated on. refuse: use it only on that"
+                                       " model (the same weights, also at another precision). allow: also on a"
+                                       " LoRA or fine-tune of it (same class and config, other weights); the run's"
+                                       " report says so. Another model class or config is always refused."),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
-                history_device, predictor, step_grid_mismatch) -> io.NodeOutput:
+                history_device, predictor, step_grid_mismatch,
+                other_model=setups.OTHER_MODEL_CHOICES[0]) -> io.NodeOutput:
         with raised_by(L2P_CACHE):
             holder = l2p_setup.l2p_cache_holder(
                 files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
                 compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-                mode=predictor, grid_policy=step_grid_mismatch, lesa_progress=_progress_bar(),
-                lesa_device=_training_device(model),
+                mode=predictor, grid_policy=step_grid_mismatch, other_model=other_model,
+                lesa_progress=_progress_bar(), lesa_device=_training_device(model),
             )
             return io.NodeOutput(install(model, holder))
 

@@ -1,9 +1,11 @@
 """L2P Calibrate's setup: every step's truth recorded, then added to the predictor file when the run ends.
 
 What the file gains per run: the joint Gram over (stream, step) (``TrajectoryRecorder``: kilobytes, whatever the
-resolution) and, with ``lesa_sample`` only, a fixed-size sample of element trajectories for LESA
-(``TrajectorySampler``: megabytes, so it is off unless LESA is wanted). A cancelled run never reaches the file;
-writes are atomic (``calibration_file.extend_calibration_file``).
+resolution), the run's provenance and model identity and, with ``lesa_sample`` only, a fixed-size sample of
+element trajectories for LESA (``TrajectorySampler``: megabytes, so it is off unless LESA is wanted). A cancelled
+run never reaches the file. The file is extended under its lock (re-read, merged, replaced atomically:
+``predictors.files.update``), so processes calibrating into one file all count. A file that cannot be written
+(read-only or full folder) loses only this run's recording: the image is returned and the report says why.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import numpy as np
 
 from ..predictors.calibration.gram import GramStats
 from ..predictors.calibration.recorder import TrajectoryRecorder
-from ..predictors.files.calibration_file import extend_calibration_file, stats_from_file
+from ..predictors.files.calibration_file import stats_from_file
+from ..predictors.files.identity import OtherModel
+from ..predictors.files.update import extend_calibration_file
 from ..predictors.forecasters.fora import Fora
-from ..predictors.engine.grid import StepGrid
 from ..predictors.errors import CalibrationError
 from ..predictors.files.predictor_file import PredictorFileError
 from ..predictors.files.storage import load_predictor_file
@@ -25,9 +28,11 @@ from ..predictors.calibration.trajectory_sample import TrajectorySampler
 from .architectures import family_of
 from .cfg_record import cfg_record
 from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder
+from .model_identity import check_file_identity, model_identity
 from .node_errors import L2P_CALIBRATE
 from .plans import EveryStepPlan
-from .report import RunReport
+from .provenance import contributor_note, run_provenance
+from .report import RunReport, logger
 from .run_state import L2PHolder, RunContext, RunPieces
 from .setups import (
     DEFAULT_L2P_WARMUP, DEFAULT_RESIDUAL_BUDGET, CalibrationMode, CfgFit, FitOptions, GridPolicy, HistoryDevice,
@@ -36,19 +41,21 @@ from .setups import (
 
 
 REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
+OTHER_FILE_FIX = "Choose another file_name for this model: a calibration file holds one model's runs"
+
 
 class CalibrationRecorder:
-    """The calibration sink of one run: records the truth of every step, then extends the file atomically."""
+    """The calibration sink of one run: records the truth of every step, then extends the file under its lock."""
 
-    def __init__(self, path: str, grid: StepGrid, diffusion_model, ridge: float, mode: CalibrationMode,
-                 cfg_scale: float | None = None, seed: int = 0, previous_cfg_mode: str | None = None,
+    def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0,
                  lesa_sample: bool = False) -> None:
-        self.path, self.grid, self.ridge, self.mode, self.cfg_scale = path, grid, ridge, mode, cfg_scale
-        self.previous_cfg_mode = previous_cfg_mode  # the existing file's record, extended by this run
+        self.path, self.context, self.grid, self.ridge, self.mode = path, context, context.grid, ridge, mode
+        self.cfg_scale = context.cfg_scale
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
-        self.family = family_of(diffusion_model)
-        self.model_class = type(diffusion_model).__name__
+        self.family = family_of(context.diffusion_model)
+        self.model_class = type(context.diffusion_model).__name__
+        self.identity = model_identity(context.diffusion_model, context.model_patcher)
         self.recorder: TrajectoryRecorder | None = None
         self.lesa_sample = lesa_sample
         self.sampler: TrajectorySampler | None = None  # LESA's training data (lesa_sample): an element sample
@@ -82,17 +89,37 @@ class CalibrationRecorder:
             report.notes.append(f"calibration run discarded; {self.path} left unchanged")
             return
         stats = self.recorder.finish()
-        pf = extend_calibration_file(
-            self.path, stats, model_family=self.family, model_class=self.model_class,
-            latent_channels=self.latent_channels, ridge=self.ridge, fit_mode=self.mode.value,
-            created_by="ComfyUI-L2P L2P Calibrate",
-            trajectory_sample=None if self.sampler is None else self.sampler.finish(),
-            cfg_mode=cfg_record(self.previous_cfg_mode, self.recorder.roles, self.cfg_scale),
-        )
+        fields, extra = run_provenance(self.context.model_patcher, self.context.sampler, self.grid.array,
+                                       self.identity, stats.sample_count)
+        try:
+            result = extend_calibration_file(
+                self.path, stats, None if self.sampler is None else self.sampler.finish(), extra=extra, model_family=self.family,
+                model_class=self.model_class, latent_channels=self.latent_channels, ridge=self.ridge,
+                fit_mode=self.mode.value, created_by="ComfyUI-L2P L2P Calibrate",
+                cfg_mode=cfg_record(None, self.recorder.roles, self.cfg_scale), **fields,
+            )
+        except (OSError, PredictorFileError) as err:  # the image is fine; only this run's recording is lost
+            lost = recording_lost_note(self.path, err)
+            report.notes.append(lost)
+            logger.warning("[L2P] %s", lost)
+            return
+        pf = result.file
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
-                            f" ({', '.join(pf.roles)}), {pf.steps} steps")
+                            f" ({', '.join(pf.roles)}), {pf.steps} steps; {contributor_note()}")
+        report.notes.extend(result.notes)
         report.notes.append(expected_quality_line(self.path, stats_from_file(pf, self.path), self.ridge,
                                                   self.cfg_scale))
+
+
+def recording_lost_note(path: str, err: BaseException) -> str:
+    """The report's line when a finished run cannot be added to its file (the run itself has succeeded)."""
+    if isinstance(err, OSError):
+        why = f"the folder {os.path.dirname(path)} cannot be written ({err.strerror or err})"
+        fix = "make the folder writable or free disk space, then calibrate again"
+    else:
+        why, fix = str(err), "fix the file as the message says, then calibrate again"
+    return f"calibration NOT saved: this run's recording is lost because {why}; {path} is unchanged. To keep" \
+           f" recordings, {fix}"
 
 
 def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None) -> str:
@@ -132,11 +159,14 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        predictor, plan, seed, previous = Fora(), EveryStepPlan(grid.num_steps), 0, None
-        pieces = None
+        predictor, plan, seed = Fora(), EveryStepPlan(grid.num_steps), 0
+        pieces, note = None, None
+        sink = CalibrationRecorder(path, context, ridge, mode, lesa_sample=lesa_sample)
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
             pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
-            seed, previous = pf.sample_count or 0, pf.cfg_mode
+            stats_from_file(pf, path)  # an imported weight matrix cannot be extended: said now, not after the run
+            note = check_file_identity(path, pf, sink.identity, OtherModel.REFUSE, OTHER_FILE_FIX)
+            sink.seed = pf.sample_count or 0
         if mode is CalibrationMode.ON_POLICY:
             # follow exactly what L2P Cache does with this file by default (fit, CFG handling, schedule), so the
             # recorded trajectories drift the way the cache's runs drift
@@ -146,8 +176,8 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
                 history_device=HistoryDevice.MODEL.value, mode=L2PMode.DIRECT.value,
                 grid_policy=GridPolicy.REFUSE.value, ridge=ridge,
             ).start_run(context, report)
-        sink = CalibrationRecorder(path, grid, context.diffusion_model, ridge, mode, context.cfg_scale, seed,
-                                   previous, lesa_sample)
+        if note and note not in report.notes:  # on-policy: L2P Cache's setup may have said it already
+            report.notes.append(note)
         if pieces is None:
             return RunPieces(predictor, plan, calibration=sink)
         return dataclasses.replace(pieces, calibration=sink)

@@ -2,14 +2,15 @@
 by L2P Cache.
 
 The roles of the Gram (cond, or cond and uncond) already decide whether a file can serve a CFG run (l2p_setup
-refuses a one-stream file for a CFG run). On top, the file lists the CFG scales its trajectories were sampled at.
-Another scale is allowed and said in the run's report, not refused: on the two reference models
-(``python3 -m benchmark.cfg_scales [--model qwen]``) a neighbouring scale cost 0-3 dB, calibrating at 1.5 and
-sampling at 7 up to 5 dB, still ahead of the training-free predictors in the mean.
+refuses a one-stream file for a CFG run). On top, the file lists the CFG scales its trajectories were sampled at
+(merged by union when runs are added: ``predictors.files.provenance``). Another scale is allowed and said in the
+run's report, not refused: on the two reference models (``python3 -m benchmark.cfg_scales [--model qwen]``) a
+neighbouring scale cost 0-3 dB, calibrating at 1.5 and sampling at 7 up to 5 dB, still ahead of the training-free
+predictors in the mean.
 """
 from __future__ import annotations
 
-CFG_RECORD_PREFIX = "cfg"
+from ..predictors.files.provenance import cfg_mode_text, cfg_scales_of
 
 
 def cfg_record(previous: str | None, roles: tuple[str, ...], cfg_scale: float | None) -> str:
@@ -17,13 +18,10 @@ def cfg_record(previous: str | None, roles: tuple[str, ...], cfg_scale: float | 
     its trajectories were sampled at, e.g. "cfg 3,5" ("?" for a guider without a single scale)."""
     if "uncond" not in roles:
         return "none"
-    scales = set(calibrated_cfg_scales(previous))
-    scales.add("?" if cfg_scale is None else f"{float(cfg_scale):g}")
-    return f"{CFG_RECORD_PREFIX} " + ",".join(sorted(scales, key=lambda v: (v == "?", float(v) if v != "?" else 0)))
+    scale = "?" if cfg_scale is None else f"{float(cfg_scale):g}"
+    return cfg_mode_text(set(cfg_scales_of(previous)) | {scale}, guided=True)
 
 
 def calibrated_cfg_scales(cfg_mode: str | None) -> tuple[str, ...]:
     """The scales a ``cfg_record`` lists (as written, e.g. ("3", "5")); () for "none", an older file, or import."""
-    if not cfg_mode or not cfg_mode.startswith(CFG_RECORD_PREFIX + " "):
-        return ()
-    return tuple(v for v in cfg_mode[len(CFG_RECORD_PREFIX) + 1:].split(",") if v)
+    return cfg_scales_of(cfg_mode)

@@ -1,12 +1,17 @@
-"""Where predictor files live: ComfyUI's ``models/l2p/`` (a folder type the pack registers) plus the pack's own
-``weights/`` folder, both listed in one dropdown."""
+"""Where predictor files live: ComfyUI's ``models/l2p/`` (a folder type the pack registers, created then, so users
+can copy files in before their first calibration) plus the pack's own ``weights/`` folder, both listed in one
+dropdown. A folder that cannot be created (read-only disk) is logged, never fatal: only calibration needs it."""
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import folder_paths
 
 from ..predictors.errors import NodeInputError, PredictorFileError
+
+logger = logging.getLogger("comfyui_l2p")
 
 FOLDER_TYPE = "l2p"
 EXTENSIONS = {".safetensors", ".txt"}  # .txt: the official L2P release's weight.txt
@@ -24,6 +29,18 @@ def register_folder() -> None:
     for path in (user_dir, PACK_WEIGHTS_DIR):
         if path not in paths:
             paths.append(path)
+    _create_folder(paths[0])
+
+
+@functools.lru_cache(maxsize=8)  # once per folder and process: startup and every dropdown refresh call this
+def _create_folder(path: str) -> bool:
+    try:
+        os.makedirs(path, exist_ok=True)
+        return True
+    except OSError as err:
+        logger.warning("[L2P] cannot create the predictor folder %s (%s): L2P Calibrate will not be able to save"
+                       " calibrations there until it exists and is writable", path, err.strerror or err)
+        return False
 
 
 def list_predictor_files() -> list[str]:
@@ -56,5 +73,8 @@ def calibration_target(name: str) -> str:
     if not name.endswith(".safetensors"):
         name += ".safetensors"
     path = os.path.join(base, name)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError:
+        pass  # a read-only folder: the run still samples, and its report says the recording could not be saved
     return path

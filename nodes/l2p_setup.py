@@ -1,7 +1,8 @@
 """L2P Cache's setup: a calibrated predictor file turned into the run's predictor and plan.
 
-The file is validated when the node runs; the run's step grid, model family and guidance are checked when
-sampling starts (RunContext), each mismatch refused with the file's name, expected versus found, and the fix.
+The file is validated when the node runs; the run's step grid, model family, model identity and guidance are
+checked when sampling starts (RunContext), each mismatch refused with the file's name, expected versus found, and
+the fix. A file calibrated on a LoRA or fine-tune of this model is used only when ``other_model`` allows it.
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules.optimizer import shrink_cross_streams
 from ..predictors.schedules.placements import Placement
 from ..predictors.calibration.transfer import resample_gram
+from ..predictors.files.identity import OtherModel
 from .architectures import family_of
 from .cfg_record import calibrated_cfg_scales
 from .lesa_setup import ProgressCallback, lesa_model
+from .model_identity import check_file_identity, model_identity
 from .node_errors import L2P_CACHE
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -160,15 +163,17 @@ def _direct_cfg_pieces(config, grid: StepGrid, stats: GramStats, gram: np.ndarra
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
                      options: FitOptions = FitOptions(), ridge: float | None = None,
-                     lesa_progress: ProgressCallback | None = None, lesa_device: torch.device | str = "cpu"
-                     ) -> L2PHolder:
+                     other_model: str = OtherModel.REFUSE.value, lesa_progress: ProgressCallback | None = None,
+                     lesa_device: torch.device | str = "cpu") -> L2PHolder:
     """L2P Cache: a calibrated predictor file. The file is validated now (and LESA's experts loaded or trained);
-    the grid and family at run start.
+    the grid, family and model at run start.
 
     options: what the node does not show (FitOptions; the defaults are the node's).
     ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with).
+    other_model: whether a file calibrated on a LoRA / fine-tune of the sampled model is used (OtherModel).
     lesa_progress, lesa_device: LESA's training, when it is needed (``lesa_setup.lesa_model``)."""
     pf = load_predictor_file(path)
+    allow_other = OtherModel(other_model)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
     mode, policy = L2PMode(mode), GridPolicy(grid_policy)
     offload = HistoryDevice(history_device) is HistoryDevice.CPU
@@ -191,6 +196,10 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
         _check_family(path, pf, family_of(context.diffusion_model))
+        note = check_file_identity(path, pf, model_identity(context.diffusion_model, context.model_patcher),
+                                   allow_other, "Calibrate this model with L2P Calibrate, or pick a file made for it.")
+        if note:
+            report.notes.append(note)
         if not pf.has_gram:
             if grid.num_steps != pf.steps:
                 raise PredictorFileError(

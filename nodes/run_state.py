@@ -58,6 +58,8 @@ class RunContext:
     grid: StepGrid  # the run's sample_sigmas
     diffusion_model: Any  # the transformer module (its class decides the model family)
     cfg_scale: float | None = None  # the guider's CFG scale (None when the guider has no single scale)
+    model_patcher: Any = None  # the guider's ModelPatcher (model identity, model_sampling); None outside ComfyUI
+    sampler: Any = None  # the run's Sampler (its name goes into calibration files); None outside ComfyUI
 
 
 @dataclass
@@ -286,7 +288,8 @@ def _sample_run(holder: L2PHolder, guider, executor, args: tuple, kwargs: dict):
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
     cfg = getattr(guider, "cfg", None)  # CFGGuider; other guiders (dual CFG, custom) may have none
     context = RunContext(grid, guider.model_patcher.model.diffusion_model,
-                         float(cfg) if isinstance(cfg, (int, float)) else None)
+                         float(cfg) if isinstance(cfg, (int, float)) else None, guider.model_patcher,
+                         args[2] if len(args) > 2 else kwargs.get("sampler"))
     pieces = holder.start_run(context, report)
     report.planned_computed = pieces.plan.planned
     run = RunState(pieces, grid, report)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..predictors.calibration.fit import DEFAULT_RIDGE
+from ..predictors.files.identity import OtherModel
 from ..predictors.engine.grid import StepGrid, TimeAxis
 from ..predictors.forecasters.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
 from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
@@ -154,6 +155,7 @@ HISTORY_DEVICES = [d.value for d in HistoryDevice]
 GRID_POLICIES = [p.value for p in GridPolicy]
 L2P_MODES = [m.value for m in L2PMode]
 CALIBRATION_MODES = [m.value for m in CalibrationMode]
+OTHER_MODEL_CHOICES = [m.value for m in OtherModel]
 TIME_AXES = [a.value for a in TimeAxis]
 FORECAST_METHODS = list(METHOD_DISPLAY_NAMES)
 L2P_PLACEMENTS = [p.value for p in (Placement.OPTIMIZED, Placement.EVEN, Placement.PROGRESSIVE, Placement.PUBLISHED,

@@ -3,7 +3,9 @@ from . import errors
 from .engine.linear_predictor import ForecastError, LinearPredictor
 from .calibration.gram import GramStats, empty_stats, gram_from_pieces
 from .calibration.recorder import TrajectoryRecorder
-from .files.calibration_file import extend_calibration_file, file_from_stats, stats_from_file
+from .files.calibration_file import file_from_stats, stats_from_file
+from .files.update import extend_calibration_file, update_predictor_file
+from .files.merge import MergeRefused, merge_predictor_files
 from .engine.history import ForecastEngine
 from .calibration.fit import direct_weights, fit_paper_adam, fit_paper_matrix, rollout_error
 from .forecasters.foca import FoCa

@@ -69,6 +69,10 @@ class ForecastError(L2PError, RuntimeError):
     """A forecast was asked for that the available history cannot support."""
 
 
+class HostUnsupported(L2PError, RuntimeError):
+    """The ComfyUI running the pack lacks something the pack needs (``nodes/host_check.py`` names it)."""
+
+
 _REDUNDANT_PREFIX = re.compile(r"^L2P:? (?=[a-z'])")
 
 

@@ -9,7 +9,8 @@ Each workflow is described compactly below: node types, widget values by input N
 the UI format needs -- the order of ``widgets_values`` (with the frontend-only ``control_after_generate`` value after
 a seed), the link slot indices, the socket lists -- is read from the node definitions of a real ComfyUI, the same
 definitions its ``/object_info`` sends to the frontend. So a description that names an unknown node or input,
-leaves a widget out or links mismatched types fails here instead of producing a workflow that loads wrong.
+leaves out a widget that has no default or links mismatched types fails here instead of producing a workflow that
+loads wrong (a widget left out takes its default, as in a node the user adds).
 
 The committed files are generated on the oldest ComfyUI the pack supports (``reference_host()``, 0.3.64) and are
 checked on every other host by what ComfyUI's frontend makes of them there (``workflow_defs.load_differences``):
@@ -50,8 +51,8 @@ sys.path.insert(0, str(ROOT / "scripts"))  # workflow_defs, when this file is lo
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
 
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
-from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, FRONTEND_ONLY, NO_DEFAULT,  # noqa: E402
-                           PACK_CNR_ID, NodeDef, load_differences, read_node_def)
+from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, NO_DEFAULT, PACK_CNR_ID, NodeDef,  # noqa: E402
+                           load_differences, read_node_def)
 
 # ------------------------------------------------------------------------------------------ node definitions
 # The frontend's reading of a node definition (widget order, DynamicCombos, what a saved node loads as) is in
@@ -153,7 +154,8 @@ L2P_WARMUP, FORECAST_WARMUP, CALIBRATION_RIDGE = 1, 2, 1e-6
 
 def l2p_cache(column: int, model: Out, predictor_file: str, speedup: float) -> N:
     return node("L2PCache", column, highlight=True, model=model, predictor_file=predictor_file, speedup=speedup,
-                placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse")
+                placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse",
+                other_model="refuse")
 
 
 # ------------------------------------------------------------------------------------------------- notes

@@ -31,6 +31,7 @@ Public API (all functions bootstrap on first use):
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import enum
@@ -38,7 +39,9 @@ import logging
 import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -101,18 +104,25 @@ def host_line() -> str:
     return f"real-ComfyUI host: ComfyUI {comfyui_version(path)} at {path}"
 
 
-def bootstrap() -> ComfyModules:
-    """Import ComfyUI from ``COMFYUI_PATH`` once, CPU only, and return its modules.
+def bootstrap(device: str = "cpu") -> ComfyModules:
+    """Import ComfyUI from ``COMFYUI_PATH`` once and return its modules. ``device`` "cpu" (the tests) or "cuda"
+    (scripts/gpu_timing.py): ComfyUI picks its device once, so a second call asking for another one is refused.
 
     Order (each step guards a failure seen on a CPU-only machine):
     1. checkout first on sys.path, so ``nodes`` / ``utils`` / ``comfy`` are ComfyUI's;
     2. ``comfy.options`` with args parsing left off, so pytest's argv is never parsed;
-    3. ``args.cpu = True`` before ``comfy.model_management`` is imported (it asserts CUDA otherwise);
+    3. ``args.cpu = True`` (unless "cuda") before ``comfy.model_management`` is imported (it asserts CUDA otherwise);
     4. ``utils.extra_config`` before ``nodes`` (``nodes.py`` puts ``comfy/`` on sys.path, after which ``utils``
        would resolve to ``comfy/utils.py``).
     """
     global _MODULES
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"bootstrap: device must be 'cpu' or 'cuda', got {device!r}")
     if _MODULES is not None:
+        running = _MODULES.model_management.get_torch_device().type
+        if running != device:
+            raise ComfyHostError(f"ComfyUI is already bootstrapped on {running}; cannot switch to {device} in one "
+                                 f"process")
         return _MODULES
     path = comfyui_path()
     if path is None:
@@ -142,7 +152,7 @@ def bootstrap() -> ComfyModules:
     import comfy.options  # noqa: F401  (args parsing stays off: the default)
     import comfy.cli_args
 
-    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.cpu = device == "cpu"
     import utils.extra_config  # noqa: F401  (before `nodes`, see docstring)
     import comfy.model_management
     import comfy.sd
@@ -157,6 +167,7 @@ def bootstrap() -> ComfyModules:
 
     # The KSampler path reads this global for its tqdm bar; tests want quiet logs, sampling is unaffected.
     comfy.utils.set_progress_bar_enabled(False)
+    _predictor_folder_outside_checkout(folder_paths)
     if not Path(nodes.__file__).resolve().is_relative_to(path):
         raise ComfyHostError(f"'import nodes' resolved to {nodes.__file__}, expected ComfyUI's {path / 'nodes.py'}")
     _MODULES = ComfyModules(
@@ -172,6 +183,16 @@ def bootstrap() -> ComfyModules:
         patcher_extension=comfy.patcher_extension,
     )
     return _MODULES
+
+
+def _predictor_folder_outside_checkout(folder_paths) -> None:
+    """The pack creates ``models/l2p/`` when it registers the folder; the harness never writes into the checkout,
+    so that folder is a temporary one for this process (tests redirect it further with the ``l2p_dir`` fixture)."""
+    if "l2p" in folder_paths.folder_names_and_paths:
+        return
+    folder = tempfile.mkdtemp(prefix="l2p-models-")
+    atexit.register(shutil.rmtree, folder, True)
+    folder_paths.folder_names_and_paths["l2p"] = ([folder], {".safetensors", ".txt"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,8 +397,10 @@ def _load_like_host(model_config, module: torch.nn.Module, state_dict: Mapping[s
     module.float()
 
 
-def _build(family: Family, unet_config: Mapping[str, Any]) -> TinyModel:
-    """config -> get_model -> ModelPatcher, as comfy/sd.py load_diffusion_model_state_dict does; fp32, CPU."""
+def _build(family: Family, unet_config: Mapping[str, Any], dtype: torch.dtype = torch.float32,
+           device: torch.device | None = None) -> TinyModel:
+    """config -> get_model -> ModelPatcher, as comfy/sd.py load_diffusion_model_state_dict does. The parameters
+    are allocated on ``device`` (default: ComfyUI's offload device, the CPU here), uninitialised."""
     comfy = bootstrap()
     unet_config = host_unet_config(family, unet_config)
     config_cls = getattr(comfy.supported_models, family.value)
@@ -387,9 +410,10 @@ def _build(family: Family, unet_config: Mapping[str, Any]) -> TinyModel:
             f"found {dict(unet_config)}"
         )
     model_config = config_cls(dict(unet_config))
-    model_config.set_inference_dtype(torch.float32, None)
-    model = model_config.get_model({}, "")
-    model = model.to(comfy.model_management.unet_offload_device())
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, "", device=device)
+    if device is None:
+        model = model.to(comfy.model_management.unet_offload_device())
     patcher = comfy.model_patcher.ModelPatcher(
         model,
         load_device=comfy.model_management.get_torch_device(),
@@ -436,27 +460,36 @@ def init_weights(module: torch.nn.Module, seed: int, bias_std: float = 0.1) -> N
     norm gains (norm modules' weights and QK-norm ``scale``) = 1, other vectors (biases) ~ N(0, bias_std^2).
     In particular the final layers (adaLN modulation and output projection) are random, not zero.
     """
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = next(module.parameters()).device  # drawn where the parameters live: a 12B model is not drawn on a CPU
+    gen = torch.Generator(device=device).manual_seed(seed)
     owners = {name: mod for name, mod in module.named_modules()}
     for name, param in module.named_parameters():
         owner = owners[name.rpartition(".")[0]] if "." in name else module
         leaf = name.rpartition(".")[2]
         if param.ndim >= 2:
             fan_in = math.prod(param.shape[1:])
-            value = torch.randn(param.shape, generator=gen) / math.sqrt(fan_in)
+            value = torch.randn(param.shape, generator=gen, device=device) / math.sqrt(fan_in)
         elif leaf == "scale" or (isinstance(owner, _NORM_TYPES) and leaf == "weight") or "Norm" in type(owner).__name__:
-            value = torch.ones(param.shape) if leaf != "bias" else torch.zeros(param.shape)
+            value = torch.ones(param.shape, device=device) if leaf != "bias" else torch.zeros(param.shape, device=device)
         else:
-            value = torch.randn(param.shape, generator=gen) * bias_std
+            value = torch.randn(param.shape, generator=gen, device=device) * bias_std
         param.copy_(value.to(param.dtype))
 
 
-def tiny_model(family: Family, seed: int = 0, **overrides: Any) -> TinyModel:
-    """A tiny ``family`` model, random weights from ``seed``; ``overrides`` replace unet_config entries."""
+def tiny_model(family: Family, seed: int = 0, *, dtype: torch.dtype = torch.float32,
+               device: torch.device | None = None, **overrides: Any) -> TinyModel:
+    """A tiny ``family`` model, random weights from ``seed``; ``overrides`` replace unet_config entries (so any
+    size: scripts/gpu_timing.py builds FLUX.1-dev's this way). ``dtype`` / ``device``: the parameters' (default
+    float32 on ComfyUI's offload device, the CPU)."""
     unet_config = {**_TINY_CONFIGS[family], **overrides}
-    tiny = _build(family, unet_config)
+    tiny = _build(family, unet_config, dtype, device)
     init_weights(tiny.diffusion_model, seed)
     return tiny
+
+
+def model_skeleton(family: Family, *, dtype: torch.dtype, device: torch.device, **overrides: Any) -> TinyModel:
+    """``tiny_model``'s model without its weights drawn: on the meta device, a full-size model's shape for free."""
+    return _build(family, {**_TINY_CONFIGS[family], **overrides}, dtype, device)
 
 
 def tiny_flux(seed: int = 0, **overrides: Any) -> TinyModel:

@@ -17,7 +17,8 @@ from comfyui_l2p.predictors.files.storage import load_predictor_file
 from comfyui_l2p.predictors.schedules.placements import even_schedule
 
 TYPES = [errors.L2PError, errors.PredictorFileError, errors.ScheduleError, errors.CalibrationError,
-         errors.ModelOutputError, errors.UnsupportedModelError, errors.NodeInputError, errors.ForecastError]
+         errors.ModelOutputError, errors.UnsupportedModelError, errors.NodeInputError, errors.ForecastError,
+         errors.HostUnsupported]
 
 
 def shown_type(klass: type) -> str:

@@ -122,3 +122,24 @@ def test_arrays_round_trip_through_a_predictor_file(tmp_path):
         TrajectorySample.from_arrays(big.to_arrays(), ("cond",))
     with pytest.raises(ValueError, match="missing lesa tensors"):
         TrajectorySample.from_arrays({}, ROLES)
+
+
+def test_merging_two_subsampled_reservoirs_weighs_them_by_what_they_saw():
+    # reservoirs of 500 standing for 3000 and 1000 trajectories (e.g. two machines' files): a uniform sample of all
+    # 4000 takes 3/4 of its 500 from the first (hypergeometric: sd ~8.6), not half as two equal sizes would suggest
+    def reservoir(label, seen, rows=500):
+        values = np.stack([np.full((1, GRID.num_steps), label * 1e4 + i, dtype=np.float32) for i in range(rows)])
+        return TrajectorySample(values, GRID.array, ("cond",), seen)
+
+    from_first = []
+    for seed in range(20):
+        merged = reservoir(0, 3000).merge(reservoir(1, 1000), capacity=500, rng=np.random.default_rng(seed))
+        assert merged.size == 500 and merged.seen_count == 4000
+        ids = merged.values[:, 0, 0]
+        assert len(np.unique(ids)) == 500  # whole, distinct trajectories of the inputs
+        from_first.append(int(np.sum(ids < 1e4)))
+    assert 365 <= np.mean(from_first) <= 385, from_first
+    # a capacity above what a subsampled side holds is capped, so its share is never padded with the other's
+    small = reservoir(0, 3000, rows=100).merge(reservoir(1, 1000, rows=100), capacity=500,
+                                              rng=np.random.default_rng(0))
+    assert small.size == 100 and small.seen_count == 4000

@@ -43,6 +43,9 @@ SEEN_KEY = "traj_seen"
 #: split of ``seen`` into two float32-exact integers
 _SEEN_BASE = 1 << 24
 
+# numpy's hypergeometric draw takes counts below this
+_HYPERGEOMETRIC_LIMIT = 10**9
+
 DEFAULT_PER_RUN = 4096
 DEFAULT_CAPACITY = 16384
 
@@ -108,9 +111,9 @@ class TrajectorySample:
         ``new`` must be a uniform sample of its own source (e.g. one run's ``finish()``, or another merged
         sample whose seen_count is its source size) on the same grid and roles. Each of ``new``'s trajectories
         is offered to the reservoir in turn (algorithm R): the i-th trajectory ever offered is kept with
-        probability capacity / i, replacing a uniformly chosen kept one.
-        Note: merging a *subsampled* sample (new.size < new.seen_count) weighs it like new.size trajectories;
-        for exact uniformity merge per-run samples, which are never subsampled.
+        probability capacity / i, replacing a uniformly chosen kept one. When ``new`` is itself subsampled (a
+        merged file's reservoir, new.size < new.seen_count), or this one is subsampled below ``capacity``, the
+        result is drawn from both by their seen counts instead (``_union``): uniform over both sources either way.
         """
         if not isinstance(new, TrajectorySample):
             raise TypeError(f"merge needs a TrajectorySample, got {type(new).__name__}")
@@ -123,6 +126,8 @@ class TrajectorySample:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         rng = np.random.default_rng() if rng is None else rng
+        if new.size < new.seen_count or self.size < min(self.seen_count, capacity):
+            return self._union(new, capacity, rng)
         kept = self.values
         if kept.shape[0] > capacity:  # a smaller capacity than before: subsample uniformly first
             kept = kept[np.sort(rng.choice(kept.shape[0], capacity, replace=False))]
@@ -144,6 +149,26 @@ class TrajectorySample:
             winners = hit[::-1][last_rev]
             kept[draws[winners]] = rest[winners]
         return TrajectorySample(kept, self.sigmas, self.roles, self.seen_count + new.size)
+
+    def _union(self, new: "TrajectorySample", capacity: int, rng: np.random.Generator) -> "TrajectorySample":
+        """A uniform sample of both sources from two uniform samples of them: how many come from each is
+        hypergeometric in the seen counts, then that many are drawn from each sample. The size is capped by what
+        a subsampled side can supply, so every draw stays uniform."""
+        size = min(capacity, self.seen_count + new.seen_count)
+        for part in (self, new):
+            if part.size < part.seen_count:
+                size = min(size, part.size)
+        total = self.seen_count + new.seen_count
+        if max(self.seen_count, new.seen_count) < _HYPERGEOMETRIC_LIMIT:
+            take = int(rng.hypergeometric(self.seen_count, new.seen_count, size)) if size else 0
+        else:  # numpy's limit; with size << total the binomial is the same draw to within size / total
+            take = int(rng.binomial(size, self.seen_count / total))
+        take = min(take, self.size, size)
+        take = max(take, size - new.size)
+        picks = [part.values[np.sort(rng.choice(part.size, n, replace=False))]
+                 for part, n in ((self, take), (new, size - take))]
+        return TrajectorySample(np.concatenate(picks, axis=0), self.sigmas, self.roles,
+                                self.seen_count + new.seen_count)
 
     # ------------------------------------------------------------------ file arrays
     def to_arrays(self) -> dict[str, np.ndarray]:

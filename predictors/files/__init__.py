@@ -1,2 +1,5 @@
-"""The predictor file format: validation, atomic writing and safe loading of ``.safetensors`` predictor files, the
-official L2P release's ``weight.txt`` importer, and the bridge between calibration statistics and files."""
+"""Predictor files: the ``.safetensors`` format and its validation (``predictor_file``), atomic writing and safe
+loading (``storage``), the official L2P ``weight.txt`` importer (``official``), the bridge between calibration
+statistics and files (``calibration_file``), the model identity and provenance a file records (``identity``,
+``provenance``), merging two files (``merge``), the locked read-merge-replace update (``lock``, ``update``), and the
+``python3 -m predictors.files merge / info`` command (``__main__``)."""

@@ -1,6 +1,7 @@
 """Writing and reading predictor files: atomic writes, and a loader that never unpickles.
 
-Writing is atomic (temporary file in the same folder, flush + fsync, os.replace). Loading recognises a pickle /
+Writing is atomic (temporary file in the same folder, flush + fsync, os.replace); the file's mode is that of any
+new file (0o666 less the umask). Read-modify-write under a lock is ``update.py``. Loading recognises a pickle /
 PyTorch checkpoint by its magic bytes and refuses it, and every problem raises ``PredictorFileError`` naming the
 file, the expected and the found value, and the fix. A ``.txt`` path is imported as the official weight.txt.
 """
@@ -8,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import struct
-import tempfile
 
 import numpy as np
 import safetensors.numpy
@@ -30,12 +31,24 @@ def _write_bytes(handle, data: bytes) -> None:
     handle.write(data)
 
 
+def _create_temporary(directory: str, name: str) -> tuple[int, str]:
+    """A new file next to the target, created with mode 0o666 less the umask, as any ordinary file write is
+    (``tempfile.mkstemp`` would give 0600, and the replaced file would keep it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def save_predictor_file(path: str | os.PathLike, pf: PredictorFile) -> str:
     """Write ``pf`` to ``path`` atomically: the previous file stays whole until the new one is complete."""
     path = os.fspath(path)
     data = safetensors.numpy.save(pf.tensors(), metadata=pf.metadata())
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    fd, tmp = _create_temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as handle:
             _write_bytes(handle, data)
