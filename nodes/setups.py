@@ -56,7 +56,7 @@ L2P_MODE_TOOLTIP = (
 )
 LESA_SAMPLE_TOOLTIP = (
     "Also record LESA's training data: a fixed-size random sample of element trajectories. The file grows from"
-    " 41 KB to 3.3 MB at 50 steps (101 KB to 6.6 MB with CFG), whatever the resolution. Only L2P Cache's LESA"
+    " 44 KB to 3.3 MB at 50 steps (104 KB to 6.6 MB with CFG), whatever the resolution. Only L2P Cache's LESA"
     " predictor needs it; direct (the default) does not."
 )
 

@@ -8,8 +8,10 @@ import torch
 
 from comfyui_l2p.nodes.calibrate_setup import CalibrationRecorder
 from comfyui_l2p.nodes.report import RunReport
+from comfyui_l2p.nodes.run_state import RunContext
 from comfyui_l2p.nodes.setups import CalibrationMode
 from comfyui_l2p.predictors import StepGrid
+from comfy_fixtures import requires_comfyui
 from conftest import ROOT
 
 
@@ -29,8 +31,9 @@ def readme_sizes() -> dict[str, float]:
 def calibration_file_size(tmp_path, cfg: bool, lesa_sample: bool) -> int:
     grid = StepGrid.uniform(50)
     path = tmp_path / f"cal-{cfg}-{lesa_sample}.safetensors"
-    recorder = CalibrationRecorder(str(path), grid, Flux(), ridge=1e-6, mode=CalibrationMode.TEACHER_FORCED,
-                                   cfg_scale=3.0 if cfg else 1.0, lesa_sample=lesa_sample)
+    context = RunContext(grid, Flux(), cfg_scale=3.0 if cfg else 1.0)
+    recorder = CalibrationRecorder(str(path), context, ridge=1e-6, mode=CalibrationMode.TEACHER_FORCED,
+                                   lesa_sample=lesa_sample)
     gen = torch.Generator().manual_seed(0)
     roles = ("cond", "uncond") if cfg else ("cond",)
     for step in range(grid.num_steps):  # 4 rows x 16384 elements: the sample's 4 x 4096 positions fill it
@@ -44,5 +47,20 @@ def calibration_file_size(tmp_path, cfg: bool, lesa_sample: bool) -> int:
 def test_the_readme_states_the_calibration_file_sizes(tmp_path, cfg, lesa_sample):
     claimed = readme_sizes()[("CFG" if cfg else "no CFG") + (", lesa_sample" if lesa_sample else "")]
     size = calibration_file_size(tmp_path, cfg, lesa_sample)
-    # the README rounds to whole KB and to 0.1 MB; metadata strings move a file by some bytes
-    assert abs(size - claimed) <= (0.06e6 if lesa_sample else 1.5e3), (size, claimed)
+    # the README rounds to whole KB and to 0.1 MB, for files written inside ComfyUI, whose provenance (sampler,
+    # scheduler, model identity: checked below on the real host) adds about 2.5 KB that this stand-in lacks
+    assert abs(size - claimed) <= (0.06e6 if lesa_sample else 4e3), (size, claimed)
+
+
+@requires_comfyui
+@pytest.mark.parametrize("cfg", [1.0, 3.0], ids=["no CFG", "CFG"])
+def test_a_file_written_inside_comfyui_has_the_readme_size(l2p_dir, cfg):
+    import comfy_host
+
+    pack = comfy_host.load_pack_in_comfyui()
+    tiny = comfy_host.tiny_flux(seed=1)
+    (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name="size.safetensors",
+                                     ridge_lambda=1e-6, mode="teacher-forced", on_policy_speedup=5.0)
+    comfy_host.sample(patched, steps=50, cfg=cfg, seed=0)
+    claimed = readme_sizes()["CFG" if cfg != 1.0 else "no CFG"]
+    assert abs((l2p_dir / "size.safetensors").stat().st_size - claimed) <= 1.5e3
