@@ -91,11 +91,12 @@ class CalibrationRecorder:
         stats = self.recorder.finish()
         fields, extra = run_provenance(self.context.model_patcher, self.context.sampler, self.grid.array,
                                        self.identity, stats.sample_count)
+        sample = None if self.sampler is None else self.sampler.finish()
         try:
             result = extend_calibration_file(
-                self.path, stats, None if self.sampler is None else self.sampler.finish(), extra=extra, model_family=self.family,
-                model_class=self.model_class, latent_channels=self.latent_channels, ridge=self.ridge,
-                fit_mode=self.mode.value, created_by="ComfyUI-L2P L2P Calibrate",
+                self.path, stats, sample, extra=extra, model_family=self.family, model_class=self.model_class,
+                latent_channels=self.latent_channels, ridge=self.ridge, fit_mode=self.mode.value,
+                created_by="ComfyUI-L2P L2P Calibrate",
                 cfg_mode=cfg_record(None, self.recorder.roles, self.cfg_scale), **fields,
             )
         except (OSError, PredictorFileError) as err:  # the image is fine; only this run's recording is lost

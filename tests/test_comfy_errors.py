@@ -101,7 +101,7 @@ def test_nan_output_stops_calibration_at_that_step_and_leaves_the_file_untouched
     assert "stream cond" in message and "left unchanged" in message
     assert len(calls) == 4  # stopped at the bad step, not at the end of the run
     assert path.read_bytes() == before
-    assert sorted(os.listdir(l2p_dir)) == ["nan.safetensors"]  # no temporary file left behind
+    assert not [n for n in os.listdir(l2p_dir) if n.endswith(".tmp")]  # no temporary file left behind
 
 
 def test_nan_output_under_a_cache_keeps_the_run_going_without_forecasts(pack, l2p_dir):
