@@ -126,7 +126,8 @@ def test_a_file_in_the_pack_folder_is_used_but_never_rewritten(pack, l2p_dir, sh
 
 def test_cancelling_during_training_stops_it_and_leaves_the_file_untouched(pack, l2p_dir, short_training):
     """ComfyUI's progress hook is where a queued cancel lands (main.py's hook calls
-    throw_exception_if_processing_interrupted): the training stops there and nothing is written."""
+    throw_exception_if_processing_interrupted): the training stops there and nothing is written. The cancel comes at
+    the first update, which every host sends (0.33 throttles the later ones)."""
     import comfy.model_management
     import comfy.utils
 
@@ -137,9 +138,8 @@ def test_cancelling_during_training_stops_it_and_leaves_the_file_untouched(pack,
     seen = []
 
     def hook(value, total, preview, prompt_id=None, node_id=None):
-        seen.append(value)
-        if value == 5:
-            comfy.model_management.interrupt_current_processing(True)
+        seen.append((value, total))
+        comfy.model_management.interrupt_current_processing(True)
         comfy.model_management.throw_exception_if_processing_interrupted()
 
     saved = comfy.utils.PROGRESS_BAR_HOOK
@@ -149,5 +149,5 @@ def test_cancelling_during_training_stops_it_and_leaves_the_file_untouched(pack,
     finally:
         comfy.utils.set_progress_bar_global_hook(saved)
         comfy.model_management.interrupt_current_processing(False)
-    assert any(event == "execution_interrupted" for event, _ in run.messages) and not run.succeeded
-    assert seen[-1] == 5 and path.read_bytes() == before
+    assert any(event == "execution_interrupted" for event, _ in run.messages) and not run.succeeded, run.messages
+    assert seen == [(1, 30)] and path.read_bytes() == before  # stopped after its first of 30 iterations
