@@ -23,11 +23,13 @@ from ..predictors.forecasters.fora import Fora
 from ..predictors.errors import CalibrationError
 from ..predictors.files.predictor_file import PredictorFileError
 from ..predictors.files.storage import load_predictor_file
+from ..predictors.schedules import error_growth
+from ..predictors.schedules.error_growth import ErrorGrowth
 from ..predictors.schedules.placements import Placement, computed_count, expected_final_error, optimized_schedule
 from ..predictors.calibration.trajectory_sample import TrajectorySampler
-from .architectures import family_of
+from .architectures import family_of_run
 from .cfg_record import cfg_record
-from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder
+from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder, schedule_growth
 from .model_identity import check_file_identity, model_identity
 from .node_errors import L2P_CALIBRATE
 from .plans import EveryStepPlan
@@ -53,7 +55,7 @@ class CalibrationRecorder:
         self.cfg_scale = context.cfg_scale
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
-        self.family = family_of(context.diffusion_model)
+        self.family = family_of_run(context)
         self.model_class = type(context.diffusion_model).__name__
         self.identity = model_identity(context.diffusion_model, context.model_patcher)
         self.recorder: TrajectoryRecorder | None = None
@@ -94,9 +96,9 @@ class CalibrationRecorder:
         sample = None if self.sampler is None else self.sampler.finish()
         try:
             result = extend_calibration_file(
-                self.path, stats, sample, extra=extra, model_family=self.family, model_class=self.model_class,
-                latent_channels=self.latent_channels, ridge=self.ridge, fit_mode=self.mode.value,
-                created_by="ComfyUI-L2P L2P Calibrate",
+                self.path, stats, sample, extra={**extra, **error_growth.to_metadata()}, model_family=self.family,
+                model_class=self.model_class, latent_channels=self.latent_channels, ridge=self.ridge,
+                fit_mode=self.mode.value, created_by="ComfyUI-L2P L2P Calibrate",
                 cfg_mode=cfg_record(None, self.recorder.roles, self.cfg_scale), **fields,
             )
         except (OSError, PredictorFileError) as err:  # the image is fine; only this run's recording is lost
@@ -108,8 +110,9 @@ class CalibrationRecorder:
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
                             f" ({', '.join(pf.roles)}), {pf.steps} steps; {contributor_note()}")
         report.notes.extend(result.notes)
-        report.notes.append(expected_quality_line(self.path, stats_from_file(pf, self.path), self.ridge,
-                                                  self.cfg_scale))
+        stats = stats_from_file(pf, self.path)  # a refit adopts the current schedule error model (error_growth)
+        growth = schedule_growth(pf, self.path, is_cfg_run(self.cfg_scale, stats), FitOptions())
+        report.notes.append(expected_quality_line(self.path, stats, self.ridge, self.cfg_scale, growth))
 
 
 def recording_lost_note(path: str, err: BaseException) -> str:
@@ -123,9 +126,11 @@ def recording_lost_note(path: str, err: BaseException) -> str:
            f" recordings, {fix}"
 
 
-def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None) -> str:
+def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None,
+                          growth: ErrorGrowth = error_growth.LEGACY) -> str:
     """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups, with the
-    schedules and fits L2P Cache uses by default for this guidance setup; under CFG, of the guided output."""
+    schedules and fits L2P Cache uses by default for this guidance setup (its schedule search weighs steps by
+    ``growth``); under CFG, of the guided output. The quality itself is the teacher-forced error (dsigma only)."""
     grid = stats.grid
     gram = fit_gram(path, stats, cfg_scale, CfgFit.PER_STREAM)
     mix, search, exact = None, gram, gram
@@ -141,7 +146,8 @@ def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: 
         k = computed_count(grid.num_steps, speedup)
         if k <= DEFAULT_L2P_WARMUP or k >= grid.num_steps:
             continue
-        steps = optimized_schedule(search, grid, k, warmup=DEFAULT_L2P_WARMUP, ridge=ridge, mix=mix)
+        steps = optimized_schedule(search, grid, k, warmup=DEFAULT_L2P_WARMUP, ridge=ridge, mix=mix,
+                                   step_weights=growth.step_weights(grid))
         err = expected_final_error(exact, grid, steps, ridge, mix=mix)
         parts.append(f"{grid.num_steps / k:.2f}x: {10 * np.log10(total / max(err, 1e-300)):.1f} dB")
     return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
@@ -164,7 +170,7 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
         pieces, note = None, None
         sink = CalibrationRecorder(path, context, ridge, mode, lesa_sample=lesa_sample)
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
-            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
+            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of_run(context))
             stats_from_file(pf, path)  # an imported weight matrix cannot be extended: said now, not after the run
             note = check_file_identity(path, pf, sink.identity, OtherModel.REFUSE, OTHER_FILE_FIX)
             sink.seed = pf.sample_count or 0

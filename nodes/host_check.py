@@ -6,6 +6,8 @@ The capabilities are the whole of what the glue touches (cache_nodes.install, ru
 - ``comfy.patcher_extension.WrappersMP.OUTER_SAMPLE``: brackets each sampling run (per-run state, the report);
 - ``comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL``: wraps the transformer, skipped on a forecast step;
 - the MODEL's ``clone``, ``add_wrapper_with_key`` and ``remove_wrappers_with_key``: keyed wrappers on a clone;
+- ``CallbacksMP.ON_CLONE`` and the MODEL's ``add_callback_with_key`` / ``remove_callbacks_with_key``: every clone
+  keeps its own report log (``holder.CLONE_CALLBACKS``);
 - ``CFGGuider.outer_sample(noise, latent_image, sampler, sigmas, ...)``: the run's step grid is its 4th argument;
 - ``comfy_api.latest.io`` (the V3 node schema) is needed to register the nodes at all: ``__init__.py`` checks it
   when ComfyUI loads the pack.
@@ -50,6 +52,12 @@ def _keyed_wrappers(host: Host) -> bool:
                for name in ("clone", "add_wrapper_with_key", "remove_wrappers_with_key"))
 
 
+def _clone_callbacks(host: Host) -> bool:
+    on_clone = getattr(getattr(host.patcher_extension, "CallbacksMP", None), "ON_CLONE", None)
+    return on_clone == "on_clone" and all(callable(getattr(host.model, name, None))
+                                          for name in ("add_callback_with_key", "remove_callbacks_with_key"))
+
+
 def _outer_sample_takes_sigmas_fourth(host: Host) -> bool:
     outer_sample = getattr(getattr(host.samplers, "CFGGuider", None), "outer_sample", None)
     if outer_sample is None:
@@ -68,6 +76,8 @@ CAPABILITIES: tuple[Capability, ...] = (
                _wrapper_type("DIFFUSION_MODEL")),
     Capability("MODEL.clone / add_wrapper_with_key / remove_wrappers_with_key", "to patch a clone with keyed wrappers",
                _keyed_wrappers),
+    Capability("CallbacksMP.ON_CLONE and MODEL.add_callback_with_key / remove_callbacks_with_key",
+               "to keep each clone's reports its own", _clone_callbacks),
     Capability("comfy.samplers.CFGGuider.outer_sample(noise, latent_image, sampler, sigmas, ...)",
                "to read the run's sigmas", _outer_sample_takes_sigmas_fourth),
 )

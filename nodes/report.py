@@ -23,7 +23,9 @@ class ForcedReason(enum.Enum):
     OFF_GRID = "sigma not on the run's step grid (multi-evaluation or modified-sigma sampler)"
     REPEAT = "second evaluation of a step (multi-evaluation sampler)"
     NO_HISTORY = "stream without history (a conditioning that was not computed before)"
+    STALE_HISTORY = "stream absent at the latest computed step (the conditioning changed during the run)"
     ADAPTIVE = "residual budget of the adaptive schedule"
+    SAFETY_NET = "safety net: the forecast residual exceeded the calibration's margin"
     NON_FINITE_OUTPUT = "the model's output held NaN/inf at an earlier step: forecasting stopped for this run"
     NON_FINITE_FORECAST = "the forecast held NaN/inf values (overflow in the output's dtype): computed instead"
 
@@ -61,6 +63,11 @@ class RunReport:
     def computed_steps(self) -> list[int]:
         """Steps with at least one computed stream, ascending."""
         return sorted({s for r in self.streams.values() for s in r.computed})
+
+    @property
+    def safety_net_passes(self) -> int:
+        """Steps the safety net computed beyond the plan (each one real pass per stream chunk)."""
+        return sum(1 for _, _, reason in self.forced if reason == ForcedReason.SAFETY_NET.value)
 
     @property
     def achieved_speedup(self) -> float:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import heapq
 import json
 import sys
@@ -53,57 +52,17 @@ import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, w
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
 from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, NO_DEFAULT, PACK_CNR_ID, NodeDef,  # noqa: E402
                            load_differences, read_node_def)
+from workflow_parts import (CALIBRATION_RIDGE, FORECAST_WARMUP, SCHEDULE_DEFAULTS, Description, ModelFile,  # noqa: E402
+                            N, Out, files_tree, grid_text, l2p_cache, node, note, swap_to_calibrate)
+import workflows_wan_sdxl  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ node definitions
 # The frontend's reading of a node definition (widget order, DynamicCombos, what a saved node loads as) is in
 # workflow_defs.py; the committed files are generated on the oldest ComfyUI the pack supports (REFERENCE_HOST).
 
 
-# ----------------------------------------------------------------------------------------- the description
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelFile:
-    """A model file a loader widget names: the frontend offers to download it when missing (properties.models)."""
-
-    name: str
-    directory: str  # the models/ subfolder
-    url: str
-
-
-@dataclasses.dataclass(eq=False)
-class N:
-    """One node of a description. ``values``: input name -> widget value, ``ModelFile``, or ``Out`` (a link);
-    ``control_after_generate`` -> the seed's control value. ``column`` places it left to right."""
-
-    type: str
-    column: int
-    values: dict[str, Any]
-    title: str | None = None
-    width: int | None = None
-    height: int | None = None
-    highlight: bool = False
-
-    def out(self, name: str) -> "Out":
-        return Out(self, name)
-
-
-@dataclasses.dataclass(frozen=True)
-class Out:
-    node: N
-    output: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Description:
-    name: str  # file stem; the template's name in the UI
-    nodes: tuple[N, ...]
-
-
-def node(type_: str, column: int, *, node_title: str | None = None, node_width: int | None = None,
-         node_height: int | None = None, highlight: bool = False, **values: Any) -> N:
-    """A node of ``type_`` in ``column``; ``values`` are its inputs by name (the node_* names only lay it out)."""
-    return N(type_, column, values, node_title, node_width, node_height, highlight)
+# The description's parts (nodes, links, model files, notes) are in workflow_parts.py, shared with the
+# descriptions in workflows_wan_sdxl.py.
 
 
 # ------------------------------------------------------------------------------------ stock models, settings
@@ -145,49 +104,6 @@ QWEN_PREDICTOR = f"qwen-image-euler-simple-{QWEN_STEPS}-cfg.safetensors"
 HUNYUAN_STEPS, HUNYUAN_SPEEDUP = 50, 5.0
 HUNYUAN_PREDICTOR = f"hunyuan-video-t2v-euler-simple-{HUNYUAN_STEPS}.safetensors"
 FORECAST_SPEEDUP = 4.55  # 11 of 50 steps: the paper's mildest setting, a fair training-free starting point
-
-SCHEDULE_DEFAULTS = dict(compute_last_step=False, residual_budget=0.05, history_device="model device")
-# The nodes' own defaults (nodes/setups.py, measured by python3 -m benchmark.sweep): L2P's optimized placement
-# starts from one warm-up step, training-free forecasters from two; the calibration ridge is 1e-6.
-L2P_WARMUP, FORECAST_WARMUP, CALIBRATION_RIDGE = 1, 2, 1e-6
-
-
-def l2p_cache(column: int, model: Out, predictor_file: str, speedup: float) -> N:
-    return node("L2PCache", column, highlight=True, model=model, predictor_file=predictor_file, speedup=speedup,
-                placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse",
-                other_model="refuse")
-
-
-# ------------------------------------------------------------------------------------------------- notes
-
-
-def files_tree(files: list[ModelFile], predictor_file: str | None) -> str:
-    """Download links and the models/ tree, as ComfyUI's own templates show them."""
-    by_dir: dict[str, list[str]] = {}
-    for f in files:
-        by_dir.setdefault(f.directory, []).append(f.name)
-    if predictor_file:
-        by_dir.setdefault("l2p", []).append(f"{predictor_file}   <- written by L2P Calibrate")
-    lines = ["ComfyUI/", "└── models/"]
-    for d_index, (directory, names) in enumerate(by_dir.items()):
-        last_dir = d_index == len(by_dir) - 1
-        lines.append(f"    {'└──' if last_dir else '├──'} {directory}/")
-        indent = "    " if last_dir else "│   "
-        for i, name in enumerate(names):
-            lines.append(f"    {indent}{'└──' if i == len(names) - 1 else '├──'} {name}")
-    downloads = "\n".join(f"- [{f.name}]({f.url})" for f in files)
-    return "### Files\n\n" + downloads + "\n\n```\n" + "\n".join(lines) + "\n```\n"
-
-
-def note(text: str) -> N:
-    return node("MarkdownNote", -1, node_width=520, node_height=760, text=text)
-
-
-def grid_text(steps: int, extra: str = "") -> str:
-    return (f"The predictor file is tied to its step grid: {steps} steps, euler, simple, denoise 1{extra}. With another"
-            f" grid L2P Cache refuses the file (step_grid_mismatch: refuse) and says so: calibrate again at the new"
-            f" setting, or set step_grid_mismatch to resample.")
-
 
 # --------------------------------------------------------------------------------------------- workflows
 
@@ -295,12 +211,6 @@ For a model you can calibrate, L2P Cache fits the forecast to the model instead:
     return Description("flux1-dev-forecast-cache", (note(text), *nodes))
 
 
-def swap_to_calibrate(predictor_file: str, settings: str) -> str:
-    return (f"**First make its predictor file** (there is no separate template): replace L2P Cache by *L2P Calibrate*"
-            f" (same place, file_name `{predictor_file}`), queue a handful of prompts and seeds with this"
-            f" workflow's {settings} unchanged, then put L2P Cache back (press R to refresh its file list).")
-
-
 def qwen_image_l2p_cache() -> Description:
     k = computed_count(QWEN_STEPS, QWEN_SPEEDUP)
     text = f"""## Qwen-Image (with CFG) + L2P Cache
@@ -389,6 +299,7 @@ Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per
 
 DESCRIPTIONS: tuple[Callable[[], Description], ...] = (
     flux_l2p_calibrate, flux_l2p_cache, qwen_image_l2p_cache, hunyuan_video_l2p_cache, flux_forecast_cache,
+    *workflows_wan_sdxl.DESCRIPTIONS,
 )
 WORKFLOW_NAMES: tuple[str, ...] = tuple(describe().name for describe in DESCRIPTIONS)  # no ComfyUI needed
 

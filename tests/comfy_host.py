@@ -23,10 +23,12 @@ Public API (all functions bootstrap on first use):
     sample(model, *, steps, cfg, seed, sampler_name="euler", scheduler="simple", batch=1, ...) -> latent Tensor
     scheduler_sigmas(model, *, steps, scheduler="simple") -> Tensor (steps + 1,)
     sample_sigmas(model, *, sigmas, cfg, seed, add_noise=True, ...) -> latent Tensor
-    count_passes(model) -> context manager yielding PassCounter
+    count_passes(model) -> context manager yielding PassCounter   (any model; scheduler_sigmas too)
+    one_thread() -> context manager: torch on one thread while sampling tiny models
     record_diffusion_model_args(model) -> (clone, records)
     run_node(node_cls, **inputs) -> tuple of outputs
-    ("model" = a TinyModel or a ModelPatcher of a FLUX / Qwen-Image / HunyuanVideo model)
+    ("model" = a TinyModel or a ModelPatcher of a FLUX / Qwen-Image / HunyuanVideo model; the other families'
+    tiny models are in comfy_families.py)
 """
 from __future__ import annotations
 
@@ -584,7 +586,7 @@ def _conds(tiny: TinyModel, seed: int, positive, negative, text_len: int, negati
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the thread pool's spinning
     made a 4-step run up to 50x slower; restore the caller's setting afterwards."""
     before = torch.get_num_threads()
@@ -625,7 +627,7 @@ def sample(
     tiny = as_tiny(model)
     positive, negative = _conds(tiny, seed, positive, negative, text_len, negative_text_len)
     samples = _latent(tiny, latent_shape, batch, latent)
-    with _one_thread():
+    with one_thread():
         (out,) = comfy.nodes.common_ksampler(
             tiny.patcher, seed, steps, cfg, sampler_name, scheduler, positive, negative, {"samples": samples},
             denoise=denoise,
@@ -636,7 +638,7 @@ def sample(
 def scheduler_sigmas(model: Any, *, steps: int, scheduler: str = "simple") -> torch.Tensor:
     """The BasicScheduler sigmas, float32 (steps + 1,) ending in 0, for ``model``'s model_sampling."""
     comfy = bootstrap()
-    model_sampling = as_tiny(model).patcher.get_model_object("model_sampling")
+    model_sampling = _patcher_of(model).get_model_object("model_sampling")
     return comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).cpu()
 
 
@@ -671,7 +673,7 @@ def sample_sigmas(
     else:
         noise = torch.zeros(samples.shape, dtype=samples.dtype)
     sampler = comfy.samplers.ksampler(sampler_name)
-    with _one_thread():
+    with one_thread():
         return comfy.sample.sample_custom(
             tiny.patcher, noise, cfg, sampler, sigmas, positive, negative, samples, disable_pbar=True, seed=seed,
         )
@@ -719,22 +721,31 @@ class PassCounter:
         self.calls.clear()
 
 
-def first_block(diffusion_model: torch.nn.Module) -> torch.nn.Module:
-    """The first transformer block: double_blocks[0] (FLUX, HunyuanVideo) or transformer_blocks[0] (Qwen)."""
-    for name in ("double_blocks", "transformer_blocks", "single_blocks"):
-        blocks = getattr(diffusion_model, name, None)
-        if blocks is not None and len(blocks) > 0:
-            return blocks[0]
-    raise ComfyHostError(f"{type(diffusion_model).__name__} has no double_blocks/transformer_blocks to count")
+def first_blocks(diffusion_model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The first block of every block list the transformer owns (double_blocks / single_blocks for FLUX,
+    transformer_blocks for Qwen-Image, blocks for Wan, layers and refiners for Lumina, input_blocks for a UNet, ...):
+    one of them runs in every real pass, none when a wrapper answers without calling the transformer."""
+    blocks = [child[0] for child in diffusion_model.children()
+              if isinstance(child, torch.nn.ModuleList) and len(child) > 0]
+    if not blocks:
+        raise ComfyHostError(f"{type(diffusion_model).__name__} has no block list (nn.ModuleList) to count passes by")
+    return blocks
+
+
+def _patcher_of(model: Any) -> Any:
+    """The ModelPatcher of a TinyModel, of another tiny model holding one (``comfy_families.FamilyModel``), or
+    ``model`` itself."""
+    return model.patcher if hasattr(model, "patcher") else model
 
 
 @contextlib.contextmanager
 def count_passes(model: Any) -> Iterator[PassCounter]:
-    """Count diffusion-model calls and real transformer passes of ``model`` (a ModelPatcher or TinyModel).
+    """Count diffusion-model calls and real transformer passes of ``model`` (a ModelPatcher, a TinyModel or
+    anything holding its ``patcher``).
 
     Hooks sit on the shared ``nn.Module``, so clones of the patcher are counted too; they are removed on exit.
     """
-    dm = as_tiny(model).patcher.model.diffusion_model
+    dm = _patcher_of(model).model.diffusion_model
     counter = PassCounter()
 
     def outer_pre_hook(module, args, kwargs):
@@ -760,7 +771,9 @@ def count_passes(model: Any) -> Iterator[PassCounter]:
     handles = [
         dm.register_forward_pre_hook(outer_pre_hook, with_kwargs=True),
         dm.register_forward_hook(outer_post_hook, with_kwargs=True),
-        first_block(dm).register_forward_pre_hook(block_pre_hook),
+        # every module of those blocks: a UNet runs its TimestepEmbedSequential's layers one by one, never the block
+        *(module.register_forward_pre_hook(block_pre_hook)
+          for block in first_blocks(dm) for module in block.modules()),
     ]
     try:
         yield counter

@@ -90,7 +90,7 @@ def test_an_error_at_sampling_start_names_the_node_not_the_sampler():
     sigmas = torch.linspace(1, 0, 7)
     with pytest.raises(errors.PredictorFileError, match=r"^L2P Cache: /m/a.safetensors: calibrated on a 10-step"):
         l2p_outer_sample_wrapper(executor, None, None, None, sigmas)
-    assert holder.reports == []  # refused before the run started: no run to report
+    assert len(holder.reports) == 0  # refused before the run started: no run to report
 
 
 def test_an_error_during_the_run_names_the_node():

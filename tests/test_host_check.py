@@ -36,23 +36,37 @@ class Patcher:
     def remove_wrappers_with_key(self, wrapper_type, key):
         pass
 
+    def add_callback_with_key(self, call_type, key, callback):
+        pass
+
+    def remove_callbacks_with_key(self, call_type, key):
+        pass
+
+
+CALLBACKS = types.SimpleNamespace(ON_CLONE="on_clone")
+
 
 def complete_host() -> Host:
     wrappers = types.SimpleNamespace(OUTER_SAMPLE="outer_sample", DIFFUSION_MODEL="diffusion_model")
-    return Host(types.SimpleNamespace(WrappersMP=wrappers), types.SimpleNamespace(CFGGuider=Guider), Patcher())
+    return Host(types.SimpleNamespace(WrappersMP=wrappers, CallbacksMP=CALLBACKS),
+                types.SimpleNamespace(CFGGuider=Guider), Patcher())
 
 
 def without(host: Host, capability: str) -> Host:
     if capability == "DIFFUSION_MODEL":
         wrappers = types.SimpleNamespace(OUTER_SAMPLE="outer_sample")
-        return Host(types.SimpleNamespace(WrappersMP=wrappers), host.samplers, host.model)
-    if capability == "OUTER_SAMPLE":
-        return Host(types.SimpleNamespace(), host.samplers, host.model)  # no WrappersMP at all (before 0.3.2x)
+        return Host(types.SimpleNamespace(WrappersMP=wrappers, CallbacksMP=CALLBACKS), host.samplers, host.model)
+    if capability == "OUTER_SAMPLE":  # no WrappersMP nor CallbacksMP at all (before 0.3.2x)
+        return Host(types.SimpleNamespace(), host.samplers, host.model)
     if capability == "add_wrapper_with_key":
         class OldPatcher:
             def clone(self):
                 return self
-        return Host(host.patcher_extension, host.samplers, OldPatcher())
+        return Host(types.SimpleNamespace(WrappersMP=host.patcher_extension.WrappersMP), host.samplers, OldPatcher())
+    if capability == "add_callback_with_key":
+        class NoCallbacks(Patcher):
+            add_callback_with_key = None
+        return Host(host.patcher_extension, host.samplers, NoCallbacks())
 
     class MovedSigmas:  # a later ComfyUI that moved the sigmas argument
         def outer_sample(self, noise, latent_image, sigmas, sampler):
@@ -67,6 +81,7 @@ def test_a_complete_host_passes():
 @pytest.mark.parametrize("capability, named", [
     ("OUTER_SAMPLE", "WrappersMP.OUTER_SAMPLE"), ("DIFFUSION_MODEL", "WrappersMP.DIFFUSION_MODEL"),
     ("add_wrapper_with_key", "add_wrapper_with_key"), ("sigmas", "outer_sample(noise, latent_image, sampler, sigmas"),
+    ("add_callback_with_key", "add_callback_with_key"),
 ])
 def test_each_missing_capability_is_named_with_the_version(capability, named):
     with pytest.raises(HostUnsupported) as caught:
@@ -74,7 +89,8 @@ def test_each_missing_capability_is_named_with_the_version(capability, named):
     message = str(caught.value)
     assert message.startswith("L2P cannot run on ComfyUI 0.2.7: it lacks ")
     assert named in message and f"needs ComfyUI {MINIMUM_COMFYUI} or newer" in message
-    assert sum(c.name in message for c in CAPABILITIES) == (2 if capability == "OUTER_SAMPLE" else 1)
+    missing = {"OUTER_SAMPLE": 3, "add_wrapper_with_key": 2}.get(capability, 1)  # what that old host also lacks
+    assert sum(c.name in message for c in CAPABILITIES) == missing
 
 
 def test_minimum_and_tested_versions_agree_with_pyproject():
