@@ -54,7 +54,8 @@ L2P_MODE_TOOLTIP = (
     " measured, and a forecast is one weighted sum, about 1 ms on a CPU at 1024x1024). published rollout: the L2P"
     " paper's rollout matrix. LESA: small non-linear networks per noise stage, trained once per file from the"
     " trajectories L2P Calibrate records with lesa_sample on (33-39 s of one CPU core, with a progress bar;"
-    " then stored in the file). It was 1.4-6.9 dB behind direct on both reference models, and each forecast runs"
+    " then stored in the file). It was behind direct everywhere on both reference models (0.3-7.4 dB, mostly 4-7),"
+    " and each forecast runs"
     " the networks on every latent element (0.3-0.5 s of CPU at 1024x1024): not worth choosing today."
 )
 LESA_SAMPLE_TOOLTIP = (
