@@ -38,9 +38,11 @@ def batch(classes, seeds) -> Batch:
 
 
 def calibrate(model, scenario: Scenario, cal: Batch, path: Path, mode: str = "teacher-forced",
-              speedup: float = 5.0) -> float:
-    """Run L2P Calibrate's setup over the calibration batch; returns seconds."""
-    holder = calibrate_setup.calibrate_holder(str(path), ridge=setups.DEFAULT_RIDGE, mode=mode, on_policy_speedup=speedup)
+              speedup: float = 5.0, lesa_sample: bool = False) -> float:
+    """Run L2P Calibrate's setup over the calibration batch; returns seconds. ``lesa_sample``: also record LESA's
+    training data (L2P Calibrate's lesa_sample input)."""
+    holder = calibrate_setup.calibrate_holder(str(path), ridge=setups.DEFAULT_RIDGE, mode=mode,
+                                              on_policy_speedup=speedup, lesa_sample=lesa_sample)
     start = time.perf_counter()
     harness.sample_with(model, scenario, cal, holder)
     return time.perf_counter() - start
@@ -73,7 +75,7 @@ def run(args) -> int:
         cal_file = out / f"l2p-{args.model}-{tag}.safetensors"
         if cal_file.exists():
             cal_file.unlink()
-        cal_seconds = calibrate(model, scenario, cal, cal_file)
+        cal_seconds = calibrate(model, scenario, cal, cal_file, lesa_sample=any(v.lesa for v in variants))
         notes.append(f"{scenario.name}: calibrated on {len(cal.labels)} trajectories in {cal_seconds:.1f} s")
         cfg_only = [v.name for v in variants if v.cfg_only]
         if scenario.cfg_scale == 1.0 and cfg_only:
@@ -100,14 +102,17 @@ def run(args) -> int:
                         file = out / f"l2p-{args.model}-{tag}-onpolicy-{speedup:.2f}.safetensors"
                         shutil.copyfile(cal_file, file)
                         calibrate(model, scenario, cal, file, mode="on-policy", speedup=speedup)
-                holder = variant.build(speedup, None if file is None else str(file))
+                started = time.perf_counter()
+                holder = variant.build(speedup, None if file is None else str(file))  # LESA trains here, once
+                build_seconds = time.perf_counter() - started
                 res = (harness.sample_each if variant.per_sample else harness.sample_with)(model, scenario, ev, holder)
                 images = harness.decode_images(model, res.latents)
                 p = [psnr(a, b) for a, b in zip(images, full_images)]
                 q = [ssim(a, b) for a, b in zip(images, full_images)]
                 row = Row(scenario.name, variant.name, speedup, res.report.transformer_calls, full_passes,
                           float(np.mean(p)), float(np.min(p)), float(np.mean(q)), float(np.min(q)),
-                          res.seconds, full.seconds, res.setup_seconds * 1000, res.peak_history_bytes / 1024,
+                          res.seconds, full.seconds, (build_seconds + res.setup_seconds) * 1000,
+                          res.peak_history_bytes / 1024,
                           res.report.computed_steps)
                 rows.append(row)
                 print(f"[benchmark] {scenario.name:20s} {variant.name:40s} {speedup:.2f}x  passes"

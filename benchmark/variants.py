@@ -31,6 +31,7 @@ class Variant:
     on_policy: bool = False  # the calibration file is first extended on-policy at this speedup
     cfg_only: bool = False  # differs from another variant only under CFG
     per_sample: bool = False  # each image sampled on its own (per-run decisions such as the safety net follow it)
+    lesa: bool = False  # needs LESA's trajectory sample in the calibration file (L2P Calibrate's lesa_sample)
 
 
 def _forecast(method: ForecastMethod, placement: Placement = Placement.EVEN):
@@ -123,8 +124,8 @@ VARIANTS: tuple[Variant, ...] = (
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, fit_candidates=RIDGES)),
     Variant("L2P direct (optimized, shrunk toward TaylorSeer-1 by leave-one-out)", True,
             _l2p(setups.L2PMode.DIRECT, Placement.OPTIMIZED, L2P_WARMUP, fit_candidates=SHRINKAGE)),
-    Variant("LESA (even)", True, _l2p(setups.L2PMode.LESA, Placement.EVEN)),
-    Variant("LESA (optimized)", True, _l2p(setups.L2PMode.LESA, Placement.OPTIMIZED, L2P_WARMUP)),
+    Variant("LESA (even)", True, _l2p(setups.L2PMode.LESA, Placement.EVEN), lesa=True),
+    Variant("LESA (optimized)", True, _l2p(setups.L2PMode.LESA, Placement.OPTIMIZED, L2P_WARMUP), lesa=True),
 )
 
 DEMO_VARIANTS = ("TaylorSeer-1", "Spectrum", "L2P published (Adam, published lists)", "L2P direct (optimized)")

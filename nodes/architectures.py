@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..predictors.errors import UnsupportedModelError
+
 
 @dataclass(frozen=True)
 class Family:
@@ -104,10 +106,6 @@ _ALL = FAMILIES + APPLY_MODEL_FAMILIES
 _BY_KEY = {(f.config, f.model_class): f for f in _ALL}
 if len(_BY_KEY) != len(_ALL) or len({f.name for f in _ALL}) != len(_ALL):
     raise ValueError("nodes/architectures.py: two families share a name or a (config, class) pair")
-
-
-class UnsupportedModelError(ValueError):
-    pass
 
 
 def qualified_name(cls: type) -> str:

@@ -16,6 +16,7 @@ from .apply_model_hook import l2p_apply_model_wrapper
 from .holder import CLONE_CALLBACKS
 from .hook_points import WRAPPER_KEY, HookPoint, hook_points_for
 from .host_check import require_host
+from .node_errors import FORECAST_CACHE, L2P_CACHE, L2P_CALIBRATE, raised_by
 from .run_state import HOLDER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
 CATEGORY = "model_patches/L2P"
@@ -47,6 +48,30 @@ def install(model, holder: L2PHolder, hooks: tuple[HookPoint, ...] | None = None
     return m
 
 
+def _progress_bar():
+    """A (done, total) callback driving ComfyUI's progress bar on the running node, or None on a ComfyUI without
+    ``comfy.utils.ProgressBar`` (feature-detected, so the node works either way)."""
+    try:
+        from comfy.utils import ProgressBar
+    except ImportError:
+        return None
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = ProgressBar(total)
+        bar.update_absolute(done, total)
+
+    return update
+
+
+def _training_device(model):
+    """Where LESA trains: the model's CUDA device when it has one (seconds instead of a minute), else the CPU."""
+    device = getattr(model, "load_device", None)
+    return device if getattr(device, "type", None) == "cuda" else "cpu"
+
+
 def _schedule_inputs(default_placement: str, placements: list[str], default_warmup: int) -> list:
     return [
         io.Float.Input("speedup", default=5.0, min=1.0, max=25.0, step=0.01,
@@ -74,7 +99,7 @@ class L2PCache(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="L2PCache",
-            display_name="L2P Cache",
+            display_name=L2P_CACHE,
             category=CATEGORY,
             description="Skips most transformer passes and forecasts their output with a calibrated linear"
                         " predictor (L2P). Put it between the model loader (and LoRAs) and the sampler.",
@@ -85,8 +110,7 @@ class L2PCache(io.ComfyNode):
                                        " weights/. The official L2P weight.txt is accepted too."),
                 *_schedule_inputs("optimized", setups.L2P_PLACEMENTS, setups.DEFAULT_L2P_WARMUP),
                 io.Combo.Input("predictor", options=setups.L2P_MODES, default=setups.L2P_MODES[0],
-                               tooltip="direct: weights over the computed steps, fitted for the schedule in use"
-                                       " (recommended). published: the paper's rollout matrix."),
+                               tooltip=setups.L2P_MODE_TOOLTIP),
                 io.Combo.Input("step_grid_mismatch", options=setups.GRID_POLICIES, default=setups.GRID_POLICIES[0],
                                tooltip="When the run's sigmas differ from the file's: refuse with an error, or"
                                        " resample the calibration to the run's grid."),
@@ -104,12 +128,14 @@ class L2PCache(io.ComfyNode):
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
                 history_device, predictor, step_grid_mismatch,
                 other_model=setups.OTHER_MODEL_CHOICES[0]) -> io.NodeOutput:
-        holder = l2p_setup.l2p_cache_holder(
-            files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
-            compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-            mode=predictor, grid_policy=step_grid_mismatch, other_model=other_model,
-        )
-        return io.NodeOutput(install(model, holder))
+        with raised_by(L2P_CACHE):
+            holder = l2p_setup.l2p_cache_holder(
+                files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
+                compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
+                mode=predictor, grid_policy=step_grid_mismatch, other_model=other_model,
+                lesa_progress=_progress_bar(), lesa_device=_training_device(model),
+            )
+            return io.NodeOutput(install(model, holder))
 
 
 class L2PForecastCache(io.ComfyNode):
@@ -141,12 +167,13 @@ class L2PForecastCache(io.ComfyNode):
     @classmethod
     def execute(cls, model, method, time_axis, speedup, placement, warmup_steps, compute_last_step, residual_budget,
                 history_device, spectrum_degree, spectrum_lambda, spectrum_blend) -> io.NodeOutput:
-        holder = setups.forecast_cache_holder(
-            method=method, time_axis=time_axis, speedup=speedup, placement=placement, warmup=warmup_steps,
-            compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-            spectrum_degree=spectrum_degree, spectrum_lambda=spectrum_lambda, spectrum_blend=spectrum_blend,
-        )
-        return io.NodeOutput(install(model, holder))
+        with raised_by(FORECAST_CACHE):
+            holder = setups.forecast_cache_holder(
+                method=method, time_axis=time_axis, speedup=speedup, placement=placement, warmup=warmup_steps,
+                compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
+                spectrum_degree=spectrum_degree, spectrum_lambda=spectrum_lambda, spectrum_blend=spectrum_blend,
+            )
+            return io.NodeOutput(install(model, holder))
 
 
 class L2PCalibrate(io.ComfyNode):
@@ -154,7 +181,7 @@ class L2PCalibrate(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="L2PCalibrate",
-            display_name="L2P Calibrate",
+            display_name=L2P_CALIBRATE,
             category=CATEGORY,
             description="Runs every step for real, records what L2P needs and creates or extends a predictor file"
                         " in models/l2p/ after every sampling run. Run a handful of prompts and seeds.",
@@ -171,16 +198,20 @@ class L2PCalibrate(io.ComfyNode):
                                        " schedule, CFG handling) at the speedup below while recording the truth."),
                 io.Float.Input("on_policy_speedup", default=5.0, min=1.0, max=25.0, step=0.01,
                                tooltip="on-policy mode only: the speedup whose forecasts the run follows."),
+                io.Boolean.Input("lesa_sample", default=False, optional=True,  # older prompts lack it: still valid
+                                 tooltip=setups.LESA_SAMPLE_TOOLTIP),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
-    def execute(cls, model, file_name, ridge_lambda, mode, on_policy_speedup) -> io.NodeOutput:
-        holder = calibrate_setup.calibrate_holder(
-            files.calibration_target(file_name), ridge=ridge_lambda, mode=mode, on_policy_speedup=on_policy_speedup,
-        )
-        return io.NodeOutput(install(model, holder))
+    def execute(cls, model, file_name, ridge_lambda, mode, on_policy_speedup, lesa_sample=False) -> io.NodeOutput:
+        with raised_by(L2P_CALIBRATE):
+            holder = calibrate_setup.calibrate_holder(
+                files.calibration_target(file_name), ridge=ridge_lambda, mode=mode,
+                on_policy_speedup=on_policy_speedup, lesa_sample=lesa_sample,
+            )
+            return io.NodeOutput(install(model, holder))
 
 
 NODES: list[type[io.ComfyNode]] = [L2PCache, L2PCalibrate, L2PForecastCache]

@@ -1,7 +1,8 @@
 """L2P Calibrate's setup: every step's truth recorded, then added to the predictor file when the run ends.
 
-What the file gains per run: the joint Gram over (stream, step) (``TrajectoryRecorder``), a fixed-size sample
-of element trajectories for LESA (``TrajectorySampler``), and the run's provenance and model identity. A cancelled
+What the file gains per run: the joint Gram over (stream, step) (``TrajectoryRecorder``: kilobytes, whatever the
+resolution), the run's provenance and model identity and, with ``lesa_sample`` only, a fixed-size sample of
+element trajectories for LESA (``TrajectorySampler``: megabytes, so it is off unless LESA is wanted). A cancelled
 run never reaches the file. The file is extended under its lock (re-read, merged, replaced atomically:
 ``predictors.files.update``), so processes calibrating into one file all count. A file that cannot be written
 (read-only or full folder) loses only this run's recording: the image is returned and the report says why.
@@ -19,6 +20,7 @@ from ..predictors.files.calibration_file import stats_from_file
 from ..predictors.files.identity import OtherModel
 from ..predictors.files.update import extend_calibration_file
 from ..predictors.forecasters.fora import Fora
+from ..predictors.errors import CalibrationError
 from ..predictors.files.predictor_file import PredictorFileError
 from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules import error_growth
@@ -29,6 +31,7 @@ from .architectures import family_of_run
 from .cfg_record import cfg_record
 from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder, schedule_growth
 from .model_identity import check_file_identity, model_identity
+from .node_errors import L2P_CALIBRATE
 from .plans import EveryStepPlan
 from .provenance import contributor_note, run_provenance
 from .report import RunReport, logger
@@ -46,7 +49,8 @@ OTHER_FILE_FIX = "Choose another file_name for this model: a calibration file ho
 class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file under its lock."""
 
-    def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0) -> None:
+    def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0,
+                 lesa_sample: bool = False) -> None:
         self.path, self.context, self.grid, self.ridge, self.mode = path, context, context.grid, ridge, mode
         self.cfg_scale = context.cfg_scale
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
@@ -55,7 +59,8 @@ class CalibrationRecorder:
         self.model_class = type(context.diffusion_model).__name__
         self.identity = model_identity(context.diffusion_model, context.model_patcher)
         self.recorder: TrajectoryRecorder | None = None
-        self.sampler: TrajectorySampler | None = None  # LESA's training data: a fixed-size element sample
+        self.lesa_sample = lesa_sample
+        self.sampler: TrajectorySampler | None = None  # LESA's training data (lesa_sample): an element sample
         self.latent_channels = 0
 
     def record(self, step: int, outputs: dict) -> None:
@@ -63,32 +68,35 @@ class CalibrationRecorder:
             roles = tuple(r for r in ("cond", "uncond") if r in outputs) + tuple(
                 sorted(r for r in outputs if r not in ("cond", "uncond")))
             self.recorder = TrajectoryRecorder(self.grid, roles=roles)
-            self.sampler = TrajectorySampler(self.grid, roles=roles, seed=self.seed)
+            if self.lesa_sample:
+                self.sampler = TrajectorySampler(self.grid, roles=roles, seed=self.seed)
             self.latent_channels = int(next(iter(outputs.values())).shape[1])
         missing = set(self.recorder.roles) ^ set(outputs)
         if missing:
-            raise ValueError(
-                f"L2P Calibrate: step {step} has conditionings {sorted(outputs)} but the run started with"
+            raise CalibrationError(
+                f"step {step} has conditionings {sorted(outputs)} but the run started with"
                 f" {list(self.recorder.roles)}; keep the positive/negative setup fixed during a calibration run."
             )
         self.recorder.record(step, outputs)
-        self.sampler.record(step, outputs)
+        if self.sampler is not None:
+            self.sampler.record(step, outputs)
 
     def finish(self, success: bool, report: RunReport) -> None:
         if self.recorder is None:
             return
         if not success:
             self.recorder.abandon()  # a cancelled run never reaches the file
-            self.sampler.abandon()
+            if self.sampler is not None:
+                self.sampler.abandon()
             report.notes.append(f"calibration run discarded; {self.path} left unchanged")
             return
         stats = self.recorder.finish()
         fields, extra = run_provenance(self.context.model_patcher, self.context.sampler, self.grid.array,
                                        self.identity, stats.sample_count)
+        sample = None if self.sampler is None else self.sampler.finish()
         try:
             result = extend_calibration_file(
-                self.path, stats, self.sampler.finish(), extra={**extra, **error_growth.to_metadata()},
-                model_family=self.family,
+                self.path, stats, sample, extra={**extra, **error_growth.to_metadata()}, model_family=self.family,
                 model_class=self.model_class, latent_channels=self.latent_channels, ridge=self.ridge,
                 fit_mode=self.mode.value, created_by="ComfyUI-L2P L2P Calibrate",
                 cfg_mode=cfg_record(None, self.recorder.roles, self.cfg_scale), **fields,
@@ -145,8 +153,10 @@ def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: 
     return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
 
 
-def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float) -> L2PHolder:
-    """L2P Calibrate: every run's truth is added to the file at ``path`` when the run finishes."""
+def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float,
+                     lesa_sample: bool = False) -> L2PHolder:
+    """L2P Calibrate: every run's truth is added to the file at ``path`` when the run finishes; with
+    ``lesa_sample`` also a sample of element trajectories (LESA's training data, megabytes)."""
     mode = CalibrationMode(mode)
     if mode is CalibrationMode.ON_POLICY and not os.path.exists(path):
         raise PredictorFileError(
@@ -158,7 +168,7 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
         grid = context.grid
         predictor, plan, seed = Fora(), EveryStepPlan(grid.num_steps), 0
         pieces, note = None, None
-        sink = CalibrationRecorder(path, context, ridge, mode)
+        sink = CalibrationRecorder(path, context, ridge, mode, lesa_sample=lesa_sample)
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
             pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of_run(context))
             stats_from_file(pf, path)  # an imported weight matrix cannot be extended: said now, not after the run
@@ -179,4 +189,4 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
             return RunPieces(predictor, plan, calibration=sink)
         return dataclasses.replace(pieces, calibration=sink)
 
-    return L2PHolder("L2P Calibrate", f"{mode.value} -> {os.path.basename(path)}", start_run)
+    return L2PHolder(L2P_CALIBRATE, f"{mode.value} -> {os.path.basename(path)}", start_run)

@@ -9,6 +9,8 @@ import os
 
 import folder_paths
 
+from ..predictors.errors import NodeInputError, PredictorFileError
+
 logger = logging.getLogger("comfyui_l2p")
 
 FOLDER_TYPE = "l2p"
@@ -52,8 +54,8 @@ def resolve_existing(name: str) -> str:
     path = folder_paths.get_full_path(FOLDER_TYPE, name)
     if path is None:
         where = ", ".join(folder_paths.get_folder_paths(FOLDER_TYPE))
-        raise FileNotFoundError(
-            f"L2P: predictor file '{name}' was not found in {where}. Calibrate one with L2P Calibrate, or copy a"
+        raise PredictorFileError(
+            f"predictor file '{name}' was not found in {where}. Calibrate one with L2P Calibrate, or copy a"
             f" .safetensors predictor file into models/{FOLDER_TYPE}/ and refresh the page."
         )
     return path
@@ -64,8 +66,8 @@ def calibration_target(name: str) -> str:
     register_folder()
     base = folder_paths.get_folder_paths(FOLDER_TYPE)[0]
     if not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
-        raise ValueError(
-            f"L2P Calibrate: file_name must be a relative name inside models/{FOLDER_TYPE}/, got {name!r}."
+        raise NodeInputError(
+            f"file_name must be a relative name inside models/{FOLDER_TYPE}/, got {name!r}."
             f" Use e.g. 'flux-dev-50steps.safetensors'."
         )
     if not name.endswith(".safetensors"):

@@ -21,13 +21,11 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..predictors.errors import HostUnsupported
+
 # pyproject.toml requires-comfyui, and the hosts the test suite runs on (tests/test_host_check.py keeps them agreed)
 MINIMUM_COMFYUI = "0.3.64"
 TESTED_COMFYUI = ("0.3.64", "0.33.0")
-
-
-class HostUnsupported(RuntimeError):
-    """The ComfyUI running the pack lacks something the pack needs."""
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,12 @@ from ..predictors.forecasters.l2p import L2PDirect, L2PRollout
 from ..predictors.forecasters.l2p_difference import DifferenceL2PEngine
 from ..predictors.forecasters.l2p_joint import JointL2PEngine
 from ..predictors.forecasters.lesa.engine import LesaEngine
-from ..predictors.forecasters.lesa.train import train_lesa
 from ..predictors.files.predictor_file import PredictorFile, PredictorFileError
 from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules import error_growth
 from ..predictors.schedules.error_growth import ErrorGrowth
 from ..predictors.schedules.optimizer import Spread
 from ..predictors.schedules.placements import Placement
-from ..predictors.calibration.trajectory_sample import TrajectorySample
 from ..predictors.calibration.validation import FitCandidate
 from ..predictors.calibration.transfer import resample_gram
 from ..predictors.files.identity import OtherModel
@@ -36,8 +34,10 @@ from .architectures import family_of_run
 from .cfg_record import calibrated_cfg_scales
 from .file_checks import check_family, check_sigma_range
 from .guidance import cfg_error_model, fit_gram, is_cfg_run
+from .lesa_setup import ProgressCallback, lesa_model
 from .plans import FixedPlan, SafetyNetPlan
 from .model_identity import check_file_identity, model_identity
+from .node_errors import L2P_CACHE
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
 from .spread_setup import margins, trajectory_search_grams, validated_fit
@@ -139,12 +139,15 @@ def _direct_cfg_pieces(plan, stats: GramStats, gram: np.ndarray, ridge: float, o
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
                      options: FitOptions = FitOptions(), ridge: float | None = None,
-                     other_model: str = OtherModel.REFUSE.value) -> L2PHolder:
-    """L2P Cache: a calibrated predictor file. The file is validated now; the grid, family and model at run start.
+                     other_model: str = OtherModel.REFUSE.value, lesa_progress: ProgressCallback | None = None,
+                     lesa_device: torch.device | str = "cpu") -> L2PHolder:
+    """L2P Cache: a calibrated predictor file. The file is validated now (and LESA's experts loaded or trained);
+    the grid, family and model at run start.
 
     options: what the node does not show (FitOptions; the defaults are the node's).
     ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with).
-    other_model: whether a file calibrated on a LoRA / fine-tune of the sampled model is used (OtherModel)."""
+    other_model: whether a file calibrated on a LoRA / fine-tune of the sampled model is used (OtherModel).
+    lesa_progress, lesa_device: LESA's training, when it is needed (``lesa_setup.lesa_model``)."""
     pf = load_predictor_file(path)
     allow_other = OtherModel(other_model)
     config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
@@ -164,6 +167,7 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
                 f"{path}: 'optimized' placement needs calibration statistics, which this file does not hold. Choose"
                 f" 'even' or 'published' placement, or calibrate with L2P Calibrate."
             )
+    lesa = lesa_model(path, pf, lesa_progress, lesa_device) if mode is L2PMode.LESA and pf.has_gram else None
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
@@ -190,9 +194,8 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
         growth = schedule_growth(pf, path, cfg_run, options)
         plan = l2p_plan(config, grid, stats, gram, ridge, context.cfg_scale, options, growth, report, path)
         if mode is L2PMode.LESA:
-            model = lesa_model(path, pf)
             return RunPieces(Fora(), plan, offload=offload,
-                             make_engine=lambda g, off: LesaEngine(model, g, offload=off))
+                             make_engine=lambda g, off: LesaEngine(lesa, g, offload=off))
         fit = FitCandidate(ridge)
         if mode is L2PMode.DIRECT and options.fit_candidates and plan.planned is not None:
             fit = validated_fit(stats, gram, context.cfg_scale, options, plan, grid, growth, path, report)
@@ -204,30 +207,4 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
             predictor = L2PRollout(fit_paper_adam(gram, elements=float(stats.element_count * len(stats.roles))))
         return RunPieces(predictor, plan, offload=offload)
 
-    return L2PHolder("L2P Cache", f"L2P {mode.value} ({name})", start_run)
-
-
-# LESA models trained this session, by file identity: training takes tens of seconds, so a graph that re-runs
-# (or several cache nodes on one file) trains once.
-_LESA_MODELS: dict[tuple, object] = {}
-
-
-def lesa_model(path: str, pf: PredictorFile):
-    """The file's LESA model, trained (once per session and file content) from the file's trajectory sample."""
-    sample = TrajectorySample.from_arrays(pf.lesa, pf.roles) if "traj_values" in pf.lesa else None
-    if sample is None or sample.size < 2:
-        raise PredictorFileError(
-            f"{path}: LESA trains on the element trajectories that L2P Calibrate samples, and this file holds none"
-            f" (it was written by an older version or imported). Run L2P Calibrate into this file once more."
-        )
-    key = (os.path.abspath(path), sample.seen_count, sample.size)
-    if key not in _LESA_MODELS:
-        threads = torch.get_num_threads()
-        try:
-            torch.set_num_threads(min(threads, 2))  # small KAN batches: more threads only spin
-            # ComfyUI executes graphs under inference_mode (execution.py); training needs autograd back
-            with torch.inference_mode(False), torch.enable_grad():
-                _LESA_MODELS[key] = train_lesa(sample)[0]
-        finally:
-            torch.set_num_threads(threads)
-    return _LESA_MODELS[key]
+    return L2PHolder(L2P_CACHE, f"L2P {mode.value} ({name})", start_run)

@@ -26,6 +26,8 @@ class ForcedReason(enum.Enum):
     STALE_HISTORY = "stream absent at the latest computed step (the conditioning changed during the run)"
     ADAPTIVE = "residual budget of the adaptive schedule"
     SAFETY_NET = "safety net: the forecast residual exceeded the calibration's margin"
+    NON_FINITE_OUTPUT = "the model's output held NaN/inf at an earlier step: forecasting stopped for this run"
+    NON_FINITE_FORECAST = "the forecast held NaN/inf values (overflow in the output's dtype): computed instead"
 
 
 @dataclass

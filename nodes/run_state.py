@@ -24,6 +24,7 @@ with stand-ins as well as inside real ComfyUI sampling.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Hashable
@@ -34,6 +35,8 @@ from ..predictors import ForecastEngine, StepGrid
 from .holder import HOLDER_KEY, L2PHolder
 from .hook_points import WRAPPER_KEY, select_hook
 from .latent_lists import PartsLayout, batch_rows, flatten_parts
+from .node_errors import raised_by
+from .output_guard import all_finite, bad_streams, refuse_for_calibration, stop_forecasting_note
 from .report import ForcedReason, RunReport, publish
 from .run_pieces import CalibrationSink, RunContext, RunPieces, StepPlan
 from .step_truth import StepTruth
@@ -97,6 +100,7 @@ class RunState:
         self._residuals: dict[int, float] = {}  # step -> worst residual over its streams, not yet told to the plan
         self._seen: dict[int, set[Hashable]] = {}
         self._names: dict[Hashable, str] = {}
+        self._stopped_at: int | None = None  # a step whose output held NaN/inf (caches): nothing forecast after it
         calib = self.pieces.calibration
         self._truth = StepTruth(calib, self.home_device) if calib is not None else None
         self._parts: PartsLayout | None = None  # a list-output model's layout (shapes only), see latent_lists.py
@@ -113,16 +117,25 @@ class RunState:
         with self._lock:
             call = self._admit(x, to)
             forecast = self._forecast(call, x) if call is not None and not call.compute else None
+            if call is not None and not call.compute and forecast is None:  # not finite: computed instead
+                call = dataclasses.replace(call, compute=True)
         if call is None or call.compute:
             out = executor(*args, **kwargs)
             if call is not None:
+                finite = all_finite(out)  # one fused check and sync per computed output, outside the lock
                 with self._lock:
-                    self._observe(call, out)
+                    if finite:
+                        self._observe(call, out)
+                    else:
+                        self._non_finite_output(call, out)
             return out
         calib = self.pieces.calibration
         if calib is not None and calib.on_policy:
             truth = executor(*args, **kwargs)  # on-policy calibration: follow the forecast, record the truth
+            finite = all_finite(truth)
             with self._lock:
+                if not finite:
+                    self._non_finite_output(call, truth)  # calibrating: stops the run here
                 if not self._closed:
                     self.report.transformer_calls += 1
                     flat = self._flatten(truth)
@@ -164,6 +177,9 @@ class RunState:
         the plan first, each once, as the worst over the step's streams (so neither the order of the device
         threads nor how ComfyUI batched cond and uncond changes what the plan sees)."""
         decided = self._decisions.get(step)
+        if decided is None and self._stopped_at is not None:
+            decided = self._decisions[step] = True
+            self.report.force(step, sigma, ForcedReason.NON_FINITE_OUTPUT)
         if decided is None:
             for done in sorted(s for s in self._residuals if s < step):
                 self.pieces.plan.report_residual(done, self._residuals.pop(done))
@@ -196,9 +212,13 @@ class RunState:
             self._names[uuid] = name
         return name
 
-    def _forecast(self, call: _TrackedCall, x):
+    def _forecast(self, call: _TrackedCall, x) -> torch.Tensor | None:
+        """The call's forecast; None when it is not finite (an overflow in the output's dtype): never handed on."""
         chunks = [self.engine.forecast(k, call.step) for k in call.keys]
         forecast = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
+        if not all_finite(forecast):
+            self.report.force(call.step, float(self.grid.sigmas[call.step]), ForcedReason.NON_FINITE_FORECAST)
+            return None
         device = getattr(x[0] if isinstance(x, (list, tuple)) else x, "device", None)
         if device is not None and forecast.device != device:  # the stream was computed on another device
             forecast = forecast.to(device)
@@ -233,6 +253,21 @@ class RunState:
                 self._residuals[call.step] = max(r, self._residuals.get(call.step, r))
             self.engine.observe(key, call.step, chunk)
         self._record_truth(call, out)
+
+    def _non_finite_output(self, call: _TrackedCall, out) -> None:
+        """A computed output holding NaN/inf (output_guard.py): calibration stops the run; a cache passes it on
+        but keeps it out of the history and forecasts nothing more in this run."""
+        if self._closed:
+            return
+        self.report.transformer_calls += 1
+        flat, _ = flatten_parts(out)  # a list output's parts, one row per stream chunk
+        streams = bad_streams(list(call.names), flat) if flat is not None else list(call.names)
+        sigma = float(self.grid.sigmas[call.step])
+        if self.pieces.calibration is not None:
+            raise refuse_for_calibration(call.step, self.grid.num_steps, sigma, streams)
+        if self._stopped_at is None:
+            self._stopped_at = call.step
+            self.report.notes.append(stop_forecasting_note(call.step, self.grid.num_steps, sigma, streams))
 
     def _record_truth(self, call: _TrackedCall, out: torch.Tensor) -> None:
         """Calibration keeps every step's truth per role: the conditioning of a role may change during the run
@@ -291,6 +326,12 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
     holder: L2PHolder | None = orig_options.get("transformer_options", {}).get(HOLDER_KEY)
     if holder is None:
         return executor(*args, **kwargs)
+    with raised_by(holder.feature):  # ComfyUI reports these at the sampler node: say which L2P node raised them
+        return _sample_run(holder, guider, executor, args, kwargs)
+
+
+def _sample_run(holder: L2PHolder, guider, executor, args: tuple, kwargs: dict):
+    orig_options = guider.model_options
     sigmas = args[3] if len(args) > 3 else kwargs["sigmas"]
     grid = StepGrid.from_sigmas(sigmas)
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)

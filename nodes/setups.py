@@ -18,6 +18,7 @@ from ..predictors.forecasters.registry import METHOD_DISPLAY_NAMES, ForecastMeth
 from ..predictors.schedules.error_growth import ErrorGrowth
 from ..predictors.schedules.safety_net import SafetyNet
 from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, plan_schedule
+from .node_errors import FORECAST_CACHE
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -43,6 +44,25 @@ class L2PMode(enum.Enum):
     DIRECT = "direct"
     ROLLOUT = "published rollout"
     LESA = "LESA (non-linear, stage-aware)"
+
+
+# What the predictor combo of L2P Cache and lesa_sample of L2P Calibrate say. LESA's numbers come from
+# python3 -m benchmark (quality, both reference models) and python3 -m benchmark.lesa_cost (training, per-forecast
+# cost at FLUX 1024x1024 latent size, file sizes), on this project's CPU.
+L2P_MODE_TOOLTIP = (
+    "direct: weights over the computed steps, fitted for the schedule in use (recommended: the best quality"
+    " measured, and a forecast is one weighted sum, about 1 ms on a CPU at 1024x1024). published rollout: the L2P"
+    " paper's rollout matrix. LESA: small non-linear networks per noise stage, trained once per file from the"
+    " trajectories L2P Calibrate records with lesa_sample on (33-39 s of one CPU core, with a progress bar;"
+    " then stored in the file). It was behind direct everywhere on both reference models (0.3-7.4 dB, mostly 4-7),"
+    " and each forecast runs"
+    " the networks on every latent element (0.3-0.5 s of CPU at 1024x1024): not worth choosing today."
+)
+LESA_SAMPLE_TOOLTIP = (
+    "Also record LESA's training data: a fixed-size random sample of element trajectories. The file grows by"
+    " 3.3 MB at 50 steps (6.6 MB with CFG; without it, at most 0.37 MB / 1.4 MB), whatever the resolution. Only"
+    " L2P Cache's LESA predictor needs it; direct (the default) does not."
+)
 
 
 class CfgFit(enum.Enum):
@@ -206,4 +226,4 @@ def forecast_cache_holder(*, method: str, time_axis: str, speedup: float, placem
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         return RunPieces(predictor, make_plan(config, context.grid, order=order), offload=offload)
 
-    return L2PHolder("Forecast Cache", kind.value, start_run)
+    return L2PHolder(FORECAST_CACHE, kind.value, start_run)

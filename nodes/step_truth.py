@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..predictors.errors import CalibrationError
 from .run_pieces import CalibrationSink
 
 
@@ -33,8 +34,8 @@ class StepTruth:
             self.flush()
         self._step = step
         if role in self._outputs:
-            raise ValueError(
-                f"L2P Calibrate: step {step} has two '{role}' conditionings at once; calibration records one"
+            raise CalibrationError(
+                f"step {step} has two '{role}' conditionings at once; calibration records one"
                 f" positive and at most one negative conditioning per step. Remove area/combined conditionings"
                 f" while calibrating, and let timestep ranges meet between steps rather than overlap on one."
             )

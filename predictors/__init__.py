@@ -1,4 +1,5 @@
 """Host-independent core of ComfyUI-L2P: pure torch / numpy / safetensors. Nothing here imports ComfyUI."""
+from . import errors
 from .engine.linear_predictor import ForecastError, LinearPredictor
 from .calibration.gram import GramStats, empty_stats
 from .calibration.inner_products import gram_from_pieces

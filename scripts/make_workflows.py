@@ -178,7 +178,7 @@ def flux_l2p_calibrate() -> Description:
 
     def calibrate(model: Out) -> N:
         return node("L2PCalibrate", 1, highlight=True, model=model, file_name=FLUX_PREDICTOR, ridge_lambda=CALIBRATION_RIDGE,
-                    mode="teacher-forced", on_policy_speedup=FLUX_SPEEDUP)
+                    mode="teacher-forced", on_policy_speedup=FLUX_SPEEDUP, lesa_sample=False)
 
     nodes = flux_graph(calibrate, FLUX_STEPS, "randomize", "L2P/calibration/flux1-dev")
     return Description("flux1-dev-l2p-calibrate", (note(text), *nodes))

@@ -97,7 +97,7 @@ Wan 2.2 14B is two models: the **high-noise expert** samples steps 0-{WAN_SPLIT}
     def calibrate(expert: str, model: Out) -> N:
         return node("L2PCalibrate", 1, highlight=True, node_title=f"L2P Calibrate ({expert}-noise expert)",
                     model=model, file_name=WAN_PREDICTORS[expert], ridge_lambda=CALIBRATION_RIDGE,
-                    mode="teacher-forced", on_policy_speedup=WAN_SPEEDUP)
+                    mode="teacher-forced", on_policy_speedup=WAN_SPEEDUP, lesa_sample=False)
 
     nodes = wan22_graph(calibrate, "randomize", "L2P/calibration/wan2.2-t2v")
     return Description("wan2.2-14b-t2v-l2p-calibrate", (note(text), *nodes))

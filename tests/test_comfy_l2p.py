@@ -55,8 +55,7 @@ def test_calibrate_then_cache_end_to_end(pack, l2p_dir):
         comfy_host.sample(cal, steps=10, cfg=1.0, seed=seed, batch=2)
     pf = load_file(pack, os.path.join(l2p_dir, "cal.safetensors"))
     assert pf.sample_count == 6 and pf.roles == ("cond",) and pf.steps == 10 and pf.model_family == "flux"
-    # LESA's training data: every element of the tiny latents (1024 per row, under the 4096 cap), all 10 steps
-    assert pf.lesa["traj_values"].shape == (6 * 1024, 1, 10)
+    assert pf.lesa == {}  # LESA's trajectory sample only with lesa_sample on (test_comfy_lesa.py)
     assert "trajectories" in " ".join(reports(cal)[-1].notes)
 
     cached = l2p_cache(pack, tiny)
@@ -182,15 +181,3 @@ def test_placements_and_rollout(pack, l2p_dir, placement):
         patched = l2p_cache(pack, tiny, placement=placement, predictor=predictor, speedup=speedup)
         out = comfy_host.sample(patched, steps=steps, cfg=1.0, seed=2)
         assert torch.isfinite(out).all() and reports(patched)[-1].status == "finished"
-
-
-def test_lesa_trained_from_the_calibration_file(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=31)
-    cal = calibrate(pack, tiny)
-    for seed in range(2):
-        comfy_host.sample(cal, steps=10, cfg=1.0, seed=seed)
-    patched = l2p_cache(pack, tiny, predictor="LESA (non-linear, stage-aware)", placement="even", warmup_steps=2)
-    with comfy_host.count_passes(tiny) as counter, torch.inference_mode():  # as ComfyUI's executor runs graphs
-        out = comfy_host.sample(patched, steps=10, cfg=1.0, seed=5)
-    assert counter.forwards == 4 and torch.isfinite(out).all()
-    assert reports(patched)[-1].status == "finished"

@@ -59,11 +59,19 @@ def test_merging_is_pure_and_reproducible():
 def test_lesa_samples_merge_and_derived_models_are_dropped():
     a = run_file(1, lesa_rows=10)
     a = dataclasses.replace(a, lesa={**a.lesa, "expert0.w": np.ones((2, 2), np.float32)})
-    b = run_file(2)  # no trajectory sample (e.g. calibrated with LESA's sample off)
-    result = merge_predictor_files(a, b)
+    result = merge_predictor_files(a, run_file(2, lesa_rows=5))  # the sample changes: what was trained on it goes
     assert set(result.file.lesa) == {"traj_values", "traj_sigmas", "traj_seen"}
-    assert any("dropped LESA tensors ['expert0.w']" in n for n in result.notes)
+    assert any("dropped 1 LESA tensors trained on the former samples" in n for n in result.notes)
+    result = merge_predictor_files(run_file(3), run_file(4, lesa_rows=5))
     assert any("holds no LESA trajectory sample" in n for n in result.notes)
+
+
+def test_a_run_without_a_sample_keeps_the_files_sample_and_what_was_trained_on_it():
+    a = run_file(1, lesa_rows=10)
+    a = dataclasses.replace(a, lesa={**a.lesa, "expert0.w": np.ones((2, 2), np.float32)})
+    result = merge_predictor_files(a, run_file(2))  # calibrated with L2P Calibrate's lesa_sample off
+    assert result.file.lesa.keys() == a.lesa.keys() and not result.notes
+    assert all(np.array_equal(result.file.lesa[k], v) for k, v in a.lesa.items())
 
 
 @pytest.mark.parametrize("change, reason", [

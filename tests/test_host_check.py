@@ -142,7 +142,9 @@ def test_the_node_refuses_at_graph_time_on_a_host_without_diffusion_model(comfy,
     with pytest.raises(Exception) as caught:
         comfy_host.run_node(pack.nodes["L2PForecastCache"], model=tiny.patcher, **inputs)
     message = str(caught.value)
-    assert f"L2P cannot run on ComfyUI {comfyui_version.__version__}" in message
+    shown = f"{type(caught.value).__module__}.{type(caught.value).__qualname__}"  # as ComfyUI's dialog shows it
+    assert shown == "l2p.HostUnsupported"
+    assert message.startswith(f"Forecast Cache: cannot run on ComfyUI {comfyui_version.__version__}")
     assert "WrappersMP.DIFFUSION_MODEL" in message and "WrappersMP.OUTER_SAMPLE" not in message
     assert "l2p" not in tiny.patcher.model_options.get("transformer_options", {})
     monkeypatch.undo()

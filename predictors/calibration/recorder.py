@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..engine.grid import StepGrid
+from ..errors import CalibrationError
 from .gram import GramStats, _check_roles
 from .inner_products import DEFAULT_CHUNK_ELEMENTS, cross_gram_rows
 from .trajectory_grams import TrajectoryGrams
@@ -134,7 +135,7 @@ class TrajectoryRecorder:
             raise ValueError("nothing was recorded in this run: calibration needs every step's outputs")
         missing = sorted(set(range(self.grid.num_steps)) - set(state.recorded))
         if missing:
-            raise ValueError(
+            raise CalibrationError(
                 f"the run skipped steps {missing} of {self.grid.num_steps}: calibration needs the output of every "
                 f"step (a step computed off the grid or not at all cannot be recorded). Discarding this run")
         shape = state.layout[0]

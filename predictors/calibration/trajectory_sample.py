@@ -35,6 +35,7 @@ import torch
 from .gram import _check_roles
 from .recorder import check_step_outputs
 from ..engine.grid import StepGrid
+from ..errors import CalibrationError
 
 VALUES_KEY = "traj_values"
 SIGMAS_KEY = "traj_sigmas"
@@ -280,7 +281,7 @@ class TrajectorySampler:
             raise ValueError("nothing was recorded in this run: trajectory sampling needs every step's outputs")
         missing = sorted(set(range(self.grid.num_steps)) - set(self._recorded))
         if missing:
-            raise ValueError(f"the run skipped steps {missing} of {self.grid.num_steps}: trajectory sampling needs "
+            raise CalibrationError(f"the run skipped steps {missing} of {self.grid.num_steps}: trajectory sampling needs "
                              f"the output of every step. Discarding this run")
         values = self._values
         self.abandon()

@@ -19,10 +19,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from .grid import StepGrid
-
-
-class ForecastError(RuntimeError):
-    """A forecast was asked for that the available history cannot support."""
+from ..errors import ForecastError
 
 
 class LinearPredictor(abc.ABC):

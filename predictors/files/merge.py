@@ -138,9 +138,13 @@ def _statistics(inputs: MergeInputs) -> tuple[Mapping[str, Any], list[str]]:
 def _trajectories(inputs: MergeInputs) -> tuple[Mapping[str, Any], list[str]]:
     a, b = inputs.base, inputs.incoming
     samples = [_sample_of(a), _sample_of(b)]
+    if samples[0] is not None and samples[1] is None and not b.lesa and samples[0].size <= inputs.sample_capacity:
+        # nothing new for LESA (a run without L2P Calibrate's lesa_sample): the file's sample is unchanged, and so
+        # are the experts trained on it (their recorded training identity still matches, see lesa/stored.py)
+        return {"lesa": dict(a.lesa)}, []
     derived = sorted({k for pf in (a, b) for k in pf.lesa if not k.startswith(TRAJECTORY_PREFIX)})
-    notes = [f"dropped LESA tensors {derived} trained on the former samples; LESA retrains on the merged one"] \
-        if derived else []
+    notes = [f"dropped {len(derived)} LESA tensors trained on the former samples; LESA retrains on the merged one"
+             f" when L2P Cache next uses it"] if derived else []
     if samples[0] is None and samples[1] is None:
         return {"lesa": {}}, notes
     if None in samples:

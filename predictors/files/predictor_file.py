@@ -30,6 +30,7 @@ import numpy as np
 from ..calibration.trajectory_grams import ARRAY_KEYS as TRAJECTORY_KEYS
 from ..calibration.trajectory_grams import TrajectoryGrams
 from ..engine.grid import StepGrid
+from ..errors import PredictorFileError
 
 FORMAT_VERSION = "1"
 LESA_PREFIX = "lesa."
@@ -41,10 +42,6 @@ _REQUIRED_METADATA = (
 _NO_RIDGE = "none"
 # symmetric up to float64 accumulation noise
 _GRAM_SYMMETRY_RTOL = 1e-8
-
-
-class PredictorFileError(ValueError):
-    """A predictor file that cannot be used, with what was expected, what was found and how to fix it."""
 
 
 def _frozen_array(value, dtype, name: str) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from .adaptive import AdaptiveController
 from .budget import RunBudget, computed_count, run_budget
 from ..engine.grid import StepGrid
+from ..errors import ScheduleError
 from .optimizer import DEFAULT_MAX_SWEEPS, Spread, expected_final_error, optimize_schedule
 
 # Relative ridge of the direct fits when planning an OPTIMIZED schedule (fit.ridge_solve's convention).
@@ -57,10 +58,10 @@ class Placement(enum.Enum):
 
 def _check_guards(num_steps: int, k: int, warmup: int, compute_last: bool) -> None:
     if not 1 <= warmup <= num_steps:
-        raise ValueError(f"warmup must be in 1..{num_steps} (step 0 is always computed), got {warmup}")
+        raise ScheduleError(f"warmup must be in 1..{num_steps} (step 0 is always computed), got {warmup}")
     needed = warmup + (1 if compute_last and warmup < num_steps else 0)
     if k < needed:
-        raise ValueError(
+        raise ScheduleError(
             f"{k} computed steps cannot cover the guards (warmup {warmup}{', last step' if compute_last else ''}):"
             f" lower the speedup or the warm-up"
         )
@@ -94,12 +95,12 @@ def even_schedule(num_steps: int, k: int, warmup: int = 1, compute_last: bool = 
 def published_schedule(num_steps: int, k: int) -> tuple[int, ...]:
     """The L2P release's list with exactly K computed steps (50-step runs only)."""
     if num_steps != 50:
-        raise ValueError(f"the published L2P schedules exist for 50 steps only, the run has {num_steps}")
+        raise ScheduleError(f"the published L2P schedules exist for 50 steps only, the run has {num_steps}")
     for steps in PUBLISHED_L2P_50.values():
         if len(steps) == k:
             return steps
     have = sorted(len(s) for s in PUBLISHED_L2P_50.values())
-    raise ValueError(f"no published L2P schedule computes {k} steps; published counts are {have}")
+    raise ScheduleError(f"no published L2P schedule computes {k} steps; published counts are {have}")
 
 
 def guard_steps(num_steps: int, warmup: int, compute_last: bool) -> tuple[int, ...]:
@@ -162,7 +163,7 @@ def progressive_schedule(
     if len(schedule(win, lo)) == k:
         return schedule(win, lo)
     if len(schedule(win, hi)) > k:
-        raise ValueError(f"progressive placement cannot compute as few as {k} of {num_steps} steps with warm-up"
+        raise ScheduleError(f"progressive placement cannot compute as few as {k} of {num_steps} steps with warm-up"
                          f" {warmup}: lower the warm-up or use the even placement")
     while hi - lo > 1:  # invariant: count(lo) > k >= count(hi)
         mid = (lo + hi) // 2
@@ -290,7 +291,7 @@ def plan_schedule(
         steps = published_schedule(num_steps, k)
         missing = sorted(set(guard_steps(num_steps, config.warmup, config.compute_last)) - set(steps))
         if missing:
-            raise ValueError(
+            raise ScheduleError(
                 f"the published L2P schedule {steps} does not compute the guard steps {missing}: the published"
                 " lists compute steps 0-2 and never the last step. Use warm-up <= 3 without compute-last, or"
                 " another placement"
@@ -298,7 +299,7 @@ def plan_schedule(
         return steps
     if placement is Placement.OPTIMIZED:
         if gram is None:
-            raise ValueError(
+            raise ScheduleError(
                 "the optimized placement needs a calibrated predictor file (one holding a Gram matrix, made by"
                 " L2P Calibrate); this one has none. Choose the even placement, or calibrate this model"
             )

@@ -64,16 +64,26 @@ class KanShape:
 def cubic_bspline_basis(x: torch.Tensor, shape: KanShape) -> torch.Tensor:
     """[..., num_basis]: the uniform cubic B-splines of ``shape``'s grid at x [...].
 
-    Basis k is the cardinal cubic B-spline on knots t_k .. t_k + 4h, t_k = -R + (k - 3) h, h = 2R / G. The
-    cardinal spline is written with truncated powers, B(z) = (1/6) sum_i (-1)^i C(4, i) relu(z - i)^3 on z in
-    [0, 4]; z is clamped to [0, 4] first (B(0) = B(4) = 0) so far-away points give exact zeros, not round-off.
+    Basis k is the cardinal cubic B-spline on knots t_k .. t_k + 4h, t_k = -R + (k - 3) h, h = 2R / G. Only 4
+    splines are non-zero at any point, so they are evaluated locally: with u = (x - t_0) / h clamped to
+    [0, G + 6], interval i = floor(u) and t = u - i in [0, 1], splines k = i-3 .. i take the cardinal cubic's four
+    pieces (1-t)^3/6, (3t^3 - 6t^2 + 4)/6, (-3t^3 + 3t^2 + 3t + 1)/6, t^3/6, and are scattered into place (indices
+    outside 0..G+2 fall into padding that is cut off). Outside the spline support every basis is exactly 0. The
+    same function as evaluating all G + 3 splines everywhere, at 2-3x less work (forward and backward).
     """
+    nb = shape.num_basis
     h = 2.0 * shape.grid_range / shape.grid_size
-    starts = -shape.grid_range + (torch.arange(shape.num_basis, dtype=x.dtype, device=x.device) - SPLINE_ORDER) * h
-    z = ((x.unsqueeze(-1) - starts) / h).clamp(0.0, 4.0)  # [..., num_basis]
-    out = z.pow(3) - 4.0 * (z - 1).clamp_min(0).pow(3) + 6.0 * (z - 2).clamp_min(0).pow(3) \
-        - 4.0 * (z - 3).clamp_min(0).pow(3)  # the relu(z - 4) term is 0 on the clamped range
-    return out / 6.0
+    u = ((x + shape.grid_range) / h + SPLINE_ORDER).clamp(0.0, float(nb + SPLINE_ORDER))
+    i = u.detach().floor().clamp(max=nb + SPLINE_ORDER - 1)  # the last interval is closed on the right
+    t = u - i
+    t2 = t * t
+    t3 = t2 * t
+    s = 1.0 - t
+    pieces = torch.stack([s * s * s, 3.0 * t3 - 6.0 * t2 + 4.0, -3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0, t3],
+                         dim=-1) / 6.0  # splines k = i-3 .. i
+    index = i.to(torch.int64).unsqueeze(-1) + torch.arange(SPLINE_ORDER + 1, device=x.device)  # k + 3
+    padded = torch.zeros(*x.shape, nb + 2 * SPLINE_ORDER, dtype=x.dtype, device=x.device)
+    return padded.scatter_(-1, index, pieces)[..., SPLINE_ORDER:nb + SPLINE_ORDER]
 
 
 def init_params(shape: KanShape, generator: torch.Generator) -> dict[str, torch.Tensor]:

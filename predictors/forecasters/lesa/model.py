@@ -40,6 +40,7 @@ File layout (the predictor file's float32 ``lesa`` dict; ``to_arrays`` / ``from_
     model.feature_shift  [2m+1], model.feature_scale [2m+1]
     model.scales         [2]   value_scale, out_scale
     model.expert{e}.layer{l}.base [out, in], model.expert{e}.layer{l}.spline [out, in, grid + 3]
+    model.trained_from   [8]   what the experts were trained from (``stored.py``; absent in older files)
 """
 from __future__ import annotations
 

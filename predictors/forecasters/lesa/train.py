@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ...engine.grid import StepGrid
+from .batch import PairBatcher
 from .model import Baseline, LesaModel, num_features, stage_edges
 from .kan import KanShape, init_params
 from ...schedules.placements import computed_count, even_schedule
@@ -143,73 +145,21 @@ class LesaTrainReport:
     losses: tuple[float, ...] = field(default=(), repr=False)
 
 
-class _Batchable:
-    """Forward pass of LESA over element sequences X [B, S] and all pairs at once."""
+ProgressCallback = Callable[[int, int], None]  # (iterations done, iterations in all), after every iteration
 
-    def __init__(self, model: LesaModel, grid: StepGrid, pairs: ForecastPairs) -> None:
-        self.model = model
-        sig = torch.as_tensor(grid.array[:-1], dtype=torch.float32)
-        self.hist_idx = torch.as_tensor(pairs.hist)  # [P, m]
-        self.target_idx = torch.as_tensor(pairs.target)  # [P]
-        self.hist_sigma = sig[self.hist_idx]  # [P, m]
-        self.target_sigma = sig[self.target_idx]  # [P]
-        experts = [model.expert_of(float(s)) for s in grid.array[pairs.target]]
-        self.groups = [torch.as_tensor([p for p, e in enumerate(experts) if e == ex], dtype=torch.int64)
-                       for ex in range(model.num_experts)]
-
-    def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(phi [B, P, F], baseline [B, P], truth [B, P]) for sequences x [B, S]."""
-        hist = x[:, self.hist_idx]  # [B, P, m]
-        phi, base = self.model.inputs(hist, self.hist_sigma, self.target_sigma)
-        return phi, base, x[:, self.target_idx]
-
-    def predict(self, phi: torch.Tensor, base: torch.Tensor, experts) -> torch.Tensor:
-        """[B, P] forecasts."""
-        pred = base.clone()
-        for ex, group in enumerate(self.groups):
-            if group.numel() == 0:
-                continue
-            sub = phi[:, group].reshape(-1, phi.shape[-1])  # [B * Pe, F]
-            out = self.model.expert_forward(ex, sub, experts[ex]).reshape(phi.shape[0], -1)
-            pred[:, group] = base[:, group] + self.model.out_scale * out
-        return pred
-
-
-def _standardisation(model: LesaModel, batcher: _Batchable, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                      float, float]:
-    value_scale = float(torch.sqrt(torch.mean(x.double() ** 2)).clamp_min(1e-12))
-    probe = LesaModel(model.history, model.baseline, model.kan, model.stage_upper, model.experts,
-                      model.feature_shift, model.feature_scale, value_scale, 1.0)
-    phi, base = probe.inputs(x[:, batcher.hist_idx], batcher.hist_sigma, batcher.target_sigma)
-    flat = phi.reshape(-1, phi.shape[-1]).double()
-    shift = flat.mean(0)
-    spread = flat.std(0)
-    spread = torch.where(spread > 1e-8 * (1 + shift.abs()), spread, torch.ones_like(spread))
-    out_scale = float(torch.sqrt(torch.mean((x[:, batcher.target_idx] - base).double() ** 2)).clamp_min(1e-12))
-    return shift.float(), spread.float(), value_scale, out_scale
-
-
-def _errors(batcher: _Batchable, pairs_weights: torch.Tensor, x: torch.Tensor, experts, chunk: int = 1024
-            ) -> tuple[float, float, float, float]:
-    """(forecast err baseline, lesa, final err baseline, lesa), relative, over sequences x [B, S]."""
-    sums = np.zeros(6)
-    with torch.no_grad():
-        for start in range(0, x.shape[0], chunk):
-            phi, base, truth = batcher.raw(x[start:start + chunk])
-            pred = batcher.predict(phi, base, experts)
-            for i, est in enumerate((base, pred)):
-                err = est - truth
-                sums[i] += float((err.double() ** 2).sum())
-                sums[3 + i] += float(((err.double() @ pairs_weights.T) ** 2).sum())
-            sums[2] += float((truth.double() ** 2).sum())
-            sums[5] += float(((truth.double() @ pairs_weights.T) ** 2).sum())
-    return (float(np.sqrt(sums[0] / sums[2])), float(np.sqrt(sums[1] / sums[2])),
-            float(np.sqrt(sums[3] / sums[5])), float(np.sqrt(sums[4] / sums[5])))
+#: at most this many held-out sequences are evaluated for the report (enough for its 2-3 significant digits)
+REPORT_SEQUENCES = 1024
 
 
 def train_lesa(sample: TrajectorySample, grid: StepGrid | None = None,
-               config: LesaTrainConfig = LesaTrainConfig()) -> tuple[LesaModel, LesaTrainReport]:
-    """Train LESA's experts on ``sample`` (on its own grid unless ``grid``, which must match it)."""
+               config: LesaTrainConfig = LesaTrainConfig(), progress: ProgressCallback | None = None,
+               device: torch.device | str = "cpu") -> tuple[LesaModel, LesaTrainReport]:
+    """Train LESA's experts on ``sample`` (on its own grid unless ``grid``, which must match it).
+
+    progress: called as (done, total) after every optimiser iteration (e.g. a progress bar).
+    device: where training runs (a GPU is much faster); the random draws are made on the CPU, so a run is
+    reproducible per device, and the model comes back on the CPU.
+    """
     started = time.perf_counter()
     sample_grid = sample.grid
     if grid is None:
@@ -217,6 +167,7 @@ def train_lesa(sample: TrajectorySample, grid: StepGrid | None = None,
     elif not grid.matches(sample_grid):
         raise ValueError(f"train_lesa: the trajectory sample was recorded on {sample_grid.num_steps} steps "
                          f"{list(sample_grid.sigmas)}, not on the given grid {list(grid.sigmas)}")
+    device = torch.device(device)
     seqs = torch.from_numpy(np.array(sample.values.reshape(-1, grid.num_steps), dtype=np.float32))  # [T*R, S], row t*R + r
     num_traj = sample.size
     if num_traj < 2:
@@ -226,8 +177,8 @@ def train_lesa(sample: TrajectorySample, grid: StepGrid | None = None,
     n_hold = int(round(config.holdout_fraction * num_traj))
     roles = len(sample.roles)
     rows = lambda traj: (traj[:, None] * roles + torch.arange(roles)).reshape(-1)  # noqa: E731
-    train_x = seqs[rows(order[n_hold:])]
-    hold_x = seqs[rows(order[:n_hold])]
+    train_x = seqs[rows(order[n_hold:])].to(device)
+    hold_x = seqs[rows(order[:n_hold])].to(device)
 
     schedules = training_schedules(grid.num_steps, config.speedups, config.warmup)
     if not schedules:
@@ -236,40 +187,43 @@ def train_lesa(sample: TrajectorySample, grid: StepGrid | None = None,
     nf = num_features(config.history)
     widths = (nf, config.hidden, 1) if config.hidden > 0 else (nf, 1)
     kan = KanShape(widths, grid_size=config.grid_size)
-    experts = [init_params(kan, gen) for _ in range(config.num_experts)]
+    experts = [{k: v.to(device) for k, v in init_params(kan, gen).items()} for _ in range(config.num_experts)]
     model = LesaModel(config.history, config.baseline, kan, stage_edges(grid.array, config.num_experts),
                       tuple(experts), torch.zeros(nf), torch.ones(nf), 1.0, 1.0)
-    batcher = _Batchable(model, grid, pairs)
-    shift, spread, value_scale, out_scale = _standardisation(model, batcher, train_x[:4096])
-    model = LesaModel(config.history, config.baseline, kan, model.stage_upper, tuple(experts), shift, spread,
-                      value_scale, out_scale)
-    batcher.model = model
-    weights = torch.as_tensor(pairs.weights, dtype=torch.float32)  # [K, P]
+    batcher = PairBatcher(model, grid, pairs, device)
+    shift, spread, value_scale, out_scale = batcher.standardisation(train_x[:4096])
+    batcher.model = model = LesaModel(config.history, config.baseline, kan, model.stage_upper, tuple(experts),
+                                      shift, spread, value_scale, out_scale)
+    weights = batcher.weights  # [K, P]
 
     params = [t.requires_grad_(True) for ex in experts for t in ex.values()]
-    batch = max(1, min(config.batch, config.rows_per_iter // int(pairs.target.size), train_x.shape[0]))
+    batch = max(1, min(config.batch, config.rows_per_iter // batcher.num_pairs, train_x.shape[0]))
+    total = config.phase1_iters + config.phase2_iters
     losses = []
     for phase, iters, lr in ((1, config.phase1_iters, config.lr_phase1), (2, config.phase2_iters, config.lr_phase2)):
         if iters == 0:
             continue
         opt = torch.optim.Adam(params, lr=lr)
         for _ in range(iters):
-            pick = torch.randint(0, train_x.shape[0], (batch,), generator=gen)
+            pick = torch.randint(0, train_x.shape[0], (batch,), generator=gen).to(device)
             phi, base, truth = batcher.raw(train_x[pick])
-            err = (batcher.predict(phi, base, experts) - truth) / out_scale  # [B, P]
+            err = (batcher.predict(phi, base, experts) - truth) / out_scale  # [P, B]
             if phase == 1:
                 loss = err.pow(2).mean()
             else:
-                loss = (err @ weights.T).pow(2).mean() / weights.sum(1).pow(2).mean()
+                loss = (weights @ err).pow(2).mean() / weights.sum(1).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-    trained = tuple({k: v.detach().clone() for k, v in ex.items()} for ex in experts)
+            if progress is not None:
+                progress(len(losses), total)
+    trained = tuple({k: v.detach().to("cpu", copy=True) for k, v in ex.items()} for ex in experts)
     model = LesaModel(config.history, config.baseline, kan, model.stage_upper, trained, shift, spread,
                       value_scale, out_scale)
     batcher.model = model
-    errs = _errors(batcher, weights.double(), (hold_x if n_hold else train_x).double().float(), trained)
+    evaluated = (hold_x if n_hold else train_x)[:REPORT_SEQUENCES]
+    errs = batcher.errors(evaluated, tuple({k: v.to(device) for k, v in ex.items()} for ex in trained))
     report = LesaTrainReport(time.perf_counter() - started, int(train_x.shape[0]), int(hold_x.shape[0]),
                              int(pairs.target.size), len(schedules), *errs, losses=tuple(losses))
     return model, report
