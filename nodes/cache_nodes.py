@@ -9,7 +9,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 from comfy.patcher_extension import WrappersMP
 
-from . import calibrate_setup, files, l2p_setup, setups
+from . import calibrate_setup, files, l2p_setup, learn_setup, setups
 from .architectures import family_of
 from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
@@ -61,9 +61,14 @@ class L2PCache(io.ComfyNode):
                         " predictor (L2P). Put it between the model loader (and LoRAs) and the sampler.",
             inputs=[
                 io.Model.Input("model"),
-                io.Combo.Input("predictor_file", options=files.list_predictor_files(),
-                               tooltip="A predictor file from models/l2p/ (made by L2P Calibrate) or the pack's"
-                                       " weights/. The official L2P weight.txt is accepted too."),
+                io.Combo.Input("predictor_file", options=[learn_setup.AUTO_FILE, *files.list_predictor_files()],
+                               default=learn_setup.AUTO_FILE,
+                               tooltip=f"{learn_setup.AUTO_FILE}: the first runs of each setup (model, steps,"
+                                       f" scheduler, CFG) compute every step and are recorded into"
+                                       f" models/l2p/auto-...safetensors; then the runs are forecast at the speedup."
+                                       f" Or pin a predictor file from models/l2p/ (made by L2P Calibrate or"
+                                       f" learned) or the pack's weights/, used as it is and never modified; the"
+                                       f" official L2P weight.txt is accepted too."),
                 *_schedule_inputs("optimized", setups.L2P_PLACEMENTS, setups.DEFAULT_L2P_WARMUP),
                 io.Combo.Input("predictor", options=setups.L2P_MODES, default=setups.L2P_MODES[0],
                                tooltip="direct: weights over the computed steps, fitted for the schedule in use"
@@ -77,19 +82,35 @@ class L2PCache(io.ComfyNode):
                                        " model (the same weights, also at another precision). allow: also on a"
                                        " LoRA or fine-tune of it (same class and config, other weights); the run's"
                                        " report says so. Another model class or config is always refused."),
+                io.Combo.Input("learning", options=learn_setup.LEARNING_CHOICES,
+                               default=learn_setup.Learning.LEARN.value, optional=True,
+                               tooltip="auto file only. learn, then forecast: record full runs until the setup has"
+                                       " learning_images, then forecast. keep learning: also one full, recorded run"
+                                       f" in {learn_setup.KEEP_LEARNING_EVERY} after that. stop learning: record"
+                                       " nothing; forecast from what was learned. start over: move this setup's"
+                                       " learned file to models/l2p/archive/ (kept, pinnable), then learn again."),
+                io.Int.Input("learning_images", default=learn_setup.LEARNING_TRAJECTORIES, min=1, max=256,
+                             optional=True,
+                             tooltip="auto file only: how many images (trajectories; every batch row counts) a"
+                                     " setup records before its runs are forecast."),
             ],
             outputs=[io.Model.Output()],
         )
 
     @classmethod
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
-                history_device, predictor, step_grid_mismatch,
-                other_model=setups.OTHER_MODEL_CHOICES[0]) -> io.NodeOutput:
-        holder = l2p_setup.l2p_cache_holder(
-            files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
-            compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-            mode=predictor, grid_policy=step_grid_mismatch, other_model=other_model,
-        )
+                history_device, predictor, step_grid_mismatch, other_model=setups.OTHER_MODEL_CHOICES[0],
+                learning=learn_setup.Learning.LEARN.value,
+                learning_images=learn_setup.LEARNING_TRAJECTORIES) -> io.NodeOutput:
+        settings = dict(speedup=speedup, placement=placement, warmup=warmup_steps, compute_last=compute_last_step,
+                        residual_budget=residual_budget, history_device=history_device, mode=predictor,
+                        grid_policy=step_grid_mismatch, other_model=other_model)
+        if predictor_file == learn_setup.AUTO_FILE:
+            policy = learn_setup.LearningPolicy(learn_setup.Learning(learning), int(learning_images))
+            l2p_setup.check_cache_settings(**settings)  # a bad setting fails now, not at the first forecast
+            holder = learn_setup.learning_holder(files.learning_folder(), policy, settings)
+        else:
+            holder = l2p_setup.l2p_cache_holder(files.resolve_existing(predictor_file), **settings)
         return io.NodeOutput(install(model, holder))
 
 

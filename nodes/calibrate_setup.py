@@ -19,7 +19,7 @@ from ..predictors.files.calibration_file import stats_from_file
 from ..predictors.files.identity import OtherModel
 from ..predictors.files.update import extend_calibration_file
 from ..predictors.forecasters.fora import Fora
-from ..predictors.files.predictor_file import PredictorFileError
+from ..predictors.files.predictor_file import PredictorFile, PredictorFileError
 from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules.placements import Placement, computed_count, expected_final_error, optimized_schedule
 from ..predictors.calibration.trajectory_sample import TrajectorySampler
@@ -38,14 +38,23 @@ from .setups import (
 
 
 REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
+# the report's curve (the node's plot): a few points from light to aggressive, a schedule search each (~0.1-0.5 s
+# for 50 steps on a CPU core)
+PLOTTED_SPEEDUPS = (2.0, 3.0, 4.55, 5.56, 7.14, 10.0)
+CREATED_BY = "ComfyUI-L2P L2P Calibrate"
 OTHER_FILE_FIX = "Choose another file_name for this model: a calibration file holds one model's runs"
 
 
 class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file under its lock."""
 
-    def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0) -> None:
+    def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0, *,
+                 created_by: str = CREATED_BY, extra_metadata: dict[str, str] | None = None) -> None:
         self.path, self.context, self.grid, self.ridge, self.mode = path, context, context.grid, ridge, mode
+        self.created_by = created_by
+        self.extra_metadata = dict(extra_metadata or {})  # added to the run's provenance (e.g. a learned setup)
+        self.saved: PredictorFile | None = None  # the file after this run was added to it
+        self.lost: str | None = None  # why this run's recording was lost, when it was
         self.cfg_scale = context.cfg_scale
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
@@ -85,22 +94,22 @@ class CalibrationRecorder:
                                        self.identity, stats.sample_count)
         try:
             result = extend_calibration_file(
-                self.path, stats, self.sampler.finish(), extra=extra, model_family=self.family,
-                model_class=self.model_class, latent_channels=self.latent_channels, ridge=self.ridge,
-                fit_mode=self.mode.value, created_by="ComfyUI-L2P L2P Calibrate",
+                self.path, stats, self.sampler.finish(), extra={**extra, **self.extra_metadata},
+                model_family=self.family, model_class=self.model_class, latent_channels=self.latent_channels,
+                ridge=self.ridge, fit_mode=self.mode.value, created_by=self.created_by,
                 cfg_mode=cfg_record(None, self.recorder.roles, self.cfg_scale), **fields,
             )
         except (OSError, PredictorFileError) as err:  # the image is fine; only this run's recording is lost
-            lost = recording_lost_note(self.path, err)
-            report.notes.append(lost)
-            logger.warning("[L2P] %s", lost)
+            self.lost = recording_lost_note(self.path, err)
+            report.notes.append(self.lost)
+            logger.warning("[L2P] %s", self.lost)
             return
-        pf = result.file
+        pf = self.saved = result.file
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
                             f" ({', '.join(pf.roles)}), {pf.steps} steps; {contributor_note()}")
         report.notes.extend(result.notes)
-        report.notes.append(expected_quality_line(self.path, stats_from_file(pf, self.path), self.ridge,
-                                                  self.cfg_scale))
+        report.quality = expected_quality(self.path, stats_from_file(pf, self.path), self.ridge, self.cfg_scale)
+        report.notes.append(quality_line(report.quality))
 
 
 def recording_lost_note(path: str, err: BaseException) -> str:
@@ -114,9 +123,11 @@ def recording_lost_note(path: str, err: BaseException) -> str:
            f" recordings, {fix}"
 
 
-def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None) -> str:
-    """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups, with the
-    schedules and fits L2P Cache uses by default for this guidance setup; under CFG, of the guided output."""
+def expected_quality(path: str, stats: GramStats, ridge: float, cfg_scale: float | None,
+                     speedups: tuple[float, ...] = PLOTTED_SPEEDUPS) -> tuple[tuple[float, float], ...]:
+    """(speedup, expected dB) of the final latent (like PSNR of the denoising displacement) at ``speedups`` (each
+    rounded to whole passes; those the grid cannot take left out), with the schedules and fits L2P Cache uses by
+    default for this guidance setup; under CFG, of the guided output."""
     grid = stats.grid
     gram = fit_gram(path, stats, cfg_scale, CfgFit.PER_STREAM)
     mix, search, exact = None, gram, gram
@@ -127,15 +138,24 @@ def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: 
         gram = stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
     d = np.abs(grid.dsigma())
     total = float(d @ gram @ d)
-    parts = []
-    for speedup in REPORTED_SPEEDUPS:
-        k = computed_count(grid.num_steps, speedup)
+    points, counts = [], sorted({computed_count(grid.num_steps, s) for s in speedups}, reverse=True)
+    for k in counts:
         if k <= DEFAULT_L2P_WARMUP or k >= grid.num_steps:
             continue
         steps = optimized_schedule(search, grid, k, warmup=DEFAULT_L2P_WARMUP, ridge=ridge, mix=mix)
         err = expected_final_error(exact, grid, steps, ridge, mix=mix)
-        parts.append(f"{grid.num_steps / k:.2f}x: {10 * np.log10(total / max(err, 1e-300)):.1f} dB")
+        points.append((grid.num_steps / k, float(10 * np.log10(total / max(err, 1e-300)))))
+    return tuple(points)
+
+
+def quality_line(points: tuple[tuple[float, float], ...]) -> str:
+    parts = [f"{speedup:.2f}x: {db:.1f} dB" for speedup, db in points]
     return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
+
+
+def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None) -> str:
+    """``expected_quality`` at REPORTED_SPEEDUPS, as the report's line."""
+    return quality_line(expected_quality(path, stats, ridge, cfg_scale, REPORTED_SPEEDUPS))
 
 
 def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float) -> L2PHolder:

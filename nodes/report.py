@@ -34,6 +34,31 @@ class StreamReport:
     residuals: dict[int, float] = field(default_factory=dict)  # step -> ||F_hat - F|| / ||F|| at computed steps
 
 
+class LearningAction(enum.Enum):
+    """What a run of L2P Cache's learning mode did."""
+
+    RECORD = "learning run: every step computed and recorded"
+    KEEP_LEARNING = "keep-learning run: every step computed and recorded"
+    FORECAST = "forecast from the learned file"
+    FORECAST_FEW = "forecast from fewer trajectories than asked (learning stopped)"
+    UNLEARNED = "every step computed, nothing recorded (learning stopped before anything was learned)"
+
+    @property
+    def records(self) -> bool:
+        return self in (LearningAction.RECORD, LearningAction.KEEP_LEARNING)
+
+
+@dataclass
+class LearningStatus:
+    """What L2P Cache's learning mode did in one run, and where the setup's learned file stands after it."""
+
+    file: str  # the setup's learned file (base name)
+    trajectories: int  # trajectories the file holds (after this run when it was saved)
+    needed: int  # how many make it forecast
+    action: LearningAction  # what this run did
+    saved: bool | None = None  # recording runs: True when this run reached the file, False when it was lost
+
+
 @dataclass
 class RunReport:
     """Filled in during one run by the run state; finished by the OUTER_SAMPLE wrapper."""
@@ -48,6 +73,8 @@ class RunReport:
     forecast_calls: int = 0  # calls answered by a forecast
     status: str = "running"  # "finished" or "failed: <error>"
     notes: list[str] = field(default_factory=list)
+    learning: LearningStatus | None = None  # L2P Cache's learning mode only
+    quality: tuple[tuple[float, float], ...] = ()  # (speedup, expected dB) of the file this run extended
 
     def stream(self, name: str) -> StreamReport:
         return self.streams.setdefault(name, StreamReport(name))
@@ -59,6 +86,12 @@ class RunReport:
     def computed_steps(self) -> list[int]:
         """Steps with at least one computed stream, ascending."""
         return sorted({s for r in self.streams.values() for s in r.computed})
+
+    @property
+    def worst_residual(self) -> tuple[float, int, str] | None:
+        """(residual, step, stream) of the largest forecast residual seen at a computed step, or None."""
+        seen = [(v, step, r.name) for r in self.streams.values() for step, v in r.residuals.items()]
+        return max(seen) if seen else None
 
     @property
     def achieved_speedup(self) -> float:

@@ -1,0 +1,125 @@
+"""L2P Cache's learning mode without ComfyUI: the setup's file name and key, finding the file again (also at another
+precision), starting over, and what each run does. The same inside real ComfyUI sampling: test_comfy_learning.py."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import pytest
+from comfyui_l2p.nodes.learn_setup import Learning, LearningPolicy
+from comfyui_l2p.nodes.report import LearningAction
+from comfyui_l2p.predictors.files.learned import (
+    SETUP_KEY, Setup, archive_learned_file, find_learned_file, guidance_token,
+)
+from comfyui_l2p.predictors.files.predictor_file import PredictorFileError
+from comfyui_l2p.predictors.files.storage import save_predictor_file
+from file_cases import GRID, WEIGHTS, identity, read_only, run_file
+
+SIGMAS = tuple(GRID.array.tolist())
+
+
+def setup(**changes) -> Setup:
+    base = dict(family="flux", identity=identity(), sigmas=SIGMAS, guidance="cfg1", scheduler="simple")
+    return Setup(**{**base, **changes})
+
+
+def save(folder, s: Setup, name: str | None = None, seed: int = 0) -> str:
+    pf = run_file(seed, model=s.identity)
+    pf = dataclasses.replace(pf, extra={**pf.extra, **s.metadata()})
+    path = os.path.join(folder, name or s.file_name())
+    save_predictor_file(path, pf)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- the setup
+def test_a_setup_names_its_file_readably_and_every_part_changes_the_name():
+    s = setup()
+    assert re.fullmatch(r"auto-flux-6steps-simple-cfg1-[0-9a-f]{8}\.safetensors", s.file_name())
+    assert s.file_name() == setup().file_name()  # deterministic: two processes pick one name
+    other = [setup(guidance="cfg3.5"), setup(sigmas=tuple(np.linspace(1, 0, 8))), setup(family="qwen_image"),
+             setup(identity=identity(patches="1 key 0123")), setup(identity=identity(config={"depth": 2})),
+             setup(identity=identity(weights={k: v * 1.01 for k, v in WEIGHTS.items()}))]
+    assert len({s.file_name()} | {o.file_name() for o in other}) == 7
+    assert setup(scheduler="karras or exponential").file_name().startswith("auto-flux-6steps-karras+exponential-")
+    assert setup(sigmas=tuple(v + 1e-9 for v in SIGMAS[:-1]) + (0.0,)).key() == s.key()  # 6 digits decide
+    # the key without the weights ignores the fingerprint only
+    assert setup(identity=identity(dtype="float16")).key(weights=False) == s.key(weights=False) != s.key()
+    assert guidance_token(None) == "guider" and guidance_token(3.5) == "cfg3.5" and guidance_token(1) == "cfg1"
+    with pytest.raises(ValueError, match="at least one step"):
+        setup(sigmas=(1.0,))
+
+
+def test_find_learned_file_by_name_then_by_setup_at_another_precision(tmp_path):
+    s = setup()
+    assert find_learned_file(str(tmp_path / "missing"), s).file is None
+    empty = find_learned_file(str(tmp_path), s)
+    assert empty.path == str(tmp_path / s.file_name()) and empty.file is None and empty.trajectories == 0
+    path = save(tmp_path, s)
+    found = find_learned_file(str(tmp_path), s)
+    assert found.path == path and found.trajectories == 1 and found.file.extra[SETUP_KEY] == s.key(weights=False)
+
+    rounded = {k: (v * 1.001).astype(np.float32) for k, v in WEIGHTS.items()}  # fp16 rounding of the same weights
+    half = setup(identity=identity(weights=rounded, dtype="float16"))
+    found = find_learned_file(str(tmp_path), half)
+    assert found.path == path and any("the same weights at another precision" in n for n in found.notes)
+    tuned = setup(identity=identity(weights={k: v * 1.5 for k, v in WEIGHTS.items()}, dtype="float16"))
+    assert find_learned_file(str(tmp_path), tuned).file is None  # a fine-tune learns its own file
+    (tmp_path / "auto-garbage.safetensors").write_bytes(b"garbage")
+    found = find_learned_file(str(tmp_path), tuned)
+    assert any(n.startswith("skipped auto-garbage.safetensors") for n in found.notes)
+
+
+def test_a_bad_file_under_the_setups_name_is_refused_and_left_alone(tmp_path):
+    s = setup()
+    bad = tmp_path / s.file_name()
+    bad.write_bytes(b"\x80\x04 pickle")
+    with pytest.raises(PredictorFileError, match=re.escape(str(bad)) + r".*pickle.*left as it is"):
+        find_learned_file(str(tmp_path), s)
+    assert bad.read_bytes() == b"\x80\x04 pickle"
+
+
+def test_start_over_moves_the_file_into_the_archive_and_never_deletes(tmp_path):
+    s = setup()
+    path = save(tmp_path, s)
+    data = open(path, "rb").read()
+    first = archive_learned_file(path, now=0.0)
+    assert first == str(tmp_path / "archive" / (s.file_name().removesuffix(".safetensors") + "-19700101T000000Z"
+                                                ".safetensors"))
+    assert not os.path.exists(path) and open(first, "rb").read() == data
+    save(tmp_path, s, seed=1)
+    second = archive_learned_file(path, now=0.0)  # the same second: a numbered name, nothing overwritten
+    assert second.endswith("-19700101T000000Z-2.safetensors") and open(first, "rb").read() == data
+    assert archive_learned_file(path) is None  # nothing to move
+    save(tmp_path, s, seed=2)
+    with read_only(tmp_path):
+        with pytest.raises(OSError):
+            archive_learned_file(path)
+    assert os.path.exists(path)
+
+
+# ---------------------------------------------------------------------------------------------- the policy
+@pytest.mark.parametrize("learning, trajectories, past, expected", [
+    (Learning.LEARN, 0, 0, LearningAction.RECORD),
+    (Learning.LEARN, 3, 0, LearningAction.RECORD),
+    (Learning.LEARN, 4, 0, LearningAction.FORECAST),
+    (Learning.LEARN, 9, 7, LearningAction.FORECAST),
+    (Learning.KEEP, 4, 6, LearningAction.FORECAST),
+    (Learning.KEEP, 4, 7, LearningAction.KEEP_LEARNING),
+    (Learning.KEEP, 5, 15, LearningAction.KEEP_LEARNING),
+    (Learning.KEEP, 2, 7, LearningAction.RECORD),
+    (Learning.STOP, 0, 0, LearningAction.UNLEARNED),
+    (Learning.STOP, 2, 0, LearningAction.FORECAST_FEW),
+    (Learning.STOP, 4, 7, LearningAction.FORECAST),
+    (Learning.START_OVER, 1, 0, LearningAction.RECORD),
+])
+def test_what_a_run_does(learning, trajectories, past, expected):
+    assert LearningPolicy(learning, needed=4, keep_every=8).action(trajectories, past) is expected
+
+
+def test_the_policy_refuses_nonsense():
+    with pytest.raises(ValueError, match="learning_images must be a whole number >= 1, got 0"):
+        LearningPolicy(needed=0)
+    with pytest.raises(ValueError, match="learning must be one of"):
+        LearningPolicy("learn")
