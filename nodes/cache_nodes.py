@@ -28,6 +28,13 @@ def install(model, holder: L2PHolder):
     return m
 
 
+def _with_node_id(cls, holder: L2PHolder) -> L2PHolder:
+    """The holder, told the id of the node that made it (the V3 hidden ``unique_id``), so every run's report is
+    shown on that node in the UI; None when executed outside a prompt (the report then goes to the log only)."""
+    holder.node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
+    return holder
+
+
 def _schedule_inputs(default_placement: str, placements: list[str], default_warmup: int) -> list:
     return [
         io.Float.Input("speedup", default=5.0, min=1.0, max=25.0, step=0.01,
@@ -95,6 +102,7 @@ class L2PCache(io.ComfyNode):
                                      " setup records before its runs are forecast."),
             ],
             outputs=[io.Model.Output()],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -111,7 +119,7 @@ class L2PCache(io.ComfyNode):
             holder = learn_setup.learning_holder(files.learning_folder(), policy, settings)
         else:
             holder = l2p_setup.l2p_cache_holder(files.resolve_existing(predictor_file), **settings)
-        return io.NodeOutput(install(model, holder))
+        return io.NodeOutput(install(model, _with_node_id(cls, holder)))
 
 
 class L2PForecastCache(io.ComfyNode):
@@ -138,6 +146,7 @@ class L2PForecastCache(io.ComfyNode):
                                tooltip="Spectrum: weight of the Chebyshev fit against linear extrapolation."),
             ],
             outputs=[io.Model.Output()],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -148,7 +157,7 @@ class L2PForecastCache(io.ComfyNode):
             compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
             spectrum_degree=spectrum_degree, spectrum_lambda=spectrum_lambda, spectrum_blend=spectrum_blend,
         )
-        return io.NodeOutput(install(model, holder))
+        return io.NodeOutput(install(model, _with_node_id(cls, holder)))
 
 
 class L2PCalibrate(io.ComfyNode):
@@ -175,6 +184,7 @@ class L2PCalibrate(io.ComfyNode):
                                tooltip="on-policy mode only: the speedup whose forecasts the run follows."),
             ],
             outputs=[io.Model.Output()],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -182,7 +192,7 @@ class L2PCalibrate(io.ComfyNode):
         holder = calibrate_setup.calibrate_holder(
             files.calibration_target(file_name), ridge=ridge_lambda, mode=mode, on_policy_speedup=on_policy_speedup,
         )
-        return io.NodeOutput(install(model, holder))
+        return io.NodeOutput(install(model, _with_node_id(cls, holder)))
 
 
 NODES: list[type[io.ComfyNode]] = [L2PCache, L2PCalibrate, L2PForecastCache]

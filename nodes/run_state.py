@@ -18,6 +18,7 @@ import torch
 
 from ..predictors import ForecastEngine, StepGrid
 from ..predictors.engine.linear_predictor import LinearPredictor
+from .node_report import show_on_node
 from .report import ForcedReason, RunReport, publish
 
 HOLDER_KEY = "l2p"  # transformer_options entry holding the node's setup (deep-copied with model clones)
@@ -84,10 +85,11 @@ class L2PHolder:
     predictor_name: str
     start_run: Callable[[RunContext, RunReport], RunPieces]
     reports: list[RunReport] = field(default_factory=list)
+    node_id: str | None = None  # the node that made it: where the UI shows each run's report (node_report.py)
 
     def __deepcopy__(self, memo):
         # ModelPatcher.clone() deep-copies model_options. The setup is immutable; reports stay per clone.
-        return L2PHolder(self.feature, self.predictor_name, self.start_run, list(self.reports))
+        return L2PHolder(self.feature, self.predictor_name, self.start_run, list(self.reports), self.node_id)
 
 
 def find_transformer_options(args: tuple, kwargs: dict) -> dict:
@@ -279,6 +281,7 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
         finally:
             holder.reports.append(report)
             publish(report)
+            show_on_node(holder.node_id, report)
 
 
 def l2p_diffusion_model_wrapper(executor, *args, **kwargs):

@@ -1,15 +1,24 @@
 """L2P Cache's learning mode without ComfyUI: the setup's file name and key, finding the file again (also at another
-precision), starting over, and what each run does. The same inside real ComfyUI sampling: test_comfy_learning.py."""
+precision), starting over, what each run does, the report text shown on the node, and the quality plot.
+
+The same inside real ComfyUI sampling: test_comfy_learning.py (learning) and test_comfy_node_report.py (the UI)."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
+import sys
+import types
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from comfyui_l2p.nodes import node_report
 from comfyui_l2p.nodes.learn_setup import Learning, LearningPolicy
-from comfyui_l2p.nodes.report import LearningAction
+from comfyui_l2p.nodes.report import ForcedReason, LearningAction, LearningStatus, RunReport
+from comfyui_l2p.nodes.report_plot import SIZE, quality_plot
 from comfyui_l2p.predictors.files.learned import (
     SETUP_KEY, Setup, archive_learned_file, find_learned_file, guidance_token,
 )
@@ -123,3 +132,90 @@ def test_the_policy_refuses_nonsense():
         LearningPolicy(needed=0)
     with pytest.raises(ValueError, match="learning must be one of"):
         LearningPolicy("learn")
+
+
+# ---------------------------------------------------------------------------------------------- on the node
+def report(**changes) -> RunReport:
+    r = RunReport(feature="L2P Cache", predictor="L2P direct", num_steps=10, status="finished")
+    r.transformer_calls, r.forecast_calls = 4, 6
+    s = r.stream("cond")
+    s.computed, s.forecast, s.residuals = [0, 3, 6, 9], [1, 2, 4, 5, 7, 8], {3: 0.02, 6: 0.031, 9: 0.01}
+    r.force(0, 1.0, ForcedReason.WARMUP)
+    for k, v in changes.items():
+        setattr(r, k, v)
+    return r
+
+
+def test_the_node_text_says_passes_speedup_worst_residual_forced_steps_and_learning():
+    text = node_report.node_text(report(notes=["a note"], learning=LearningStatus(
+        "auto-x.safetensors", 2, 4, LearningAction.RECORD, saved=True)))
+    assert text.splitlines() == [
+        "L2P Cache: finished", "4 real passes for 10 model calls over 10 steps: 2.50x",
+        "worst forecast residual 0.031 (step 6, cond)", "forced 1x: warm-up guard",
+        "learning: 2 of 4 images in auto-x.safetensors; 2 more, each computing every step", "a note"]
+    line = lambda action, n=4, saved=True, status="finished": node_report.learning_line(report(  # noqa: E731
+        status=status, learning=LearningStatus("f", n, 4, action, saved)))
+    assert line(LearningAction.RECORD) == "learning: 4 of 4 images in f; forecasting from the next run"
+    assert line(LearningAction.RECORD, 1, False).startswith("learning: nothing recorded, its recording was lost")
+    assert "the run did not finish" in line(LearningAction.RECORD, 1, False, "failed: InterruptProcessingException")
+    assert line(LearningAction.FORECAST) == "learned from 4 images (f)"
+    assert line(LearningAction.KEEP_LEARNING, 5) == "keep learning: this run computed every step, recorded; 5 images in f"
+    assert line(LearningAction.FORECAST_FEW, 2) == ("learning stopped at 2 of 4 images (f): forecasts from fewer"
+                                                    " images may be worse")
+    assert "every step computed" in line(LearningAction.UNLEARNED, 0)
+    cancelled = node_report.node_text(report(status="failed: InterruptProcessingException: "))
+    assert cancelled.startswith("L2P Cache: cancelled\n")
+
+
+def test_the_quality_plot_is_a_small_picture_of_the_curve():
+    image = quality_plot([(2.0, 60.0), (4.55, 49.3), (7.14, 38.5), (10.0, 30.2)])
+    assert image.size == SIZE and image.mode == "RGB"
+    blue = np.argwhere(np.all(np.asarray(image) == (31, 119, 180), axis=-1))
+    assert len(blue) > 100  # the line and its dots are drawn...
+    rows_at = lambda col: blue[np.abs(blue[:, 1] - col) <= 1][:, 0]  # noqa: E731
+    assert rows_at(blue[:, 1].min() + 3).mean() < rows_at(blue[:, 1].max() - 3).mean()  # ...falling to the right
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=6)
+    assert buffer.tell() < 20_000
+    with pytest.raises(ValueError, match="at least one"):
+        quality_plot([])
+
+
+class _Server:
+    """A PromptServer stand-in (the real one is exercised in test_comfy_node_report.py)."""
+
+    def __init__(self, client_id):
+        self.client_id, self.texts, self.synced = client_id, [], []
+
+    def send_progress_text(self, text, node_id, sid=None):
+        self.texts.append((text, node_id, sid))
+
+    def send_sync(self, event, data, sid=None):
+        self.synced.append((event, data, sid))
+
+
+def test_show_on_node_sends_the_text_and_the_plot_and_never_fails_the_run(monkeypatch, tmp_path):
+    r = report(quality=((2.0, 60.0), (5.0, 45.0)))
+    assert node_report.show_on_node("7", r) is False  # no ComfyUI server: the log only
+    fake_server = types.ModuleType("server")
+    fake_server.PromptServer = type("PromptServer", (), {"instance": _Server("c1")})
+    fake_folders = types.ModuleType("folder_paths")
+    fake_folders.get_temp_directory = lambda: str(tmp_path)
+    monkeypatch.setitem(sys.modules, "server", fake_server)
+    monkeypatch.setitem(sys.modules, "folder_paths", fake_folders)
+    assert node_report.show_on_node(None, r) is False
+    assert node_report.show_on_node("7", r) is True
+    ui = fake_server.PromptServer.instance
+    assert ui.texts == [(node_report.node_text(r), "7", "c1")]
+    (event, data, sid), = ui.synced
+    assert (event, sid, data["node"], data["output"]) == ("executed", "c1", "7", {"images": [
+        {"filename": "l2p-report-7.png", "subfolder": "", "type": "temp"}]})
+    assert Image.open(tmp_path / "l2p-report-7.png").size == SIZE
+    fake_server.PromptServer.instance = _Server(None)  # no client: the text is broadcast, no image
+    assert node_report.show_on_node("7", r) and fake_server.PromptServer.instance.synced == []
+
+    def broken(*args):
+        raise RuntimeError("socket gone")
+
+    fake_server.PromptServer.instance.send_progress_text = broken
+    assert node_report.show_on_node("7", r) is False  # logged, never raised
