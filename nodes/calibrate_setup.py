@@ -100,11 +100,12 @@ class CalibrationRecorder:
                 cfg_mode=cfg_record(None, self.recorder.roles, self.cfg_scale), **fields,
             )
         except (OSError, PredictorFileError) as err:  # the image is fine; only this run's recording is lost
-            self.lost = recording_lost_note(self.path, err)
+            self.lost = report.recording_lost = recording_lost_note(self.path, err)
             report.notes.append(self.lost)
             logger.warning("[L2P] %s", self.lost)
             return
         pf = self.saved = result.file
+        report.recorded = pf.sample_count
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
                             f" ({', '.join(pf.roles)}), {pf.steps} steps; {contributor_note()}")
         report.notes.extend(result.notes)

@@ -24,17 +24,11 @@ PLOT_PREFIX = "l2p-report-"
 
 
 def node_text(report: RunReport) -> str:
-    """The report as the node shows it: the run, its passes and speedup, the worst residual, forced steps, where
-    learning stands, then every note."""
-    status = report.status
-    if status.startswith("failed") and "Interrupt" in status:
-        status = "cancelled"
-    elif len(status) > 200:
-        status = status[:200] + "..."
-    total = report.transformer_calls + report.forecast_calls
-    lines = [f"{report.feature}: {status}",
-             f"{report.transformer_calls} real passes for {total} model calls over {report.num_steps} steps:"
-             f" {report.achieved_speedup:.2f}x"]
+    """The report as the node shows it. The frontend's text box shows two lines without scrolling, so they say what
+    the run did and the one number that matters for it; the details follow: passes, the worst residual, forced
+    steps, where learning stands, every note."""
+    lines = [f"{report.feature}: {headline(report)}", second_line(report),
+             f"{report.transformer_calls} real passes, {report.forecast_calls} forecast, {report.num_steps} steps"]
     worst = report.worst_residual
     if worst is not None:
         lines.append(f"worst forecast residual {worst[0]:.3f} (step {worst[1]}, {worst[2]})")
@@ -46,10 +40,47 @@ def node_text(report: RunReport) -> str:
     return "\n".join(lines)
 
 
+def images(n: int) -> str:
+    return f"{n} image" if n == 1 else f"{n} images"
+
+
+def headline(report: RunReport) -> str:
+    """What the run did, in a few words: cancelled / failed, learning k of n, images recorded, or the speedup."""
+    status = report.status
+    if status.startswith("failed"):
+        return "cancelled" if "Interrupt" in status else status[:160]
+    s = report.learning
+    if s is not None and s.action.records:
+        return f"learning {s.trajectories} of {images(s.needed)}" if s.saved else \
+            f"NOT saved ({s.trajectories} of {images(s.needed)})"
+    if report.recording_lost is not None:
+        return "recording NOT saved"
+    if report.recorded is not None:
+        return f"{images(report.recorded)} recorded"
+    if report.forecast_calls == 0:
+        return f"all {report.num_steps} steps computed"
+    calls = report.transformer_calls + report.forecast_calls
+    return f"{report.achieved_speedup:.2f}x ({report.transformer_calls}/{calls} passes)"
+
+
+def second_line(report: RunReport) -> str:
+    """The number that matters next: when forecasting starts, the expected quality, or the worst residual."""
+    s = report.learning
+    if s is not None and s.action is LearningAction.RECORD and s.saved:
+        more = s.needed - s.trajectories
+        return "forecasting from the next run" if more <= 0 else f"forecasting after {more} more"
+    if report.quality:
+        return "expected " + ", ".join(f"{x:.1f}x {db:.0f} dB" for x, db in report.quality[1::2])
+    worst = report.worst_residual
+    if worst is not None:
+        return f"worst residual {worst[0]:.3f} (step {worst[1]})"
+    return report.notes[0] if report.notes else report.status
+
+
 def learning_line(report: RunReport) -> str:
     """Where L2P Cache's learning stands after this run, e.g. 'learning: 2 of 4 images ...'."""
     s = report.learning
-    have, where = f"{s.trajectories} of {s.needed} images", f"in {s.file}"
+    have, where = f"{s.trajectories} of {images(s.needed)}", f"in {s.file}"
     if s.action is LearningAction.RECORD:
         if not s.saved:
             why = "the run did not finish" if report.status != "finished" else "its recording was lost (see below)"
@@ -59,9 +90,9 @@ def learning_line(report: RunReport) -> str:
         return f"learning: {have} {where}; {then}"
     if s.action is LearningAction.KEEP_LEARNING:
         done = "recorded" if s.saved else "NOT recorded"
-        return f"keep learning: this run computed every step, {done}; {s.trajectories} images {where}"
+        return f"keep learning: this run computed every step, {done}; {images(s.trajectories)} {where}"
     if s.action is LearningAction.FORECAST:
-        return f"learned from {s.trajectories} images ({s.file})"
+        return f"learned from {images(s.trajectories)} ({s.file})"
     if s.action is LearningAction.FORECAST_FEW:
         return f"learning stopped at {have} ({s.file}): forecasts from fewer images may be worse"
     return "learning stopped before anything was learned for this setup: every step computed"

@@ -74,6 +74,8 @@ class RunReport:
     status: str = "running"  # "finished" or "failed: <error>"
     notes: list[str] = field(default_factory=list)
     learning: LearningStatus | None = None  # L2P Cache's learning mode only
+    recorded: int | None = None  # trajectories in the calibration file this run was added to, after it
+    recording_lost: str | None = None  # why this run's recording did not reach its calibration file
     quality: tuple[tuple[float, float], ...] = ()  # (speedup, expected dB) of the file this run extended
 
     def stream(self, name: str) -> StreamReport:

@@ -136,8 +136,9 @@ def test_a_cancelled_learning_run_adds_nothing(pack, l2p_dir, comfy):
         comfy_host.sample(cancelling, steps=STEPS, cfg=1.0, seed=1)
     report = cancelling.model_options["transformer_options"]["l2p"].reports[-1]
     assert report.learning.saved is False and (l2p_dir / name).read_bytes() == before
-    text = module(pack, "nodes.node_report").node_text(report)
-    assert text.startswith("L2P Cache: cancelled") and "nothing recorded, the run did not finish" in text
+    node_report = module(pack, "nodes.node_report")
+    assert node_report.node_text(report).startswith("L2P Cache: cancelled\n")
+    assert "nothing recorded, the run did not finish" in node_report.learning_line(report)
 
 
 def test_stop_learning_keep_learning_and_start_over(pack, l2p_dir):
@@ -186,8 +187,10 @@ def test_a_read_only_models_folder_loses_only_the_recording(pack, l2p_dir):
             assert torch.equal(out, plain) and report.status == "finished" and forwards == STEPS
             assert (report.learning.action, report.learning.saved) == (action.RECORD, False)
             assert any("calibration NOT saved" in n and "cannot be written" in n for n in report.notes)
-            text = module(pack, "nodes.node_report").node_text(report)
-            assert "learning: nothing recorded, its recording was lost (see below); still 0 of 4 images" in text
+            node_report = module(pack, "nodes.node_report")
+            assert node_report.headline(report) == "NOT saved (0 of 4 images)"
+            assert node_report.learning_line(report).startswith(
+                "learning: nothing recorded, its recording was lost (see below); still 0 of 4 images")
     assert learned(l2p_dir) == []
 
 

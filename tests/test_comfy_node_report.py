@@ -45,8 +45,8 @@ def test_calibrate_shows_its_report_and_quality_plot_on_the_node(pack, l2p_dir):
     with comfy_ui.ui_server("client-1") as ui:
         queue(ui, tiny, CALIBRATE)
         (text, sid, index), = ui.texts("l2p")
-        assert sid == "client-1" and text.startswith("L2P Calibrate: finished\n10 real passes for 10 model calls")
-        assert "calibration file" in text and "1 trajectories (cond), 10 steps" in text
+        assert sid == "client-1" and re.match(r"L2P Calibrate: 1 image recorded\nexpected [\d.]+x -?\d+ dB\n", text)
+        assert "\n10 real passes, 0 forecast, 10 steps\n" in text and "1 trajectories (cond), 10 steps" in text
         assert re.search(r"expected quality with optimized schedules \(teacher-forced\): 2\.00x: [\d.]+ dB", text)
         assert ui.executing_at(index) == "sampler"  # sent by the sampler's run, to the Calibrate node
         (data, sid), = ui.executed("l2p")
@@ -67,16 +67,17 @@ def test_l2p_cache_learning_and_forecasting_and_forecast_cache_show_their_report
     with comfy_ui.ui_server("client-2") as ui:
         queue(ui, tiny, auto)
         ((text, _, _),) = ui.texts("l2p")
-        assert text.startswith("L2P Cache: finished\n10 real passes for 10 model calls over 10 steps: 1.00x")
-        assert re.search(r"\nlearning: 1 of 1 images in auto-flux-10steps-simple-cfg1-[0-9a-f]{8}\.safetensors;"
+        assert text.startswith("L2P Cache: learning 1 of 1 image\nforecasting from the next run\n")
+        assert re.search(r"\nlearning: 1 of 1 image in auto-flux-10steps-simple-cfg1-[0-9a-f]{8}\.safetensors;"
                          r" forecasting from the next run\n", text)
         assert len(ui.executed("l2p")) == 1  # the run extended a calibration: the plot too
     with comfy_ui.ui_server("client-2") as ui:
         queue(ui, tiny, auto)
         ((text, _, _),) = ui.texts("l2p")
-        assert "\n4 real passes for 10 model calls over 10 steps: 2.50x\n" in text
+        assert re.match(r"L2P Cache: 2\.50x \(4/10 passes\)\nworst residual [\d.]+ \(step \d\)\n4 real passes, 6"
+                        r" forecast, 10 steps\n", text)
         assert re.search(r"\nworst forecast residual [\d.]+ \(step \d, cond\)\nforced 1x: warm-up guard\nlearned from"
-                         r" 1 images \(auto-flux", text)
+                         r" 1 image \(auto-flux", text)
         assert ui.executed("l2p") == []  # nothing new to plot
     forecast = {"class_type": "L2PForecastCache", "inputs": {
         "method": module(pack, "nodes.setups").FORECAST_METHODS[0], "time_axis": "step",
@@ -85,7 +86,7 @@ def test_l2p_cache_learning_and_forecasting_and_forecast_cache_show_their_report
     with comfy_ui.ui_server(None) as ui:  # a prompt without a client (API use): the text is broadcast
         queue(ui, tiny, forecast)
         ((text, sid, _),) = ui.texts("l2p")
-        assert sid is None and text.startswith("Forecast Cache: finished\n4 real passes")
+        assert sid is None and text.startswith("Forecast Cache: 2.50x (4/10 passes)\n")
 
 
 def test_a_failing_report_never_fails_the_run(pack, l2p_dir, monkeypatch):

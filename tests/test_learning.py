@@ -146,13 +146,28 @@ def report(**changes) -> RunReport:
     return r
 
 
-def test_the_node_text_says_passes_speedup_worst_residual_forced_steps_and_learning():
+def test_the_node_text_says_what_the_run_did_first_then_the_details():
     text = node_report.node_text(report(notes=["a note"], learning=LearningStatus(
         "auto-x.safetensors", 2, 4, LearningAction.RECORD, saved=True)))
     assert text.splitlines() == [
-        "L2P Cache: finished", "4 real passes for 10 model calls over 10 steps: 2.50x",
+        "L2P Cache: learning 2 of 4 images", "forecasting after 2 more", "4 real passes, 6 forecast, 10 steps",
         "worst forecast residual 0.031 (step 6, cond)", "forced 1x: warm-up guard",
         "learning: 2 of 4 images in auto-x.safetensors; 2 more, each computing every step", "a note"]
+    first_two = lambda r: node_report.node_text(r).splitlines()[:2]  # noqa: E731  (what the node shows unscrolled)
+    assert first_two(report()) == ["L2P Cache: 2.50x (4/10 passes)", "worst residual 0.031 (step 6)"]
+    calibrated = report(feature="L2P Calibrate", recorded=6, forecast_calls=0,
+                        quality=((2.0, 60.1), (3.03, 55.2), (4.55, 49.3), (5.56, 44.1), (7.14, 38.5), (10.0, 30.2)))
+    assert first_two(calibrated) == ["L2P Calibrate: 6 images recorded", "expected 3.0x 55 dB, 5.6x 44 dB, 10.0x 30 dB"]
+    lost = report(feature="L2P Calibrate", recording_lost="calibration NOT saved: ...", forecast_calls=0, notes=["x"])
+    assert first_two(lost) == ["L2P Calibrate: recording NOT saved", "worst residual 0.031 (step 6)"]
+    learning_lost = report(learning=LearningStatus("f", 0, 4, LearningAction.RECORD, saved=False), forecast_calls=0)
+    assert node_report.headline(learning_lost) == "NOT saved (0 of 4 images)"
+    assert node_report.headline(report(forecast_calls=0)) == "all 10 steps computed"
+    assert node_report.headline(report(status="failed: InterruptProcessingException: ")) == "cancelled"
+    assert node_report.headline(report(status="failed: ValueError: bad")) == "failed: ValueError: bad"
+    last = report(learning=LearningStatus("f", 4, 4, LearningAction.RECORD, saved=True))
+    assert node_report.second_line(last) == "forecasting from the next run"
+
     line = lambda action, n=4, saved=True, status="finished": node_report.learning_line(report(  # noqa: E731
         status=status, learning=LearningStatus("f", n, 4, action, saved)))
     assert line(LearningAction.RECORD) == "learning: 4 of 4 images in f; forecasting from the next run"
@@ -163,8 +178,6 @@ def test_the_node_text_says_passes_speedup_worst_residual_forced_steps_and_learn
     assert line(LearningAction.FORECAST_FEW, 2) == ("learning stopped at 2 of 4 images (f): forecasts from fewer"
                                                     " images may be worse")
     assert "every step computed" in line(LearningAction.UNLEARNED, 0)
-    cancelled = node_report.node_text(report(status="failed: InterruptProcessingException: "))
-    assert cancelled.startswith("L2P Cache: cancelled\n")
 
 
 def test_the_quality_plot_is_a_small_picture_of_the_curve():
