@@ -49,6 +49,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # comfy_host: the one place that knows 
 sys.path.insert(0, str(ROOT / "scripts"))  # workflow_defs, when this file is loaded by path (tests/test_workflows.py)
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
 
+from comfyui_l2p.nodes.learn_setup import (AUTO_FILE, KEEP_LEARNING_EVERY, LEARNING_TRAJECTORIES,  # noqa: E402
+                                           Learning)
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
 from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, FRONTEND_ONLY, NO_DEFAULT,  # noqa: E402
                            PACK_CNR_ID, NodeDef, load_differences, read_node_def)
@@ -135,14 +137,12 @@ HUNYUAN_VAE = ModelFile("hunyuan_video_vae_bf16.safetensors", "vae",
 # 50 steps for FLUX: the L2P paper calibrates and reports its speedups (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed
 # steps) at 50 steps, so the same predictor file serves every published setting. 5.56 is the paper's 9-of-50.
 FLUX_STEPS, FLUX_SPEEDUP = 50, 5.56
-FLUX_PREDICTOR = f"flux1-dev-euler-simple-{FLUX_STEPS}.safetensors"
+FLUX_PREDICTOR = f"flux1-dev-euler-simple-{FLUX_STEPS}.safetensors"  # what the calibration template writes
 # Qwen-Image: the Qwen team's 40 steps at cfg 2.5 (the stock template's table); with true CFG the guidance scale
 # multiplies the difference of the cond and uncond forecasts, so a milder speedup than FLUX's.
 QWEN_STEPS, QWEN_SPEEDUP = 40, 2.5
-QWEN_PREDICTOR = f"qwen-image-euler-simple-{QWEN_STEPS}-cfg.safetensors"
 # HunyuanVideo: 50 steps, the model's reference setting; guidance is distilled (FluxGuidance 6, no CFG) like FLUX.
 HUNYUAN_STEPS, HUNYUAN_SPEEDUP = 50, 5.0
-HUNYUAN_PREDICTOR = f"hunyuan-video-t2v-euler-simple-{HUNYUAN_STEPS}.safetensors"
 FORECAST_SPEEDUP = 4.55  # 11 of 50 steps: the paper's mildest setting, a fair training-free starting point
 
 SCHEDULE_DEFAULTS = dict(compute_last_step=False, residual_budget=0.05, history_device="model device")
@@ -151,22 +151,24 @@ SCHEDULE_DEFAULTS = dict(compute_last_step=False, residual_budget=0.05, history_
 L2P_WARMUP, FORECAST_WARMUP, CALIBRATION_RIDGE = 1, 2, 1e-6
 
 
-def l2p_cache(column: int, model: Out, predictor_file: str, speedup: float) -> N:
-    return node("L2PCache", column, highlight=True, model=model, predictor_file=predictor_file, speedup=speedup,
+def l2p_cache(column: int, model: Out, speedup: float) -> N:
+    """L2P Cache with its defaults: it learns each setup from the user's first images, then forecasts."""
+    return node("L2PCache", column, highlight=True, model=model, predictor_file=AUTO_FILE, speedup=speedup,
                 placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse",
-                other_model="refuse")
+                other_model="refuse", learning=Learning.LEARN.value, learning_images=LEARNING_TRAJECTORIES)
 
 
 # ------------------------------------------------------------------------------------------------- notes
 
 
-def files_tree(files: list[ModelFile], predictor_file: str | None) -> str:
-    """Download links and the models/ tree, as ComfyUI's own templates show them."""
+def files_tree(files: list[ModelFile], l2p_file: str | None) -> str:
+    """Download links and the models/ tree, as ComfyUI's own templates show them; ``l2p_file``: the models/l2p/
+    entry and what writes it."""
     by_dir: dict[str, list[str]] = {}
     for f in files:
         by_dir.setdefault(f.directory, []).append(f.name)
-    if predictor_file:
-        by_dir.setdefault("l2p", []).append(f"{predictor_file}   <- written by L2P Calibrate")
+    if l2p_file:
+        by_dir.setdefault("l2p", []).append(l2p_file)
     lines = ["ComfyUI/", "└── models/"]
     for d_index, (directory, names) in enumerate(by_dir.items()):
         last_dir = d_index == len(by_dir) - 1
@@ -180,6 +182,24 @@ def files_tree(files: list[ModelFile], predictor_file: str | None) -> str:
 
 def note(text: str) -> N:
     return node("MarkdownNote", -1, node_width=520, node_height=760, text=text)
+
+
+def learned_file(family: str, steps: int, cfg: str) -> str:
+    return f"auto-{family}-{steps}steps-simple-{cfg}-<hash>.safetensors   <- learned by L2P Cache"
+
+
+def learning_text(steps: int, speedup: float, setup: str) -> str:
+    """How L2P Cache learns, for the notes of the cache templates."""
+    k = computed_count(steps, speedup)
+    return (f"**Just queue.** L2P Cache learns this model from your own runs: the first {LEARNING_TRAJECTORIES} images"
+            f" (every batch row counts) compute all {steps} steps and are recorded in `models/l2p/`; every image"
+            f" after them runs {k} of the {steps} steps for real (speedup {speedup}) and forecasts the others. The"
+            f" node shows what each run did (\"learning: 2 of {LEARNING_TRAJECTORIES} images\", then passes, speedup"
+            f" and the worst forecast residual). A learned file belongs to one setup ({setup}): change any of them"
+            f" and L2P Cache learns that setup into another file; the first one is kept and found again.\n\n"
+            f"**Control:** *learning* keeps learning (one full run in {KEEP_LEARNING_EVERY}), stops learning, or"
+            f" starts over (the learned file moves to `models/l2p/archive/`); *predictor_file* pins a file (a learned"
+            f" one, or one made by L2P Calibrate), used as it is and never modified.")
 
 
 def grid_text(steps: int, extra: str = "") -> str:
@@ -214,29 +234,26 @@ def flux_graph(model_node: Callable[[Out], N], steps: int, seed_control: str, pr
 
 
 def flux_l2p_cache() -> Description:
-    k = computed_count(FLUX_STEPS, FLUX_SPEEDUP)
     text = f"""## FLUX.1-dev + L2P Cache
 
-**L2P Cache** skips most passes of the FLUX transformer: at speedup {FLUX_SPEEDUP} it runs {k} of the {FLUX_STEPS}\
- steps for real and forecasts the other {FLUX_STEPS - k} from the computed ones with a linear predictor calibrated\
- for this model (L2P). It sits between the model loader (and any LoRA loaders) and the sampler.
+**L2P Cache** skips most passes of the FLUX transformer and forecasts them with a linear predictor fitted to this\
+ model (L2P). It sits between the model loader (and any LoRA loaders) and the sampler.
 
-**First make its predictor file:** open the template *flux1-dev-l2p-calibrate*, queue a handful of prompts and\
- seeds; it writes `models/l2p/{FLUX_PREDICTOR}`, which L2P Cache here loads (press R to refresh the list).
+{learning_text(FLUX_STEPS, FLUX_SPEEDUP, "model and LoRAs, steps, scheduler, CFG")}
 
 **Why {FLUX_STEPS} steps:** the L2P paper calibrates FLUX.1-dev at {FLUX_STEPS} steps and reports its speedups there\
- (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed steps); one calibration file serves all three. {grid_text(FLUX_STEPS)}
+ (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed steps); one learned file serves all three.
 
-**Settings:** placement *optimized* chooses the computed steps from the calibration to minimise the expected error\
- of the final image; the first 2 steps (warm-up) are always computed; *direct* fits the forecast weights for the\
- steps in use. speedup 1 turns the cache off.
+**Settings:** placement *optimized* chooses the computed steps from the learned statistics to minimise the expected\
+ error of the final image; the first step (warm-up) is always computed; *direct* fits the forecast weights for the\
+ steps in use. speedup 1 turns the cache off. The template *flux1-dev-l2p-calibrate* makes a file with full control\
+ (its name, which runs go in); pin it here in predictor_file.
 
-**Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full\
- {FLUX_STEPS}-step image.
+**Compare:** the seed is set to *randomize*, so the images L2P Cache learns from differ. Set it to *fixed*, queue,\
+ then select L2P Cache, press Ctrl+B (bypass) and queue again for the full {FLUX_STEPS}-step image.
 
-{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR)}"""
-    nodes = flux_graph(lambda model: l2p_cache(1, model, FLUX_PREDICTOR, FLUX_SPEEDUP), FLUX_STEPS, "fixed",
-                       "L2P/flux1-dev")
+{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], learned_file("flux", FLUX_STEPS, "cfg1"))}"""
+    nodes = flux_graph(lambda model: l2p_cache(1, model, FLUX_SPEEDUP), FLUX_STEPS, "randomize", "L2P/flux1-dev")
     return Description("flux1-dev-l2p-cache", (note(text), *nodes))
 
 
@@ -248,8 +265,9 @@ def flux_l2p_calibrate() -> Description:
 
 1. Queue a handful of different prompts and seeds: the seed is set to *randomize*, so every run gets a new one.\
  The runs accumulate into the one file.
-2. Then open the template *flux1-dev-l2p-cache*: its L2P Cache loads this file (press R to refresh the list) and\
- skips most of the {FLUX_STEPS} steps.
+2. Then open the template *flux1-dev-l2p-cache* and pin this file in its predictor_file (press R to refresh the\
+ list): L2P Cache skips most of the {FLUX_STEPS} steps with it. (Left on *auto*, L2P Cache learns by itself from\
+ its first images instead; this template is for full control over which runs go into the file.)
 
 {grid_text(FLUX_STEPS)} So keep these the same here and in the cache workflow. {FLUX_STEPS} steps is the L2P paper's\
  setting: its published speedups (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed steps) apply to this file.
@@ -257,7 +275,7 @@ def flux_l2p_calibrate() -> Description:
 **Settings:** *teacher-forced* records the true output of every step; *on-policy* (for a second round, once the\
  file exists) follows the file's own forecasts at on_policy_speedup while still recording the truth.
 
-{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR)}"""
+{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR + "   <- written by L2P Calibrate")}"""
 
     def calibrate(model: Out) -> N:
         return node("L2PCalibrate", 1, highlight=True, model=model, file_name=FLUX_PREDICTOR, ridge_lambda=CALIBRATION_RIDGE,
@@ -294,37 +312,30 @@ For a model you can calibrate, L2P Cache fits the forecast to the model instead:
     return Description("flux1-dev-forecast-cache", (note(text), *nodes))
 
 
-def swap_to_calibrate(predictor_file: str, settings: str) -> str:
-    return (f"**First make its predictor file** (there is no separate template): replace L2P Cache by *L2P Calibrate*"
-            f" (same place, file_name `{predictor_file}`), queue a handful of prompts and seeds with this"
-            f" workflow's {settings} unchanged, then put L2P Cache back (press R to refresh its file list).")
-
-
 def qwen_image_l2p_cache() -> Description:
     k = computed_count(QWEN_STEPS, QWEN_SPEEDUP)
     text = f"""## Qwen-Image (with CFG) + L2P Cache
 
 **L2P Cache** skips most passes of the Qwen-Image transformer: at speedup {QWEN_SPEEDUP} it runs {k} of the\
- {QWEN_STEPS} steps for real and forecasts the others with a linear predictor calibrated for this model (L2P). It\
- sits between the model (after ModelSamplingAuraFlow) and the sampler.
+ {QWEN_STEPS} steps for real and forecasts the others with a linear predictor fitted to this model (L2P). It sits\
+ between the model (after ModelSamplingAuraFlow) and the sampler.
 
-{swap_to_calibrate(QWEN_PREDICTOR, 'steps, sampler, scheduler, shift and cfg')}
+{learning_text(QWEN_STEPS, QWEN_SPEEDUP, "model and LoRAs, steps, scheduler, shift, CFG scale")}
 
 **CFG:** with cfg 2.5 the positive and negative prompts are forecast as two streams, and the guidance scale\
  multiplies the difference of their forecasts, so forecast errors weigh more than on FLUX (cfg 1). Hence a milder\
  speedup; raise it while the image holds up. {QWEN_STEPS} steps at cfg 2.5 is the Qwen team's suggestion.
 
-{grid_text(QWEN_STEPS, ", ModelSamplingAuraFlow shift 3.1")}
+**Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full image. While\
+ L2P Cache learns, vary the prompt: a few different images teach it more than one image several times.
 
-**Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full image.
-
-{files_tree([QWEN_IMAGE, QWEN_TE, QWEN_VAE], QWEN_PREDICTOR)}"""
+{files_tree([QWEN_IMAGE, QWEN_TE, QWEN_VAE], learned_file("qwen_image", QWEN_STEPS, "cfg2.5"))}"""
     unet = node("UNETLoader", 0, unet_name=QWEN_IMAGE, weight_dtype="default")
     clip = node("CLIPLoader", 0, clip_name=QWEN_TE, type="qwen_image", device="default")
     vae = node("VAELoader", 0, vae_name=QWEN_VAE)
     latent = node("EmptySD3LatentImage", 0, width=1328, height=1328, batch_size=1)
     shift = node("ModelSamplingAuraFlow", 1, model=unet.out("MODEL"), shift=3.1)
-    cache = l2p_cache(1, shift.out("MODEL"), QWEN_PREDICTOR, QWEN_SPEEDUP)
+    cache = l2p_cache(1, shift.out("MODEL"), QWEN_SPEEDUP)
     positive = node("CLIPTextEncode", 2, node_title="Positive prompt", node_width=420, clip=clip.out("CLIP"),
                     text='a hand-painted wooden shop sign reading "L2P BAKERY" above a window full of fresh bread,'
                          " morning light, rainy cobblestone street")
@@ -345,25 +356,25 @@ def hunyuan_video_l2p_cache() -> Description:
     text = f"""## HunyuanVideo text to video + L2P Cache
 
 **L2P Cache** skips most passes of the HunyuanVideo transformer: at speedup {HUNYUAN_SPEEDUP} it runs {k} of the\
- {HUNYUAN_STEPS} steps for real and forecasts the others with a linear predictor calibrated for this model (L2P). It\
- sits between the model (after ModelSamplingSD3) and the guider and scheduler.
+ {HUNYUAN_STEPS} steps for real and forecasts the others with a linear predictor fitted to this model (L2P). It sits\
+ between the model (after ModelSamplingSD3) and the guider and scheduler.
 
-{swap_to_calibrate(HUNYUAN_PREDICTOR, 'steps, sampler, scheduler and shift')}
+{learning_text(HUNYUAN_STEPS, HUNYUAN_SPEEDUP, "model and LoRAs, steps, scheduler, shift")} Here an image is a\
+ video: the first videos are computed in full.
 
-Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per video, as on FLUX.\
- {grid_text(HUNYUAN_STEPS, ", ModelSamplingSD3 shift 7")}
+Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per video, as on FLUX.
 
 **Compare:** the noise seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full video.\
  Lower the VAE decode tile sizes if you run out of memory.
 
-{files_tree([HUNYUAN_VIDEO, CLIP_L, LLAVA_LLAMA3, HUNYUAN_VAE], HUNYUAN_PREDICTOR)}"""
+{files_tree([HUNYUAN_VIDEO, CLIP_L, LLAVA_LLAMA3, HUNYUAN_VAE], learned_file("hunyuan_video", HUNYUAN_STEPS, "guider"))}"""
     unet = node("UNETLoader", 0, unet_name=HUNYUAN_VIDEO, weight_dtype="default")
     clip = node("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=LLAVA_LLAMA3, type="hunyuan_video",
                 device="default")
     vae = node("VAELoader", 0, vae_name=HUNYUAN_VAE)
     latent = node("EmptyHunyuanLatentVideo", 0, width=848, height=480, length=73, batch_size=1)
     shift = node("ModelSamplingSD3", 1, model=unet.out("MODEL"), shift=7.0)
-    cache = l2p_cache(1, shift.out("MODEL"), HUNYUAN_PREDICTOR, HUNYUAN_SPEEDUP)
+    cache = l2p_cache(1, shift.out("MODEL"), HUNYUAN_SPEEDUP)
     prompt = node("CLIPTextEncode", 1, node_title="Prompt", node_width=420, clip=clip.out("CLIP"),
                   text="a paper boat drifting down a rain-filled gutter, ripples and reflections of neon signs,"
                        " slow tracking shot, cinematic")

@@ -8,9 +8,8 @@ Against a real ComfyUI (COMFYUI_PATH; skipped, with the reason, without one), fo
   /object_info serves them;
 - our part runs: the model chain between the loader and the sampler (ModelSampling*, then the L2P node) is applied
   with the workflow's own widget values to a tiny model of the workflow's family and sampled with the workflow's
-  steps, cfg, sampler, scheduler and guidance. L2P Cache first gets the predictor file its widget names, written
-  by the calibration workflow that names it or, where there is none, by L2P Calibrate in its place (as the notes
-  tell the user);
+  steps, cfg, sampler, scheduler and guidance. L2P Cache learns first: its first learning_images runs compute
+  every step, then it forecasts (a pinned predictor file is first written by the calibration workflow naming it);
 - ComfyUI's own template route lists our workflows and serves them byte for byte, without its rename hint;
 - the committed files are right on this host: generated on the oldest ComfyUI the pack supports (0.3.64) and
   equal to scripts/make_workflows.py's output there; on any other host they load as the generator builds them
@@ -33,6 +32,7 @@ import torch
 
 import comfy_host
 from comfy_host import Family
+from comfyui_l2p.nodes.learn_setup import AUTO_FILE
 from comfyui_l2p.predictors.schedules.placements import computed_count
 
 comfy_only = pytest.mark.comfy  # every test but the first: that one needs no ComfyUI
@@ -66,7 +66,7 @@ def _load_generator():
 
 make_workflows = _load_generator()
 import workflow_defs  # noqa: E402  (scripts/, put on sys.path by make_workflows)
-from workflow_defs import DYNAMIC_COMBO, NO_DEFAULT, Kind, NodeDef  # noqa: E402
+from workflow_defs import DYNAMIC_COMBO, NO_DEFAULT, NodeDef  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -201,8 +201,9 @@ def test_widget_values_match_the_definitions(path, registry, file_combos):
                 continue
             what = f"{where}.{slot.name} = {value!r}"
             if slot.input.type in ("COMBO", DYNAMIC_COMBO):
-                if (n["type"], slot.name) in file_combos:
-                    assert isinstance(value, str) and value.endswith(".safetensors"), what
+                if (n["type"], slot.name) in file_combos:  # any model file (what is installed varies), or an
+                    # option the combo always has (L2P Cache's "auto: learn from my runs")
+                    assert value in slot.input.choices or (isinstance(value, str) and value.endswith(".safetensors")), what
                 else:
                     assert value in slot.input.choices, what
             elif slot.input.type == "BOOLEAN":
@@ -295,17 +296,10 @@ def run_of(graph: Graph) -> Run:
     return Run(family, tuple(reversed(chain)), steps, float(cfg), sampler_name, scheduler, float(denoise), guidance)
 
 
-def apply_chain(graph: Graph, run: Run, model, replace_cache_by_calibrate: bool = False):
-    """Each chain node through ComfyUI's executor with the workflow's widget values; returns the patched MODEL.
-    ``replace_cache_by_calibrate``: L2P Calibrate (its defaults) where L2P Cache is, writing the file L2P Cache
-    names -- what the Qwen-Image and HunyuanVideo notes tell the user to do."""
+def apply_chain(graph: Graph, run: Run, model):
+    """Each chain node through ComfyUI's executor with the workflow's widget values; returns the patched MODEL."""
     for n in run.chain:
-        node_type, values = n["type"], graph.widgets(n)
-        if replace_cache_by_calibrate and node_type == "L2PCache":
-            defaults = {i.name: i.default for i in definition(graph.registry, "L2PCalibrate").inputs
-                        if i.kind is Kind.WIDGET}
-            node_type, values = "L2PCalibrate", {**defaults, "file_name": values["predictor_file"]}
-        (model,) = comfy_host.run_node(graph.registry[node_type], model=model, **values)
+        (model,) = comfy_host.run_node(graph.registry[n["type"]], model=model, **graph.widgets(n))
     return model
 
 
@@ -341,19 +335,23 @@ def test_our_node_runs_on_a_tiny_model_with_the_workflows_settings(path, registr
     tiny = comfy_host.tiny_model(run.family, seed=5)
     load_file = pack.module.predictors.load_predictor_file
 
-    if ours["type"] == "L2PCache":
+    patched = apply_chain(graph, run, tiny.patcher)
+    if ours["type"] == "L2PCache" and values["predictor_file"] == AUTO_FILE:  # queued as the note says: it learns
+        for seed in range(values["learning_images"]):
+            with comfy_host.count_passes(tiny) as counter:
+                sample(patched, tiny, run, seed=10 + seed)
+            assert counter.forwards == run.steps
+        (learned,) = l2p_dir.glob("auto-*.safetensors")
+        assert load_file(str(learned)).sample_count == values["learning_images"]
+    elif ours["type"] == "L2PCache":  # a pinned file: the shipped calibration workflow writes it first
         writer = writer_of(values["predictor_file"], registry)
-        if writer is not None:  # the shipped calibration workflow, run as the user runs it
-            writer_run = run_of(writer)
-            assert writer_run.settings() == run.settings() and writer_run.family is run.family
-            calibrating = apply_chain(writer, writer_run, tiny.patcher)
-        else:
-            calibrating = apply_chain(graph, run, tiny.patcher, replace_cache_by_calibrate=True)
+        writer_run = run_of(writer)
+        assert writer_run.settings() == run.settings() and writer_run.family is run.family
+        calibrating = apply_chain(writer, writer_run, tiny.patcher)
         for seed in CALIBRATION_SEEDS:
             sample(calibrating, tiny, run, seed)
         assert (l2p_dir / values["predictor_file"]).is_file()
 
-    patched = apply_chain(graph, run, tiny.patcher)
     with comfy_host.count_passes(tiny) as counter:
         out = sample(patched, tiny, run, seed=3)
     report = patched.model_options["transformer_options"]["l2p"].reports[-1]
@@ -391,7 +389,9 @@ def test_the_note_names_every_file_and_the_step_setting(path, registry):
 def test_flux_workflows_calibrate_and_cache_on_one_step_grid(registry):
     cache, calibrate = (Graph(load(FOLDER / f"flux1-dev-l2p-{k}.json"), registry) for k in ("cache", "calibrate"))
     (cache_node,), (calibrate_node,) = cache.of_type("L2PCache"), calibrate.of_type("L2PCalibrate")
-    assert cache.widgets(cache_node)["predictor_file"] == calibrate.widgets(calibrate_node)["file_name"]
+    assert cache.widgets(cache_node)["predictor_file"] == AUTO_FILE  # it learns; the calibrated file is pinnable
+    (note,) = calibrate.of_type("MarkdownNote")
+    assert "flux1-dev-l2p-cache" in note["widgets_values"][0] and "pin this file" in note["widgets_values"][0]
     assert run_of(cache).settings() == run_of(calibrate).settings() and run_of(cache).steps == 50
     # the paper's 9-of-50 setting, chosen by the schedule (not the paper's list)
     assert computed_count(50, cache.widgets(cache_node)["speedup"]) == 9
