@@ -29,7 +29,7 @@ def node_text(report: RunReport) -> str:
     steps, where learning stands, every note."""
     lines = [f"{report.feature}: {headline(report)}", second_line(report),
              f"{report.transformer_calls} real passes, {report.forecast_calls} forecast, {report.num_steps} steps"]
-    worst = report.worst_residual
+    worst = report.worst_residual if report.forecast_calls else None  # a run that forecast nothing has none
     if worst is not None:
         lines.append(f"worst forecast residual {worst[0]:.3f} (step {worst[1]}, {worst[2]})")
     reasons = collections.Counter(reason for _, _, reason in report.forced)
@@ -71,7 +71,7 @@ def second_line(report: RunReport) -> str:
         return "forecasting from the next run" if more <= 0 else f"forecasting after {more} more"
     if report.quality:
         return "expected " + ", ".join(f"{x:.1f}x {db:.0f} dB" for x, db in report.quality[1::2])
-    worst = report.worst_residual
+    worst = report.worst_residual if report.forecast_calls else None
     if worst is not None:
         return f"worst residual {worst[0]:.3f} (step {worst[1]})"
     return report.notes[0] if report.notes else report.status

@@ -158,8 +158,11 @@ def test_the_node_text_says_what_the_run_did_first_then_the_details():
     calibrated = report(feature="L2P Calibrate", recorded=6, forecast_calls=0,
                         quality=((2.0, 60.1), (3.03, 55.2), (4.55, 49.3), (5.56, 44.1), (7.14, 38.5), (10.0, 30.2)))
     assert first_two(calibrated) == ["L2P Calibrate: 6 images recorded", "expected 3.0x 55 dB, 5.6x 44 dB, 10.0x 30 dB"]
-    lost = report(feature="L2P Calibrate", recording_lost="calibration NOT saved: ...", forecast_calls=0, notes=["x"])
-    assert first_two(lost) == ["L2P Calibrate: recording NOT saved", "worst residual 0.031 (step 6)"]
+    assert "residual" not in node_report.node_text(calibrated)
+    lost = report(feature="L2P Calibrate", recording_lost="calibration NOT saved: ...", forecast_calls=0,
+                  notes=["calibration NOT saved: ..."])
+    assert first_two(lost) == ["L2P Calibrate: recording NOT saved", "calibration NOT saved: ..."]
+    assert "residual" not in node_report.node_text(lost)  # nothing was forecast: no forecast residual to speak of
     learning_lost = report(learning=LearningStatus("f", 0, 4, LearningAction.RECORD, saved=False), forecast_calls=0)
     assert node_report.headline(learning_lost) == "NOT saved (0 of 4 images)"
     assert node_report.headline(report(forecast_calls=0)) == "all 10 steps computed"
