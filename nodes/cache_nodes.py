@@ -115,7 +115,6 @@ class L2PCache(io.ComfyNode):
                         grid_policy=step_grid_mismatch, other_model=other_model)
         if predictor_file == learn_setup.AUTO_FILE:
             policy = learn_setup.LearningPolicy(learn_setup.Learning(learning), int(learning_images))
-            l2p_setup.check_cache_settings(**settings)  # a bad setting fails now, not at the first forecast
             holder = learn_setup.learning_holder(files.learning_folder(), policy, settings)
         else:
             holder = l2p_setup.l2p_cache_holder(files.resolve_existing(predictor_file), **settings)

@@ -32,7 +32,7 @@ from ..predictors.files.learned import LearnedFile, Setup, archive_learned_file,
 from ..predictors.forecasters.fora import Fora
 from .architectures import family_of
 from .calibrate_setup import CalibrationRecorder
-from .l2p_setup import l2p_cache_holder
+from .l2p_setup import check_cache_settings, l2p_cache_holder
 from .model_identity import model_identity
 from .plans import EveryStepPlan
 from .provenance import run_scheduler
@@ -124,7 +124,9 @@ class _LearningSink:
 
 def learning_holder(folder: str, policy: LearningPolicy, cache_settings: dict) -> L2PHolder:
     """L2P Cache in learning mode over ``folder`` (models/l2p/); ``cache_settings``: ``l2p_cache_holder``'s
-    keyword arguments (speedup, placement, predictor ...) for the forecasting runs."""
+    keyword arguments (speedup, placement, predictor ...) for the forecasting runs, validated now: a bad setting
+    fails when the node runs, not at the first forecast after the learning runs."""
+    check_cache_settings(**cache_settings)
     state = _NodeState()
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from comfyui_l2p.nodes import node_report
-from comfyui_l2p.nodes.learn_setup import Learning, LearningPolicy
+from comfyui_l2p.nodes.learn_setup import Learning, LearningPolicy, learning_holder
 from comfyui_l2p.nodes.report import ForcedReason, LearningAction, LearningStatus, RunReport
 from comfyui_l2p.nodes.report_plot import SIZE, quality_plot
 from comfyui_l2p.predictors.files.learned import (
@@ -127,11 +127,16 @@ def test_what_a_run_does(learning, trajectories, past, expected):
     assert LearningPolicy(learning, needed=4, keep_every=8).action(trajectories, past) is expected
 
 
-def test_the_policy_refuses_nonsense():
+def test_the_policy_and_the_settings_refuse_nonsense_when_the_node_runs(tmp_path):
     with pytest.raises(ValueError, match="learning_images must be a whole number >= 1, got 0"):
         LearningPolicy(needed=0)
     with pytest.raises(ValueError, match="learning must be one of"):
         LearningPolicy("learn")
+    settings = dict(speedup=5.0, placement="optimized", warmup=1, compute_last=False, residual_budget=0.05,
+                    history_device="model device", mode="direct", grid_policy="refuse")
+    assert learning_holder(str(tmp_path), LearningPolicy(), settings).feature == "L2P Cache"
+    with pytest.raises(ValueError, match="nowhere"):  # not at the first forecast, runs later
+        learning_holder(str(tmp_path), LearningPolicy(), {**settings, "placement": "nowhere"})
 
 
 # ---------------------------------------------------------------------------------------------- on the node
