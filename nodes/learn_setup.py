@@ -11,9 +11,9 @@ sigma grid and the guidance decide; the file is named from them and survives res
 - KEEP_LEARNING ("keep learning"): every ``keep_every``-th run past enough is a full run that is recorded too.
   A forecasting run cannot add to the file: the statistics are inner products between the outputs of every pair
   of steps of one true trajectory, and a forecasting run computes only a few steps, of a trajectory the
-  forecasts have moved. Only full runs give the truth, so keeping learning costs full runs; measured on the
-  reference model (README, "Learning from your runs") quality hardly moves past the first trajectories, which is
-  why this is a choice and not the default.
+  forecasts have moved. Only full runs give the truth, so keeping learning costs full runs. On the reference
+  model (``python3 -m benchmark.learning``; README, "Learning from your first images") the mean hardly moves past
+  4 trajectories, the worst samples under CFG still gain: a choice, not the default.
 - "stop learning" records nothing: it forecasts from what the file holds (fewer than asked: FORECAST_FEW), or
   computes every step when nothing was learned (UNLEARNED).
 - "start over" moves the setup's file to models/l2p/archive/ (never deleted; it stays pinnable) at this node's
@@ -43,8 +43,8 @@ from .setups import CalibrationMode
 AUTO_FILE = "auto: learn from my runs"
 LEARNED_BY = "ComfyUI-L2P L2P Cache (learning)"
 # How many trajectories a setup records before it forecasts. PROVISIONAL: on the reference model the mean PSNR at
-# 4.55x / 5.56x / 7.14x after 4 trajectories was within 0.5 dB of all 42 in every draw, with and without CFG
-# (README, "Learning from your runs"); the robustness study's measured value replaces it.
+# 4.55x / 5.56x / 7.14x after 4 images was within 0.7 dB of 42, with and without CFG (python3 -m benchmark.learning;
+# README, "Learning from your first images"); the robustness study's measured value replaces it.
 LEARNING_TRAJECTORIES = 4
 KEEP_LEARNING_EVERY = 8  # "keep learning": one full run in this many, once the file holds enough
 
