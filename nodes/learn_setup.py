@@ -136,7 +136,7 @@ def learning_holder(folder: str, policy: LearningPolicy, cache_settings: dict) -
         report.notes.extend(found.notes)
         if policy.learning is Learning.START_OVER and key not in state.started_over:
             state.started_over.add(key)
-            found = _start_over(found, report)
+            found = _start_over(found, os.path.join(folder, setup.file_name()), report)
         past = state.runs_past_enough.get(key, 0)
         action = policy.action(found.trajectories, past)
         if found.trajectories >= policy.needed:
@@ -157,7 +157,9 @@ def learning_holder(folder: str, policy: LearningPolicy, cache_settings: dict) -
     return L2PHolder("L2P Cache", f"L2P {mode} (learning: {policy.learning.value})", start_run)
 
 
-def _start_over(found: LearnedFile, report: RunReport) -> LearnedFile:
+def _start_over(found: LearnedFile, fresh: str, report: RunReport) -> LearnedFile:
+    """Archive the setup's file; learning starts again at ``fresh`` (the setup's own name, also when the archived
+    file was found under the name of the same weights at another precision)."""
     try:
         archived = archive_learned_file(found.path)
     except OSError as err:
@@ -170,4 +172,4 @@ def _start_over(found: LearnedFile, report: RunReport) -> LearnedFile:
         report.notes.append(f"start over: the learned file moved to {archived} (pin it to use it again); set"
                             f" learning back to '{Learning.LEARN.value}', or the next time this node runs it"
                             f" starts over again")
-    return LearnedFile(found.path, None, found.notes)
+    return LearnedFile(fresh, None, found.notes)
