@@ -1,8 +1,16 @@
 """ComfyUI-L2P: registration only. ComfyUI imports this file; everything else lives in nodes/ and predictors/."""
+import importlib.util
+
 try:
     from comfy_api.latest import ComfyExtension, io
-except ImportError:  # imported outside ComfyUI (pytest collects the repository as a package): nothing to register
-    ComfyExtension = None
+except ImportError as error:
+    if importlib.util.find_spec("comfy") is None:  # imported outside ComfyUI (e.g. by tooling): nothing to register
+        ComfyExtension = None
+    else:  # inside a ComfyUI without the V3 node schema: too old, and ComfyUI logs this message on load
+        from .nodes.host_check import comfyui_version, unsupported_message
+
+        raise ImportError(unsupported_message(["comfy_api.latest (the V3 node schema, to register the nodes)"],
+                                              comfyui_version())) from error
 
 if ComfyExtension is not None:
     from .nodes.cache_nodes import NODES

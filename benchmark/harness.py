@@ -113,7 +113,7 @@ def sample_with(model: Model, scenario: Scenario, batch: Batch, holder: L2PHolde
     grid = scenario.grid()
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
     start = time.perf_counter()
-    pieces = holder.start_run(RunContext(grid, model.diffusion_model, scenario.cfg_scale), report)
+    pieces = holder.start_run(RunContext(grid, model.diffusion_model, scenario.cfg_scale, family=model.family), report)
     setup_seconds = time.perf_counter() - start
     report.planned_computed = pieces.plan.planned
     run = RunState(pieces, grid, report)
@@ -130,6 +130,19 @@ def sample_with(model: Model, scenario: Scenario, batch: Batch, holder: L2PHolde
     seconds = time.perf_counter() - start
     report.status = "finished"
     return RunResult(latents, report, seconds, fn.peak_history_bytes, setup_seconds)
+
+
+def sample_each(model: Model, scenario: Scenario, batch: Batch, holder: L2PHolder) -> RunResult:
+    """``sample_with`` one batch row at a time, as a user samples one image: per-run decisions (the safety net)
+    then follow each image. Latents are concatenated in batch order; the report is the first run's, with
+    ``transformer_calls`` the mean over the runs (a float) and the other runs' notes appended."""
+    runs = [sample_with(model, scenario, Batch((label,), (seed,)), holder)
+            for label, seed in zip(batch.labels, batch.seeds)]
+    report = runs[0].report
+    report.transformer_calls = sum(r.report.transformer_calls for r in runs) / len(runs)
+    report.notes = [f"sample {i}: {n}" for i, r in enumerate(runs) for n in r.report.notes]
+    return RunResult(torch.cat([r.latents for r in runs]), report, sum(r.seconds for r in runs),
+                     max(r.peak_history_bytes for r in runs), runs[0].setup_seconds)
 
 
 def decode_images(model: Model, latents: torch.Tensor):

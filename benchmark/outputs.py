@@ -16,7 +16,7 @@ class Row:
     scenario: str
     variant: str
     target_speedup: float
-    real_passes: int  # transformer calls, all streams
+    real_passes: float  # transformer calls, all streams (per image, averaged, when images are sampled one by one)
     full_passes: int
     psnr_mean: float
     psnr_worst: float
@@ -60,7 +60,7 @@ def markdown(rows: list[Row], scenarios: list[str], speedups: list[float], conte
                 " setup ms | history KiB | computed steps |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r.scenario == scenario):
-            out.append(f"| {r.variant} | {r.target_speedup:.2f}x | {r.real_passes} / {r.full_passes} |"
+            out.append(f"| {r.variant} | {r.target_speedup:.2f}x | {r.real_passes:g} / {r.full_passes} |"
                        f" {r.pass_speedup:.2f} | {r.wall_speedup:.2f} | {r.wall_speedup / r.pass_speedup:.2f} |"
                        f" {r.setup_ms:.1f} | {r.history_kib:.0f} | {r.computed_steps} |")
     return "\n".join(out) + "\n"

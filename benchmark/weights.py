@@ -38,7 +38,8 @@ def guided_weights(holder, model, scenario, speedup: float) -> np.ndarray | None
     None when the variant decides its steps during the run (no fixed plan)."""
     grid, g = scenario.grid(), scenario.cfg_scale
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
-    run = RunState(holder.start_run(RunContext(grid, model.diffusion_model, g), report), grid, report)
+    context = RunContext(grid, model.diffusion_model, g, family=model.family)
+    run = RunState(holder.start_run(context, report), grid, report)
     engine, plan = run.engine, run.pieces.plan.planned
     if plan is None or isinstance(engine, LesaEngine):  # no fixed plan, or not a weighted sum (KAN experts)
         return None

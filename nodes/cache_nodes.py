@@ -1,16 +1,21 @@
 """The three nodes (V3 schema). Node ids are permanent: saved workflows store them.
 
 Each node clones the model, removes any earlier L2P install (re-applying replaces, never stacks), stores an
-``L2PHolder`` under one key of transformer_options and registers two keyed wrappers. All logic lives in
+``L2PHolder`` under one key of transformer_options and registers two keyed wrappers and the holder's clone
+callbacks (``holder.CLONE_CALLBACKS``). All logic lives in
 ``setups.py`` and ``run_state.py``; this file only declares inputs.
 """
 from __future__ import annotations
 
+import dataclasses
+
+import comfy.patcher_extension
 from comfy_api.latest import io
-from comfy.patcher_extension import WrappersMP
 
 from . import calibrate_setup, files, l2p_setup, learn_setup, setups
-from .architectures import family_of
+from .architectures import family_of, model_config_of
+from .holder import CLONE_CALLBACKS
+from .host_check import require_host
 from .run_state import HOLDER_KEY, WRAPPER_KEY, L2PHolder, l2p_diffusion_model_wrapper, l2p_outer_sample_wrapper
 
 CATEGORY = "model_patches/L2P"
@@ -18,21 +23,25 @@ CATEGORY = "model_patches/L2P"
 
 def install(model, holder: L2PHolder):
     """A patched clone of ``model``; the input patcher is never mutated."""
-    family_of(model.model.diffusion_model)  # fail at graph time, with the supported list, for models we cannot drive
+    require_host(model)  # fail at graph time, naming ComfyUI's version, on a host without what the wrappers need
+    family_of(model.model.diffusion_model, model_config_of(model))  # graph time: refuse what we cannot drive
+    WrappersMP = comfy.patcher_extension.WrappersMP  # read after the check: a host without it gets the clear error
     m = model.clone()
     for wrapper_type in (WrappersMP.OUTER_SAMPLE, WrappersMP.DIFFUSION_MODEL):
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
     m.model_options.setdefault("transformer_options", {})[HOLDER_KEY] = holder
     m.add_wrapper_with_key(WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, l2p_outer_sample_wrapper)
     m.add_wrapper_with_key(WrappersMP.DIFFUSION_MODEL, WRAPPER_KEY, l2p_diffusion_model_wrapper)
+    for call_type, callback in CLONE_CALLBACKS.items():  # reports per clone; device replicas share the holder
+        m.remove_callbacks_with_key(call_type, WRAPPER_KEY)
+        m.add_callback_with_key(call_type, WRAPPER_KEY, callback)
     return m
 
 
 def _with_node_id(cls, holder: L2PHolder) -> L2PHolder:
     """The holder, told the id of the node that made it (the V3 hidden ``unique_id``), so every run's report is
     shown on that node in the UI; None when executed outside a prompt (the report then goes to the log only)."""
-    holder.node_id = getattr(getattr(cls, "hidden", None), "unique_id", None)
-    return holder
+    return dataclasses.replace(holder, node_id=getattr(getattr(cls, "hidden", None), "unique_id", None))
 
 
 def _schedule_inputs(default_placement: str, placements: list[str], default_warmup: int) -> list:

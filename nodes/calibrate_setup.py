@@ -21,11 +21,13 @@ from ..predictors.files.update import extend_calibration_file
 from ..predictors.forecasters.fora import Fora
 from ..predictors.files.predictor_file import PredictorFile, PredictorFileError
 from ..predictors.files.storage import load_predictor_file
+from ..predictors.schedules import error_growth
+from ..predictors.schedules.error_growth import ErrorGrowth
 from ..predictors.schedules.placements import Placement, computed_count, expected_final_error, optimized_schedule
 from ..predictors.calibration.trajectory_sample import TrajectorySampler
-from .architectures import family_of
+from .architectures import family_of_run
 from .cfg_record import cfg_record
-from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder
+from .l2p_setup import cfg_error_model, fit_gram, is_cfg_run, l2p_cache_holder, schedule_growth
 from .model_identity import check_file_identity, model_identity
 from .plans import EveryStepPlan
 from .provenance import contributor_note, run_provenance
@@ -58,7 +60,7 @@ class CalibrationRecorder:
         self.cfg_scale = context.cfg_scale
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
-        self.family = family_of(context.diffusion_model)
+        self.family = family_of_run(context)
         self.model_class = type(context.diffusion_model).__name__
         self.identity = model_identity(context.diffusion_model, context.model_patcher)
         self.recorder: TrajectoryRecorder | None = None
@@ -94,7 +96,8 @@ class CalibrationRecorder:
                                        self.identity, stats.sample_count)
         try:
             result = extend_calibration_file(
-                self.path, stats, self.sampler.finish(), extra={**extra, **self.extra_metadata},
+                self.path, stats, self.sampler.finish(),
+                extra={**extra, **error_growth.to_metadata(), **self.extra_metadata},
                 model_family=self.family, model_class=self.model_class, latent_channels=self.latent_channels,
                 ridge=self.ridge, fit_mode=self.mode.value, created_by=self.created_by,
                 cfg_mode=cfg_record(None, self.recorder.roles, self.cfg_scale), **fields,
@@ -109,7 +112,9 @@ class CalibrationRecorder:
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
                             f" ({', '.join(pf.roles)}), {pf.steps} steps; {contributor_note()}")
         report.notes.extend(result.notes)
-        report.quality = expected_quality(self.path, stats_from_file(pf, self.path), self.ridge, self.cfg_scale)
+        stats = stats_from_file(pf, self.path)  # a refit adopts the current schedule error model (error_growth)
+        growth = schedule_growth(pf, self.path, is_cfg_run(self.cfg_scale, stats), FitOptions())
+        report.quality = expected_quality(self.path, stats, self.ridge, self.cfg_scale, growth)
         report.notes.append(quality_line(report.quality))
 
 
@@ -125,10 +130,12 @@ def recording_lost_note(path: str, err: BaseException) -> str:
 
 
 def expected_quality(path: str, stats: GramStats, ridge: float, cfg_scale: float | None,
+                     growth: ErrorGrowth = error_growth.LEGACY,
                      speedups: tuple[float, ...] = PLOTTED_SPEEDUPS) -> tuple[tuple[float, float], ...]:
     """(speedup, expected dB) of the final latent (like PSNR of the denoising displacement) at ``speedups`` (each
     rounded to whole passes; those the grid cannot take left out), with the schedules and fits L2P Cache uses by
-    default for this guidance setup; under CFG, of the guided output."""
+    default for this guidance setup (its schedule search weighs steps by ``growth``); under CFG, of the guided
+    output. The quality itself is the teacher-forced error (dsigma only)."""
     grid = stats.grid
     gram = fit_gram(path, stats, cfg_scale, CfgFit.PER_STREAM)
     mix, search, exact = None, gram, gram
@@ -143,7 +150,8 @@ def expected_quality(path: str, stats: GramStats, ridge: float, cfg_scale: float
     for k in counts:
         if k <= DEFAULT_L2P_WARMUP or k >= grid.num_steps:
             continue
-        steps = optimized_schedule(search, grid, k, warmup=DEFAULT_L2P_WARMUP, ridge=ridge, mix=mix)
+        steps = optimized_schedule(search, grid, k, warmup=DEFAULT_L2P_WARMUP, ridge=ridge, mix=mix,
+                                   step_weights=growth.step_weights(grid))
         err = expected_final_error(exact, grid, steps, ridge, mix=mix)
         points.append((grid.num_steps / k, float(10 * np.log10(total / max(err, 1e-300)))))
     return tuple(points)
@@ -154,9 +162,10 @@ def quality_line(points: tuple[tuple[float, float], ...]) -> str:
     return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
 
 
-def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None) -> str:
+def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None,
+                          growth: ErrorGrowth = error_growth.LEGACY) -> str:
     """``expected_quality`` at REPORTED_SPEEDUPS, as the report's line."""
-    return quality_line(expected_quality(path, stats, ridge, cfg_scale, REPORTED_SPEEDUPS))
+    return quality_line(expected_quality(path, stats, ridge, cfg_scale, growth, REPORTED_SPEEDUPS))
 
 
 def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float) -> L2PHolder:
@@ -174,7 +183,7 @@ def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: f
         pieces, note = None, None
         sink = CalibrationRecorder(path, context, ridge, mode)
         if os.path.exists(path):  # refuse a mismatching file before any step runs, and leave it untouched
-            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of(context.diffusion_model))
+            pf = load_predictor_file(path, expect_grid=grid, expect_family=family_of_run(context))
             stats_from_file(pf, path)  # an imported weight matrix cannot be extended: said now, not after the run
             note = check_file_identity(path, pf, sink.identity, OtherModel.REFUSE, OTHER_FILE_FIX)
             sink.seed = pf.sample_count or 0

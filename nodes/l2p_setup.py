@@ -24,31 +24,31 @@ from ..predictors.forecasters.lesa.engine import LesaEngine
 from ..predictors.forecasters.lesa.train import train_lesa
 from ..predictors.files.predictor_file import PredictorFile, PredictorFileError
 from ..predictors.files.storage import load_predictor_file
-from ..predictors.schedules.optimizer import shrink_cross_streams
+from ..predictors.schedules import error_growth
+from ..predictors.schedules.error_growth import ErrorGrowth
+from ..predictors.schedules.optimizer import Spread
 from ..predictors.schedules.placements import Placement
 from ..predictors.calibration.trajectory_sample import TrajectorySample
+from ..predictors.calibration.validation import FitCandidate
 from ..predictors.calibration.transfer import resample_gram
 from ..predictors.files.identity import OtherModel
-from .architectures import family_of
+from .architectures import family_of_run
 from .cfg_record import calibrated_cfg_scales
+from .file_checks import check_family, check_sigma_range
+from .guidance import cfg_error_model, fit_gram, is_cfg_run
+from .plans import FixedPlan, SafetyNetPlan
 from .model_identity import check_file_identity, model_identity
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
+from .spread_setup import margins, trajectory_search_grams, validated_fit
 from .setups import (
-    DEFAULT_RIDGE, CfgFit, CfgSchedule, FitOptions, GridPolicy, HistoryDevice, L2PMode, _schedule_config, make_plan,
+    DEFAULT_RIDGE, CfgFit, FitOptions, GridPolicy, HistoryDevice, L2PMode, _schedule_config, make_plan,
 )
 
 
-def _check_family(path: str, pf: PredictorFile, family: str) -> None:
-    if pf.model_family != family:
-        raise PredictorFileError(
-            f"{path}: this predictor file was calibrated for model family '{pf.model_family}', but the model being"
-            f" sampled is '{family}'. Choose a file calibrated for this model, or calibrate one with L2P Calibrate."
-        )
-
-
 def _run_stats(path: str, pf: PredictorFile, grid: StepGrid, policy: GridPolicy, report: RunReport) -> GramStats:
-    """The file's statistics on the run's grid: as recorded, resampled when allowed, else a clear refusal."""
+    """The file's statistics on the run's grid (inside its calibrated range): as recorded, resampled when allowed,
+    else a clear refusal."""
     stats = stats_from_file(pf, path)
     if stats.grid.matches(grid):
         return stats
@@ -71,35 +71,6 @@ def _short(grid: StepGrid) -> str:
     return f"{a[0]:.4g} .. {a[-2]:.4g}" if len(a) > 2 else f"{a[0]:.4g}"
 
 
-def fit_gram(path: str, stats: GramStats, cfg_scale: float | None, cfg_fit: CfgFit) -> np.ndarray:
-    """The [S, S] Gram L2P fits and schedules on for this run's guidance.
-
-    PER_ROLE / PER_STREAM: each stream's own error, summed over the streams (PER_ROLE schedules on this and fits
-    each stream on its own block). GUIDED: guidance multiplies the
-    difference of the cond and uncond forecasts, so the error that reaches the image is that of u + g (c - u);
-    GUIDED fits one weight vector on exactly that combination's statistics (see CfgFit for why it is not used).
-    """
-    cfg_run = cfg_scale is not None and cfg_scale != 1.0
-    if "uncond" not in stats.roles:
-        if cfg_run:
-            raise PredictorFileError(
-                f"{path}: calibrated without CFG (streams {', '.join(stats.roles)}), but this run uses CFG"
-                f" {cfg_scale:g} (cond and uncond). Calibrate with the same CFG setup (L2P Calibrate with a negative prompt and"
-                f" cfg > 1) into another file."
-            )
-        return stats.summed_gram()
-    if not cfg_run:
-        return stats.role_gram("cond")  # cfg 1: ComfyUI drops the uncond stream
-    if cfg_fit is CfgFit.GUIDED:
-        return stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
-    return stats.summed_gram()
-
-
-def is_cfg_run(cfg_scale: float | None, stats: GramStats) -> bool:
-    """True when the run uses true CFG (a scale other than 1) and the statistics hold the uncond stream."""
-    return cfg_scale is not None and cfg_scale != 1.0 and "uncond" in stats.roles
-
-
 def _note_cfg_scale(pf: PredictorFile, stats: GramStats, cfg_scale: float | None, report: RunReport) -> None:
     """A CFG run at a scale the file was not calibrated at is allowed (nodes/cfg_record.py says why) and reported."""
     scales = calibrated_cfg_scales(pf.cfg_mode)
@@ -108,41 +79,45 @@ def _note_cfg_scale(pf: PredictorFile, stats: GramStats, cfg_scale: float | None
                             f" carries over, at some cost for distant scales: calibrate near the scales you use")
 
 
-# The streams each CFG fit forecasts from its own history, as combinations of the recorded roles, and how each
-# stream's error enters the guided output u + g (c - u) (a function of g).
-_CFG_STREAMS = {
-    CfgFit.PER_ROLE: ([{"cond": 1.0}, {"uncond": 1.0}], lambda g: (g, 1.0 - g)),
-    CfgFit.DIFFERENCE: ([{"uncond": 1.0}, {"cond": 1.0, "uncond": -1.0}], lambda g: (1.0, g)),
-}
+def l2p_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float | None,
+             options: FitOptions, growth: ErrorGrowth = error_growth.LEGACY, report: RunReport | None = None,
+             source: str = "predictor file"):
+    """The plan of an L2P run. The optimized placement searches on the guided output's error for a CFG run with a
+    per-stream fit (``cfg_error_model``), else on the fit's Gram ``gram``; each step's error weighed by ``growth``;
+    with ``options.spread_k`` > 0 on mean + k * std of the sampled trajectories' errors (``optimizer.Spread``).
+    With ``options.safety_net`` a fixed plan gets the per-run safety net, noting its triggers in ``report``.
+    ``source`` (the file) names refusals."""
+    model = cfg_error_model(stats, cfg_scale, options) if is_cfg_run(cfg_scale, stats) else None
+    search, mix = (gram, None) if model is None else model
+    spread = None
+    if options.spread_k and config.placement is Placement.OPTIMIZED:
+        spread = Spread(trajectory_search_grams(stats, cfg_scale, options, model is not None, source),
+                        options.spread_k)
+    plan = make_plan(config, grid, gram=search, ridge=ridge, mix=mix, step_weights=growth.step_weights(grid),
+                     spread=spread)
+    if options.safety_net is None or type(plan) is not FixedPlan:  # every-step and adaptive plans need no net
+        return plan
+    if report is None:
+        raise ValueError("the safety net reports what it adds: l2p_plan needs the run's report")
+    return SafetyNetPlan(plan, margins(stats, gram, ridge, cfg_scale, options, source), report)
 
 
-def cfg_error_model(stats: GramStats, cfg_scale: float, options: FitOptions,
-                    keep: float | None = None) -> tuple[np.ndarray, tuple[float, ...]] | None:
-    """(joint Gram of the forecast streams, their weights in the guided output) for the schedule search of a CFG
-    run, with ``keep`` (default: the options') of the cross-stream terms; None when the fit or the schedule is
-    not modelled per stream (the summed statistics are used then)."""
-    if options.cfg_schedule is CfgSchedule.STREAMS or options.cfg_fit not in _CFG_STREAMS:
-        return None
-    streams, mix = _CFG_STREAMS[options.cfg_fit]
-    joint = shrink_cross_streams(stats.mixed_gram(streams), len(streams), options.cross_keep if keep is None else keep)
-    return joint, mix(cfg_scale)
+def schedule_growth(pf: PredictorFile, path: str, cfg_run: bool, options: FitOptions) -> ErrorGrowth:
+    """The error-growth model of the run's schedule search: the options', else the one the file records for this
+    guidance setup (files made before the model existed record none and keep the dsigma-only error)."""
+    if options.growth is not None:
+        return options.growth
+    try:
+        return error_growth.for_guidance(cfg_run, pf.extra, path)
+    except ValueError as err:
+        raise PredictorFileError(str(err)) from None
 
 
-def _cfg_plan(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
-              options: FitOptions):
-    """The plan of a CFG run with a per-stream fit: on the guided output's error when asked and modelled."""
-    model = cfg_error_model(stats, cfg_scale, options)
-    if model is not None:
-        return make_plan(config, grid, gram=model[0], ridge=ridge, mix=model[1])
-    return make_plan(config, grid, gram=gram, ridge=ridge)
-
-
-def _direct_cfg_pieces(config, grid: StepGrid, stats: GramStats, gram: np.ndarray, ridge: float, cfg_scale: float,
-                       options: FitOptions, offload: bool) -> RunPieces:
+def _direct_cfg_pieces(plan, stats: GramStats, gram: np.ndarray, ridge: float, options: FitOptions,
+                       offload: bool, prior=None) -> RunPieces:
     """The direct fit's pieces for a CFG run (two streams), by ``options.cfg_fit``."""
     fit, levels = options.cfg_fit, options.preserve_levels
-    default = L2PDirect(gram, ridge=ridge, preserve_level=levels)  # what a stream of another role gets
-    plan = _cfg_plan(config, grid, stats, gram, ridge, cfg_scale, options)
+    default = L2PDirect(gram, ridge=ridge, preserve_level=levels, prior=prior)  # what a stream of another role gets
     if fit is CfgFit.JOINT:
         joint = np.asarray(stats.gram)
         return RunPieces(default, plan, offload=offload,
@@ -152,7 +127,8 @@ def _direct_cfg_pieces(config, grid: StepGrid, stats: GramStats, gram: np.ndarra
         return RunPieces(default, plan, offload=offload,
                          make_engine=lambda g, off: DifferenceL2PEngine(ordered, ridge, g, off, levels))
     if fit is CfgFit.PER_ROLE:
-        engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge, preserve_level=levels) for r in stats.roles}
+        engines = {r: L2PDirect(stats.role_gram(r), ridge=ridge, preserve_level=levels, prior=prior)
+                   for r in stats.roles}
         return RunPieces(default, plan, offload=offload,
                          make_engine=lambda g, off: RoutedEngine(
                              {r: ForecastEngine(p, g, off) for r, p in engines.items()},
@@ -205,9 +181,13 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
 
     def start_run(context: RunContext, report: RunReport) -> RunPieces:
         grid = context.grid
-        _check_family(path, pf, family_of(context.diffusion_model))
-        note = check_file_identity(path, pf, model_identity(context.diffusion_model, context.model_patcher),
-                                   allow_other, "Calibrate this model with L2P Calibrate, or pick a file made for it.")
+        family = family_of_run(context)
+        check_family(path, pf, family)  # another model (config and class); then the sigma range; then the identity
+        identity = model_identity(context.diffusion_model, context.model_patcher)
+        if pf.has_gram:
+            check_sigma_range(path, pf, grid, family, identity)  # e.g. the other Wan 2.2 expert's file
+        note = check_file_identity(path, pf, identity, allow_other,
+                                   "Calibrate this model with L2P Calibrate, or pick a file made for it.")
         if note:
             report.notes.append(note)
         if not pf.has_gram:
@@ -220,17 +200,23 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
         stats = _run_stats(path, pf, grid, policy, report)
         gram = fit_gram(path, stats, context.cfg_scale, options.cfg_fit)
         _note_cfg_scale(pf, stats, context.cfg_scale, report)
+        cfg_run = is_cfg_run(context.cfg_scale, stats)
+        growth = schedule_growth(pf, path, cfg_run, options)
+        plan = l2p_plan(config, grid, stats, gram, ridge, context.cfg_scale, options, growth, report, path)
         if mode is L2PMode.LESA:
             model = lesa_model(path, pf)
-            return RunPieces(Fora(), make_plan(config, grid, gram=gram, ridge=ridge, order=1), offload=offload,
+            return RunPieces(Fora(), plan, offload=offload,
                              make_engine=lambda g, off: LesaEngine(model, g, offload=off))
-        if mode is L2PMode.DIRECT and is_cfg_run(context.cfg_scale, stats):
-            return _direct_cfg_pieces(config, grid, stats, gram, ridge, context.cfg_scale, options, offload)
+        fit = FitCandidate(ridge)
+        if mode is L2PMode.DIRECT and options.fit_candidates and plan.planned is not None:
+            fit = validated_fit(stats, gram, context.cfg_scale, options, plan, grid, growth, path, report)
+        if mode is L2PMode.DIRECT and cfg_run:
+            return _direct_cfg_pieces(plan, stats, gram, fit.ridge, options, offload, fit.prior)
         if mode is L2PMode.DIRECT:
-            predictor = L2PDirect(gram, ridge=ridge, preserve_level=options.preserve_levels)
+            predictor = L2PDirect(gram, ridge=fit.ridge, preserve_level=options.preserve_levels, prior=fit.prior)
         else:  # the published recipe: Adam from the identity, 201 full-batch steps (regularised by early stopping)
             predictor = L2PRollout(fit_paper_adam(gram, elements=float(stats.element_count * len(stats.roles))))
-        return RunPieces(predictor, make_plan(config, grid, gram=gram, ridge=ridge), offload=offload)
+        return RunPieces(predictor, plan, offload=offload)
 
     return L2PHolder("L2P Cache", f"L2P {mode.value} ({name})", start_run)
 

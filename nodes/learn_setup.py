@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from ..predictors.calibration.fit import DEFAULT_RIDGE
 from ..predictors.files.learned import LearnedFile, Setup, archive_learned_file, find_learned_file, guidance_token
 from ..predictors.forecasters.fora import Fora
-from .architectures import family_of
+from .architectures import family_of_run
 from .calibrate_setup import CalibrationRecorder
 from .l2p_setup import check_cache_settings, l2p_cache_holder
 from .model_identity import model_identity
@@ -87,7 +87,7 @@ class LearningPolicy:
 
 def run_setup(context: RunContext) -> Setup:
     """The setup of a run, read from ComfyUI's objects at its start."""
-    return Setup(family=family_of(context.diffusion_model),
+    return Setup(family=family_of_run(context),
                  identity=model_identity(context.diffusion_model, context.model_patcher),
                  sigmas=tuple(float(s) for s in context.grid.array), guidance=guidance_token(context.cfg_scale),
                  scheduler=run_scheduler(context.model_patcher, context.grid.array, context.sampler))

@@ -23,7 +23,9 @@ class ForcedReason(enum.Enum):
     OFF_GRID = "sigma not on the run's step grid (multi-evaluation or modified-sigma sampler)"
     REPEAT = "second evaluation of a step (multi-evaluation sampler)"
     NO_HISTORY = "stream without history (a conditioning that was not computed before)"
+    STALE_HISTORY = "stream absent at the latest computed step (the conditioning changed during the run)"
     ADAPTIVE = "residual budget of the adaptive schedule"
+    SAFETY_NET = "safety net: the forecast residual exceeded the calibration's margin"
 
 
 @dataclass
@@ -94,6 +96,11 @@ class RunReport:
         """(residual, step, stream) of the largest forecast residual seen at a computed step, or None."""
         seen = [(v, step, r.name) for r in self.streams.values() for step, v in r.residuals.items()]
         return max(seen) if seen else None
+
+    @property
+    def safety_net_passes(self) -> int:
+        """Steps the safety net computed beyond the plan (each one real pass per stream chunk)."""
+        return sum(1 for _, _, reason in self.forced if reason == ForcedReason.SAFETY_NET.value)
 
     @property
     def achieved_speedup(self) -> float:

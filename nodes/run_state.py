@@ -4,92 +4,55 @@
   the run's sigma grid, hands it to the transformer wrapper through a per-run copy of the guider's
   model_options, and publishes the run's report in ``finally`` (cancelled and failed runs too).
 * ``l2p_diffusion_model_wrapper`` (WrappersMP.DIFFUSION_MODEL) wraps the transformer's ``_forward``: on a
-  forecast step it returns the forecast without calling the executor, so the whole transformer is skipped.
+  forecast step it returns the forecast without calling the executor, so the whole transformer is skipped. It is
+  made the innermost DIFFUSION_MODEL wrapper of every run: other packs' wrappers, wherever they sit in the graph
+  and however they were registered, see every call the sampler makes (ComfyUI 0.33 runs model_options wrappers
+  outside patcher ones, #10362; 0.3.64 the other way round), and L2P only decides whether the transformer runs.
+
+One RunState serves every thread of a run. Under ComfyUI's multi-GPU CFG split (0.33, #7063) each device thread
+runs a subset of the conds and they all reach the one RunState at once: the bookkeeping (the step's decision,
+the stream histories, counters, residuals, the calibration buffer) runs under one lock, transformer passes
+outside it. Each stream's history stays on the device that computed it; a forecast is returned on the calling
+thread's device. A run that ended (finished, failed or cancelled) is closed: a device thread still finishing a
+pass afterwards touches nothing.
 
 Nothing here imports ComfyUI: the wrappers only use the executor protocol and plain dicts, so they are tested
 with stand-ins as well as inside real ComfyUI sampling.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Protocol
+import threading
+from dataclasses import dataclass
+from typing import Hashable
 
 import torch
 
 from ..predictors import ForecastEngine, StepGrid
-from ..predictors.engine.linear_predictor import LinearPredictor
+from .holder import HOLDER_KEY, L2PHolder
 from .node_report import show_on_node
 from .report import ForcedReason, RunReport, publish
+from .run_pieces import CalibrationSink, RunContext, RunPieces, StepPlan
+from .step_truth import StepTruth
 
-HOLDER_KEY = "l2p"  # transformer_options entry holding the node's setup (deep-copied with model clones)
 RUN_KEY = "l2p_run"  # transformer_options entry holding the live RunState, only inside one run
 WRAPPER_KEY = "comfyui_l2p"  # key of our wrappers; re-applying a node replaces them instead of stacking
+# Wrapper types (WrappersMP values) in which our wrapper runs innermost during a run.
+INNERMOST_WRAPPER_TYPES = ("diffusion_model",)
+
+__all__ = ["HOLDER_KEY", "L2PHolder", "RUN_KEY", "WRAPPER_KEY", "CalibrationSink", "RunContext", "RunPieces",
+           "RunState", "StepPlan", "l2p_diffusion_model_wrapper", "l2p_outer_sample_wrapper"]
 
 ROLE_NAMES = {0: "cond", 1: "uncond"}
 
 
-class StepPlan(Protocol):
-    """Which steps are computed. ``decide`` is called once per step, in order; residuals arrive after."""
-
-    def decide(self, step: int) -> tuple[bool, ForcedReason | None]: ...
-
-    def report_residual(self, step: int, residual: float) -> None: ...
-
-    @property
-    def planned(self) -> tuple[int, ...] | None: ...
-
-
-class CalibrationSink(Protocol):
-    """Receives the true outputs of steps, all roles of a step together, and folds them in when the run ends."""
-
-    on_policy: bool
-
-    def record(self, step: int, outputs: dict[str, torch.Tensor]) -> None: ...
-
-    def finish(self, success: bool, report: RunReport) -> None: ...
-
-
 @dataclass(frozen=True)
-class RunContext:
-    """What a node's setup learns about a run before its first step."""
+class _TrackedCall:
+    """One diffusion-model call that the schedule tracks: a step on the grid, each chunk a stream."""
 
-    grid: StepGrid  # the run's sample_sigmas
-    diffusion_model: Any  # the transformer module (its class decides the model family)
-    cfg_scale: float | None = None  # the guider's CFG scale (None when the guider has no single scale)
-    model_patcher: Any = None  # the guider's ModelPatcher (model identity, model_sampling); None outside ComfyUI
-    sampler: Any = None  # the run's Sampler (its name goes into calibration files); None outside ComfyUI
-
-
-@dataclass
-class RunPieces:
-    """What a node's setup builds for one run."""
-
-    predictor: LinearPredictor
-    plan: StepPlan
-    offload: bool = False
-    calibration: CalibrationSink | None = None
-    # A predictor that is not a linear combination (LESA) brings its own engine: (grid, offload) -> engine with
-    # ForecastEngine's methods. None: the linear ForecastEngine over ``predictor``.
-    make_engine: Callable[[StepGrid, bool], Any] | None = None
-
-
-@dataclass
-class L2PHolder:
-    """The template a node stores in ``model_options["transformer_options"][HOLDER_KEY]``.
-
-    ``start_run(context, report)`` returns the RunPieces for one run; it raises user-facing errors
-    (e.g. a predictor file calibrated for another step grid) before any step runs.
-    """
-
-    feature: str
-    predictor_name: str
-    start_run: Callable[[RunContext, RunReport], RunPieces]
-    reports: list[RunReport] = field(default_factory=list)
-    node_id: str | None = None  # the node that made it: where the UI shows each run's report (node_report.py)
-
-    def __deepcopy__(self, memo):
-        # ModelPatcher.clone() deep-copies model_options. The setup is immutable; reports stay per clone.
-        return L2PHolder(self.feature, self.predictor_name, self.start_run, list(self.reports), self.node_id)
+    step: int
+    keys: tuple[tuple[str, Hashable], ...]  # (role, uuid) per chunk: engines route by role
+    names: tuple[str, ...]  # the streams' report names ("cond", "uncond", "cond#2", ...)
+    compute: bool
 
 
 def find_transformer_options(args: tuple, kwargs: dict) -> dict:
@@ -103,12 +66,19 @@ def find_transformer_options(args: tuple, kwargs: dict) -> dict:
 
 
 class RunState:
-    """Everything one sampling run needs: the engine, the plan, the report and per-step bookkeeping."""
+    """Everything one sampling run needs: the engine, the plan, the report and per-step bookkeeping.
 
-    def __init__(self, pieces: RunPieces, grid: StepGrid, report: RunReport) -> None:
+    home_device: where calibration gathers a step's streams (the model's load device: the multi-GPU split may
+    compute cond and uncond on different devices); None: where the step's first stream was computed.
+    """
+
+    def __init__(self, pieces: RunPieces, grid: StepGrid, report: RunReport, home_device=None) -> None:
         self.pieces = pieces
         self.grid = grid
         self.report = report
+        self.home_device = home_device
+        self._lock = threading.Lock()
+        self._closed = False
         self.reset()
 
     def reset(self) -> None:
@@ -117,61 +87,93 @@ class RunState:
         else:
             self.engine = ForecastEngine(self.pieces.predictor, self.grid, offload=self.pieces.offload)
         self._decisions: dict[int, bool] = {}
+        self._last_planned: int | None = None  # the latest step the plan decided to compute
+        self._residuals: dict[int, float] = {}  # step -> worst residual over its streams, not yet told to the plan
         self._seen: dict[int, set[Hashable]] = {}
         self._names: dict[Hashable, str] = {}
-        self._pending_step: int | None = None
-        self._pending: dict[str, torch.Tensor] = {}
+        calib = self.pieces.calibration
+        self._truth = StepTruth(calib, self.home_device) if calib is not None else None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     # ------------------------------------------------------------------ one transformer call
     def __call__(self, executor, args: tuple, kwargs: dict, to: dict):
-        sigma = float(to["sigmas"].reshape(-1)[0]) if torch.is_tensor(to.get("sigmas")) else float("nan")
-        uuids = list(to.get("uuids") or [])
-        roles = list(to.get("cond_or_uncond") or [0] * len(uuids))  # 0 = cond, 1 = uncond, per chunk
         x = args[0]
-        step = self.grid.step_of(sigma)
-        if step is None:
-            self.report.force(None, sigma, ForcedReason.OFF_GRID)
-            return self._compute_untracked(executor, args, kwargs)
-        if not uuids or x.shape[0] % len(uuids):
-            self.report.notes.append(f"step {step}: call with an unknown batch layout was computed for real")
-            return self._compute_untracked(executor, args, kwargs)
-        seen = self._seen.setdefault(step, set())
-        if any(u in seen for u in uuids):
-            self.report.force(step, sigma, ForcedReason.REPEAT)
-            return self._compute_untracked(executor, args, kwargs)
-        seen.update(uuids)
-        names = [self._stream_name(u, r) for u, r in zip(uuids, roles)]
-        keys = [(name.split("#")[0], u) for u, name in zip(uuids, names)]  # (role, uuid): engines route by role
-
-        compute = self._decide(step, sigma)
-        if not compute and not all(self.engine.has_history(k) for k in keys):
-            self.report.force(step, sigma, ForcedReason.NO_HISTORY)
-            compute = True
-        if compute:
+        with self._lock:
+            call = self._admit(x, to)
+            forecast = self._forecast(call, x) if call is not None and not call.compute else None
+        if call is None or call.compute:
             out = executor(*args, **kwargs)
-            self.report.transformer_calls += 1
-            self._observe(step, keys, names, out)
+            if call is not None:
+                with self._lock:
+                    self._observe(call, out)
             return out
-        chunks = [self.engine.forecast(k, step) for k in keys]
-        forecast = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
-        self.report.forecast_calls += 1
-        for name in names:
-            self.report.stream(name).forecast.append(step)
         calib = self.pieces.calibration
         if calib is not None and calib.on_policy:
             truth = executor(*args, **kwargs)  # on-policy calibration: follow the forecast, record the truth
-            self.report.transformer_calls += 1
-            self._record_truth(step, names, truth, len(uuids))
+            with self._lock:
+                if not self._closed:
+                    self.report.transformer_calls += 1
+                    self._record_truth(call, truth)
         return forecast
 
+    def _admit(self, x, to: dict) -> _TrackedCall | None:
+        """The call's step, streams and decision; None for a call computed outside the schedule (counted here)."""
+        if self._closed:  # a device thread still running after its run ended: nothing of the run is touched
+            return None
+        sigma = float(to["sigmas"].reshape(-1)[0]) if torch.is_tensor(to.get("sigmas")) else float("nan")
+        uuids = list(to.get("uuids") or [])
+        roles = list(to.get("cond_or_uncond") or [0] * len(uuids))  # 0 = cond, 1 = uncond, per chunk
+        step = self.grid.step_of(sigma)
+        if step is None:
+            self.report.force(None, sigma, ForcedReason.OFF_GRID)
+        elif not uuids or x.shape[0] % len(uuids):
+            self.report.notes.append(f"step {step}: call with an unknown batch layout was computed for real")
+        elif any(u in self._seen.get(step, ()) for u in uuids):
+            self.report.force(step, sigma, ForcedReason.REPEAT)
+        else:
+            self._seen.setdefault(step, set()).update(uuids)
+            names = tuple(self._stream_name(u, r) for u, r in zip(uuids, roles))
+            keys = tuple((name.split("#")[0], u) for u, name in zip(uuids, names))
+            compute = self._decide(step, sigma)
+            if not compute:
+                guard = self._history_guard(keys)
+                if guard is not None:  # this call computes; the step's other calls still follow the plan
+                    self.report.force(step, sigma, guard)
+                    compute = True
+            return _TrackedCall(step, keys, names, compute)
+        self.report.transformer_calls += 1
+        return None
+
     def _decide(self, step: int, sigma: float) -> bool:
+        """The step's decision, made once whichever thread or call asks first. Earlier steps' residuals reach
+        the plan first, each once, as the worst over the step's streams (so neither the order of the device
+        threads nor how ComfyUI batched cond and uncond changes what the plan sees)."""
         decided = self._decisions.get(step)
         if decided is None:
+            for done in sorted(s for s in self._residuals if s < step):
+                self.pieces.plan.report_residual(done, self._residuals.pop(done))
             decided, reason = self.pieces.plan.decide(step)
             if decided and reason is not None:
                 self.report.force(step, sigma, reason)
+            if decided:
+                self._last_planned = step if self._last_planned is None else max(self._last_planned, step)
             self._decisions[step] = decided
         return decided
+
+    def _history_guard(self, keys) -> ForcedReason | None:
+        """Why a forecast step must be computed for these streams: a stream with no history (it appeared during
+        the run), or one absent at the latest computed step (the conditioning changed in between, e.g. a
+        timestep-ranged cond): its history would not reach up to the other streams'."""
+        for key in keys:
+            steps = self.engine.computed_steps(key)
+            if not steps:
+                return ForcedReason.NO_HISTORY
+            if self._last_planned is not None and steps[-1] < self._last_planned:
+                return ForcedReason.STALE_HISTORY
+        return None
 
     def _stream_name(self, uuid: Hashable, role: int) -> str:
         name = self._names.get(uuid)
@@ -182,52 +184,55 @@ class RunState:
             self._names[uuid] = name
         return name
 
-    def _compute_untracked(self, executor, args, kwargs):
-        self.report.transformer_calls += 1
-        return executor(*args, **kwargs)
+    def _forecast(self, call: _TrackedCall, x) -> torch.Tensor:
+        chunks = [self.engine.forecast(k, call.step) for k in call.keys]
+        forecast = chunks[0] if len(chunks) == 1 else torch.cat(chunks, dim=0)
+        device = getattr(x, "device", None)
+        if device is not None and forecast.device != device:  # the stream was computed on another device
+            forecast = forecast.to(device)
+        self.report.forecast_calls += 1
+        for name in call.names:
+            self.report.stream(name).forecast.append(call.step)
+        return forecast
 
-    def _observe(self, step: int, keys: list, names: list[str], out: torch.Tensor) -> None:
-        chunks = out.chunk(len(keys), dim=0)  # [len(keys) * B, ...] -> len(keys) x [B, ...]
-        worst = None
-        for key, name, chunk in zip(keys, names, chunks):
-            r = self.engine.residual(key, step, chunk)
-            stream = self.report.stream(name)
-            stream.computed.append(step)
-            if r is not None:
-                stream.residuals[step] = r
-                worst = r if worst is None else max(worst, r)
-            self.engine.observe(key, step, chunk)
-        if worst is not None:
-            self.pieces.plan.report_residual(step, worst)
-        self._record_truth(step, names, out, len(keys))
-
-    def _record_truth(self, step: int, names: list[str], out: torch.Tensor, n_chunks: int) -> None:
-        calib = self.pieces.calibration
-        if calib is None:
+    def _observe(self, call: _TrackedCall, out: torch.Tensor) -> None:
+        if self._closed:
             return
-        if self._pending_step is not None and self._pending_step != step:
-            self._flush_pending()
-        self._pending_step = step
-        for name, chunk in zip(names, out.chunk(n_chunks, dim=0)):
-            if name in self._pending:
-                raise ValueError(
-                    f"L2P Calibrate: step {step} has two '{name}' conditionings; calibration records one positive"
-                    f" and at most one negative conditioning. Remove area/combined conditionings while calibrating."
-                )
-            self._pending[name] = chunk.detach()
+        self.report.transformer_calls += 1
+        chunks = out.chunk(len(call.keys), dim=0)  # [len(keys) * B, ...] -> len(keys) x [B, ...]
+        for key, name, chunk in zip(call.keys, call.names, chunks):
+            r = self.engine.residual(key, call.step, chunk)
+            stream = self.report.stream(name)
+            stream.computed.append(call.step)
+            if r is not None:
+                stream.residuals[call.step] = r
+                self._residuals[call.step] = max(r, self._residuals.get(call.step, r))
+            self.engine.observe(key, call.step, chunk)
+        self._record_truth(call, out)
 
-    def _flush_pending(self) -> None:
-        if self._pending_step is not None and self._pending:
-            self.pieces.calibration.record(self._pending_step, dict(self._pending))
-        self._pending_step, self._pending = None, {}
+    def _record_truth(self, call: _TrackedCall, out: torch.Tensor) -> None:
+        """Calibration keeps every step's truth per role: the conditioning of a role may change during the run
+        (timestep-ranged prompts), and under the multi-GPU split a step's roles come from several threads."""
+        if self._truth is not None:
+            for key, chunk in zip(call.keys, out.chunk(len(call.keys), dim=0)):
+                self._truth.add(call.step, key[0], chunk)
 
     def finish(self, success: bool) -> None:
-        calib = self.pieces.calibration
-        if calib is not None:
-            if success:
-                self._flush_pending()
-            calib.finish(success, self.report)
-        self.engine.reset()  # free the history now, not when the guider is collected
+        """End the run: calibration folds it in (success) or drops it; the history is freed now, not when the
+        guider is collected. Afterwards the run state is closed."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self._truth is not None:
+                    if success:
+                        self._truth.flush()
+                    self._truth.clear()
+                    self.pieces.calibration.finish(success, self.report)
+            finally:
+                self._residuals = {}
+                self.engine.reset()
 
     @property
     def history_bytes(self) -> int:
@@ -245,8 +250,18 @@ def copy_nested_dicts(d: dict) -> dict:
     return out
 
 
+def make_innermost(transformer_options: dict, key: str = WRAPPER_KEY) -> None:
+    """Move our wrappers to the end of their type's chain (WrapperExecutor runs wrappers[0] outermost; the chain
+    is the keys' insertion order). Only the run's own copy of the options is changed."""
+    wrappers = transformer_options.get("wrappers", {})
+    for wrapper_type in INNERMOST_WRAPPER_TYPES:
+        chain = wrappers.get(wrapper_type)
+        if isinstance(chain, dict) and key in chain:
+            chain[key] = chain.pop(key)
+
+
 def l2p_outer_sample_wrapper(executor, *args, **kwargs):
-    """OUTER_SAMPLE: one RunState per sampling run, created here and released in ``finally``."""
+    """OUTER_SAMPLE: one RunState per sampling run, created here and closed in ``finally``."""
     guider = executor.class_obj
     orig_options = guider.model_options
     holder: L2PHolder | None = orig_options.get("transformer_options", {}).get(HOLDER_KEY)
@@ -256,14 +271,17 @@ def l2p_outer_sample_wrapper(executor, *args, **kwargs):
     grid = StepGrid.from_sigmas(sigmas)
     report = RunReport(feature=holder.feature, predictor=holder.predictor_name, num_steps=grid.num_steps)
     cfg = getattr(guider, "cfg", None)  # CFGGuider; other guiders (dual CFG, custom) may have none
-    context = RunContext(grid, guider.model_patcher.model.diffusion_model,
-                         float(cfg) if isinstance(cfg, (int, float)) else None, guider.model_patcher,
-                         args[2] if len(args) > 2 else kwargs.get("sampler"))
+    patcher = guider.model_patcher
+    context = RunContext(grid, patcher.model.diffusion_model, float(cfg) if isinstance(cfg, (int, float)) else None,
+                         patcher, args[2] if len(args) > 2 else kwargs.get("sampler"))
     pieces = holder.start_run(context, report)
     report.planned_computed = pieces.plan.planned
-    run = RunState(pieces, grid, report)
+    report.notes.extend(pieces.plan.notes)
+    run = RunState(pieces, grid, report, home_device=getattr(patcher, "load_device", None))
     guider.model_options = copy_nested_dicts(orig_options)
-    guider.model_options["transformer_options"][RUN_KEY] = run
+    run_options = guider.model_options["transformer_options"]
+    run_options[RUN_KEY] = run
+    make_innermost(run_options)
     success = False
     try:
         out = executor(*args, **kwargs)

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..predictors.calibration.fit import DEFAULT_RIDGE
+from ..predictors.calibration.validation import FitCandidate
 from ..predictors.files.identity import OtherModel
 from ..predictors.engine.grid import StepGrid, TimeAxis
 from ..predictors.forecasters.registry import METHOD_DISPLAY_NAMES, ForecastMethod, ForecastSettings, build_predictor
-from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, computed_count, plan_schedule
+from ..predictors.schedules.error_growth import ErrorGrowth
+from ..predictors.schedules.safety_net import SafetyNet
+from ..predictors.schedules.placements import Placement, ScheduleConfig, adaptive_controller, plan_schedule
 from .plans import AdaptivePlan, EveryStepPlan, FixedPlan
 from .report import RunReport
 from .run_state import L2PHolder, RunContext, RunPieces
@@ -47,7 +50,8 @@ class CfgFit(enum.Enum):
     with python3 -m benchmark, CFG 3, at 4.55x / 5.56x / 7.14x, on the FLUX and the Qwen-Image reference models).
 
     PER_ROLE is what the nodes use: FLUX 47.2 / 45.2 / 40.0 dB, Qwen-Image 47.1 / 44.9 / 40.1 dB with the default
-    schedule (CfgSchedule). With the streams' schedule, PER_STREAM was 0.1-0.5 dB behind it on FLUX and mixed on
+    schedule (CfgSchedule), all measured with the schedule's dsigma-only error model (before
+    ``schedules.error_growth``; the README has the current default's numbers). With the streams' schedule, PER_STREAM was 0.1-0.5 dB behind it on FLUX and mixed on
     Qwen-Image (+2.3 / -0.1 / -0.6 dB). The cross-stream fits exploit the streams' correlation and lose: JOINT by
     3-6 dB; DIFFERENCE (c - u and u) by 6-9 dB, and it diverges (weights of 1e5) on the schedules the guided
     error picks. Their guided forecasts shrink the guidance (weights summing to about 2.6 on cond and -1.6 on
@@ -75,7 +79,8 @@ class CfgSchedule(enum.Enum):
     it picks the same schedules as GUIDED with the cross-stream terms dropped. GUIDED_HALF_CROSS (the default):
     GUIDED with the cross-stream terms halved (``schedules.optimizer.shrink_cross_streams``, keep 0.5).
 
-    Measured (python3 -m benchmark, CFG 3, 4.55x / 5.56x / 7.14x, PSNR mean (worst)):
+    Measured (python3 -m benchmark, CFG 3, 4.55x / 5.56x / 7.14x, PSNR mean (worst), with the dsigma-only error
+    model that preceded ``schedules.error_growth``):
     - FLUX reference:  STREAMS 47.24 (41.51) / 45.24 (40.46) / 39.03 (35.70); GUIDED 45.82 (35.81) / 43.13 (32.53)
       / 39.71 (31.04); half 47.24 (41.51) / 45.24 (40.46) / 39.99 (35.34).
     - Qwen-Image reference: STREAMS 44.41 (33.77) / 42.78 (33.00) / 37.95 (30.77); GUIDED 45.69 (36.19) / 44.67
@@ -103,13 +108,22 @@ class FitOptions:
 
     cfg_fit / cfg_schedule: see CfgFit and CfgSchedule. preserve_levels: constrain the direct fits' weights to keep
     a constant signal's level (``fit.level_preserving_solve``). cross_stream_keep: override cfg_schedule's share of
-    the cross-stream terms, in [0, 1] (None: the schedule's own).
+    the cross-stream terms, in [0, 1] (None: the schedule's own). growth: the optimized placement's error-growth
+    model (``schedules.error_growth``; None: the one the file records for the run's guidance). spread_k: > 0
+    searches the optimized schedule on mean + k * std of the calibration trajectories' errors (``optimizer.Spread``;
+    0: the mean, the default). safety_net: the per-run safety net's settings (``schedules.safety_net``; None: off).
+    fit_candidates: direct fits (ridge, prior) to choose from by leave-one-trajectory-out validation on the run's
+    schedule (``calibration.validation``; empty: the file's ridge).
     """
 
     cfg_fit: CfgFit = CfgFit.PER_ROLE
     cfg_schedule: CfgSchedule = CfgSchedule.GUIDED_HALF_CROSS
     preserve_levels: bool = False
     cross_stream_keep: float | None = None
+    growth: ErrorGrowth | None = None
+    spread_k: float = 0.0
+    safety_net: SafetyNet | None = None
+    fit_candidates: tuple[FitCandidate, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.cfg_fit, CfgFit) or not isinstance(self.cfg_schedule, CfgSchedule):
@@ -117,6 +131,16 @@ class FitOptions:
                              f" {self.cfg_fit!r} and {self.cfg_schedule!r}")
         if not isinstance(self.preserve_levels, bool):
             raise ValueError(f"FitOptions: preserve_levels must be True or False, got {self.preserve_levels!r}")
+        if self.growth is not None and not isinstance(self.growth, ErrorGrowth):
+            raise ValueError(f"FitOptions: growth must be None or an ErrorGrowth, got {self.growth!r}")
+        if not isinstance(self.fit_candidates, tuple) or not all(isinstance(c, FitCandidate)
+                                                                  for c in self.fit_candidates):
+            raise ValueError(f"FitOptions: fit_candidates must be a tuple of FitCandidate, got {self.fit_candidates!r}")
+        if self.safety_net is not None and not isinstance(self.safety_net, SafetyNet):
+            raise ValueError(f"FitOptions: safety_net must be None or a SafetyNet, got {self.safety_net!r}")
+        if isinstance(self.spread_k, bool) or not isinstance(self.spread_k, (int, float)) \
+                or not (np.isfinite(self.spread_k) and self.spread_k >= 0):
+            raise ValueError(f"FitOptions: spread_k must be a number >= 0, got {self.spread_k!r}")
         keep = self.cross_stream_keep
         if keep is not None and not (isinstance(keep, (int, float)) and 0.0 <= keep <= 1.0):
             raise ValueError(f"FitOptions: cross_stream_keep must be None or a number in [0, 1], got {keep!r}")
@@ -146,17 +170,20 @@ FORECAST_PLACEMENTS = [p.value for p in (Placement.EVEN, Placement.PROGRESSIVE, 
 
 
 def make_plan(config: ScheduleConfig, grid: StepGrid, gram: np.ndarray | None = None, ridge: float = DEFAULT_RIDGE,
-              order: int = 1, mix=None):
-    """The step plan for one run. speedup 1 computes every step, whatever the placement.
+              order: int = 1, mix=None, step_weights=None, spread=None):
+    """The step plan for one run. speedup 1 computes every step, whatever the placement; a run too short for the
+    speedup computes its guards or every step, and the plan's notes say so (``schedules.budget``).
 
-    gram / mix: the optimized placement's error model (``schedules.plan_schedule``)."""
-    if computed_count(grid.num_steps, config.speedup) >= grid.num_steps:
-        return EveryStepPlan(grid.num_steps)
+    gram / mix / step_weights / spread: the optimized placement's error model (``schedules.plan_schedule``)."""
+    budget = config.budget(grid.num_steps)
+    notes = (budget.note,) if budget.note else ()
+    if budget.every_step:
+        return EveryStepPlan(grid.num_steps, notes)
     if config.placement is Placement.ADAPTIVE:
         return AdaptivePlan(adaptive_controller(config, grid.num_steps, order=order), warmup=config.warmup)
-    steps = plan_schedule(config, grid, gram=gram, ridge=ridge, mix=mix)
+    steps = plan_schedule(config, grid, gram=gram, ridge=ridge, step_weights=step_weights, mix=mix, spread=spread)
     return FixedPlan(frozenset(steps), warmup=config.warmup,
-                     last_step=grid.num_steps - 1 if config.compute_last else None)
+                     last_step=grid.num_steps - 1 if config.compute_last else None, notes=notes)
 
 
 def _schedule_config(speedup, placement, warmup, compute_last, residual_budget) -> ScheduleConfig:

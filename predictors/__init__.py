@@ -1,6 +1,7 @@
 """Host-independent core of ComfyUI-L2P: pure torch / numpy / safetensors. Nothing here imports ComfyUI."""
 from .engine.linear_predictor import ForecastError, LinearPredictor
-from .calibration.gram import GramStats, empty_stats, gram_from_pieces
+from .calibration.gram import GramStats, empty_stats
+from .calibration.inner_products import gram_from_pieces
 from .calibration.recorder import TrajectoryRecorder
 from .files.calibration_file import file_from_stats, stats_from_file
 from .files.update import extend_calibration_file, update_predictor_file

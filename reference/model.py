@@ -36,6 +36,8 @@ class ReferenceModel:
     codec: PatchPCACodec
     info: dict  # the JSON's training settings and measurements
 
+    family = "flux"  # the predictor-file family: FLUX.1-dev's architecture (nodes/architectures.py)
+
     @property
     def diffusion_model(self) -> Flux:
         """The transformer module (the name ComfyUI's BaseModel gives it; the benchmark reads this one)."""

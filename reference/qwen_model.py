@@ -59,6 +59,7 @@ class QwenReferenceModel:
     conditioner: ClassConditioner
     codec: PatchPCACodec
     info: dict  # the JSON's training settings and measurements
+    family = "qwen_image"  # the predictor-file family (nodes/architectures.py)
 
     def model_fn(self, x: Tensor, sigma: Tensor, cond: Conditioning) -> Tensor:
         """ComfyUI's Qwen-Image forward: velocity (B, 16, h, w) for x (B, 16, h, w), sigma (B,) in [0, 1].

@@ -164,9 +164,10 @@ def check_host(comfy_path: Path) -> list[str]:
     failed_extras = asyncio.run(comfy.nodes.init_builtin_extra_nodes()) or []
     pack = comfy_host.load_pack_in_comfyui()
     import make_workflows  # noqa: E402  (the node types tests/test_workflows.py reads definitions of)
+    from workflow_defs import FRONTEND_ONLY  # noqa: E402
 
     used = {n.type for describe in make_workflows.DESCRIPTIONS for n in describe().nodes}
-    missing = sorted(used - set(make_workflows.FRONTEND_ONLY) - set(comfy.nodes.NODE_CLASS_MAPPINGS))
+    missing = sorted(used - set(FRONTEND_ONLY) - set(comfy.nodes.NODE_CLASS_MAPPINGS))
     if missing:
         raise RuntimeError(f"node types the example workflows use are not registered: {missing} (failed extra "
                            f"node files: {sorted(failed_extras)}; ComfyUI logged why above)")
@@ -199,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:  # any failure of the tests' imports: show it all, then say what it means
                 traceback.print_exc()
                 print(f"setup_comfyui_tests: ComfyUI at {args.comfyui} is NOT ready for the real-ComfyUI tests: the "
-                      f"imports above failed", file=sys.stderr)
+                      f"imports above failed. Prepare it with: bash scripts/setup_comfyui_tests.sh {args.comfyui}",
+                      file=sys.stderr)
                 return 1
     except GuardError as error:
         print(f"setup_comfyui_tests: {error}", file=sys.stderr)

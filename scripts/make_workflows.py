@@ -9,7 +9,8 @@ Each workflow is described compactly below: node types, widget values by input N
 the UI format needs -- the order of ``widgets_values`` (with the frontend-only ``control_after_generate`` value after
 a seed), the link slot indices, the socket lists -- is read from the node definitions of a real ComfyUI, the same
 definitions its ``/object_info`` sends to the frontend. So a description that names an unknown node or input,
-leaves a widget out or links mismatched types fails here instead of producing a workflow that loads wrong.
+leaves out a widget that has no default or links mismatched types fails here instead of producing a workflow that
+loads wrong (a widget left out takes its default, as in a node the user adds).
 
 The committed files are generated on the oldest ComfyUI the pack supports (``reference_host()``, 0.3.64) and are
 checked on every other host by what ComfyUI's frontend makes of them there (``workflow_defs.load_differences``):
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import heapq
 import json
 import sys
@@ -49,62 +49,21 @@ sys.path.insert(0, str(ROOT / "tests"))  # comfy_host: the one place that knows 
 sys.path.insert(0, str(ROOT / "scripts"))  # workflow_defs, when this file is loaded by path (tests/test_workflows.py)
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
 
-from comfyui_l2p.nodes.learn_setup import (AUTO_FILE, KEEP_LEARNING_EVERY, LEARNING_TRAJECTORIES,  # noqa: E402
-                                           Learning)
+from comfyui_l2p.nodes.learn_setup import AUTO_FILE  # noqa: E402
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
-from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, FRONTEND_ONLY, NO_DEFAULT,  # noqa: E402
-                           PACK_CNR_ID, NodeDef, load_differences, read_node_def)
+from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, NO_DEFAULT, PACK_CNR_ID, NodeDef,  # noqa: E402
+                           load_differences, read_node_def)
+from workflow_parts import (CALIBRATION_RIDGE, FORECAST_WARMUP, SCHEDULE_DEFAULTS, Description, ModelFile,  # noqa: E402
+                            N, Out, files_tree, grid_text, l2p_cache, learned_file, learning_text, node, note)
+import workflows_wan_sdxl  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ node definitions
 # The frontend's reading of a node definition (widget order, DynamicCombos, what a saved node loads as) is in
 # workflow_defs.py; the committed files are generated on the oldest ComfyUI the pack supports (REFERENCE_HOST).
 
 
-# ----------------------------------------------------------------------------------------- the description
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelFile:
-    """A model file a loader widget names: the frontend offers to download it when missing (properties.models)."""
-
-    name: str
-    directory: str  # the models/ subfolder
-    url: str
-
-
-@dataclasses.dataclass(eq=False)
-class N:
-    """One node of a description. ``values``: input name -> widget value, ``ModelFile``, or ``Out`` (a link);
-    ``control_after_generate`` -> the seed's control value. ``column`` places it left to right."""
-
-    type: str
-    column: int
-    values: dict[str, Any]
-    title: str | None = None
-    width: int | None = None
-    height: int | None = None
-    highlight: bool = False
-
-    def out(self, name: str) -> "Out":
-        return Out(self, name)
-
-
-@dataclasses.dataclass(frozen=True)
-class Out:
-    node: N
-    output: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Description:
-    name: str  # file stem; the template's name in the UI
-    nodes: tuple[N, ...]
-
-
-def node(type_: str, column: int, *, node_title: str | None = None, node_width: int | None = None,
-         node_height: int | None = None, highlight: bool = False, **values: Any) -> N:
-    """A node of ``type_`` in ``column``; ``values`` are its inputs by name (the node_* names only lay it out)."""
-    return N(type_, column, values, node_title, node_width, node_height, highlight)
+# The description's parts (nodes, links, model files, notes) are in workflow_parts.py, shared with the
+# descriptions in workflows_wan_sdxl.py.
 
 
 # ------------------------------------------------------------------------------------ stock models, settings
@@ -144,69 +103,6 @@ QWEN_STEPS, QWEN_SPEEDUP = 40, 2.5
 # HunyuanVideo: 50 steps, the model's reference setting; guidance is distilled (FluxGuidance 6, no CFG) like FLUX.
 HUNYUAN_STEPS, HUNYUAN_SPEEDUP = 50, 5.0
 FORECAST_SPEEDUP = 4.55  # 11 of 50 steps: the paper's mildest setting, a fair training-free starting point
-
-SCHEDULE_DEFAULTS = dict(compute_last_step=False, residual_budget=0.05, history_device="model device")
-# The nodes' own defaults (nodes/setups.py, measured by python3 -m benchmark.sweep): L2P's optimized placement
-# starts from one warm-up step, training-free forecasters from two; the calibration ridge is 1e-6.
-L2P_WARMUP, FORECAST_WARMUP, CALIBRATION_RIDGE = 1, 2, 1e-6
-
-
-def l2p_cache(column: int, model: Out, speedup: float) -> N:
-    """L2P Cache with its defaults: it learns each setup from the user's first images, then forecasts."""
-    return node("L2PCache", column, highlight=True, model=model, predictor_file=AUTO_FILE, speedup=speedup,
-                placement="optimized", warmup_steps=L2P_WARMUP, **SCHEDULE_DEFAULTS, predictor="direct", step_grid_mismatch="refuse",
-                other_model="refuse", learning=Learning.LEARN.value, learning_images=LEARNING_TRAJECTORIES)
-
-
-# ------------------------------------------------------------------------------------------------- notes
-
-
-def files_tree(files: list[ModelFile], l2p_file: str | None) -> str:
-    """Download links and the models/ tree, as ComfyUI's own templates show them; ``l2p_file``: the models/l2p/
-    entry and what writes it."""
-    by_dir: dict[str, list[str]] = {}
-    for f in files:
-        by_dir.setdefault(f.directory, []).append(f.name)
-    if l2p_file:
-        by_dir.setdefault("l2p", []).append(l2p_file)
-    lines = ["ComfyUI/", "└── models/"]
-    for d_index, (directory, names) in enumerate(by_dir.items()):
-        last_dir = d_index == len(by_dir) - 1
-        lines.append(f"    {'└──' if last_dir else '├──'} {directory}/")
-        indent = "    " if last_dir else "│   "
-        for i, name in enumerate(names):
-            lines.append(f"    {indent}{'└──' if i == len(names) - 1 else '├──'} {name}")
-    downloads = "\n".join(f"- [{f.name}]({f.url})" for f in files)
-    return "### Files\n\n" + downloads + "\n\n```\n" + "\n".join(lines) + "\n```\n"
-
-
-def note(text: str) -> N:
-    return node("MarkdownNote", -1, node_width=520, node_height=760, text=text)
-
-
-def learned_file(family: str, steps: int, cfg: str) -> str:
-    return f"auto-{family}-{steps}steps-simple-{cfg}-<hash>.safetensors   <- learned by L2P Cache"
-
-
-def learning_text(steps: int, speedup: float, setup: str) -> str:
-    """How L2P Cache learns, for the notes of the cache templates."""
-    k = computed_count(steps, speedup)
-    return (f"**Just queue.** L2P Cache learns this model from your own runs: the first {LEARNING_TRAJECTORIES} images"
-            f" (every batch row counts) compute all {steps} steps and are recorded in `models/l2p/`; every image"
-            f" after them runs {k} of the {steps} steps for real (speedup {speedup}) and forecasts the others. The"
-            f" node shows what each run did (\"learning: 2 of {LEARNING_TRAJECTORIES} images\", then passes, speedup"
-            f" and the worst forecast residual). A learned file belongs to one setup ({setup}): change any of them"
-            f" and L2P Cache learns that setup into another file; the first one is kept and found again.\n\n"
-            f"**Control:** *learning* keeps learning (one full run in {KEEP_LEARNING_EVERY}), stops learning, or"
-            f" starts over (the learned file moves to `models/l2p/archive/`); *predictor_file* pins a file (a learned"
-            f" one, or one made by L2P Calibrate), used as it is and never modified.")
-
-
-def grid_text(steps: int, extra: str = "") -> str:
-    return (f"The predictor file is tied to its step grid: {steps} steps, euler, simple, denoise 1{extra}. With another"
-            f" grid L2P Cache refuses the file (step_grid_mismatch: refuse) and says so: calibrate again at the new"
-            f" setting, or set step_grid_mismatch to resample.")
-
 
 # --------------------------------------------------------------------------------------------- workflows
 
@@ -252,8 +148,8 @@ def flux_l2p_cache() -> Description:
 **Compare:** the seed is set to *randomize*, so the images L2P Cache learns from differ. Set it to *fixed*, queue,\
  then select L2P Cache, press Ctrl+B (bypass) and queue again for the full {FLUX_STEPS}-step image.
 
-{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], learned_file("flux", FLUX_STEPS, "cfg1"))}"""
-    nodes = flux_graph(lambda model: l2p_cache(1, model, FLUX_SPEEDUP), FLUX_STEPS, "randomize", "L2P/flux1-dev")
+{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], None, learned_file("flux", FLUX_STEPS, "cfg1"))}"""
+    nodes = flux_graph(lambda model: l2p_cache(1, model, AUTO_FILE, FLUX_SPEEDUP), FLUX_STEPS, "randomize", "L2P/flux1-dev")
     return Description("flux1-dev-l2p-cache", (note(text), *nodes))
 
 
@@ -275,7 +171,7 @@ def flux_l2p_calibrate() -> Description:
 **Settings:** *teacher-forced* records the true output of every step; *on-policy* (for a second round, once the\
  file exists) follows the file's own forecasts at on_policy_speedup while still recording the truth.
 
-{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR + "   <- written by L2P Calibrate")}"""
+{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR)}"""
 
     def calibrate(model: Out) -> N:
         return node("L2PCalibrate", 1, highlight=True, model=model, file_name=FLUX_PREDICTOR, ridge_lambda=CALIBRATION_RIDGE,
@@ -329,13 +225,13 @@ def qwen_image_l2p_cache() -> Description:
 **Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full image. While\
  L2P Cache learns, vary the prompt: a few different images teach it more than one image several times.
 
-{files_tree([QWEN_IMAGE, QWEN_TE, QWEN_VAE], learned_file("qwen_image", QWEN_STEPS, "cfg2.5"))}"""
+{files_tree([QWEN_IMAGE, QWEN_TE, QWEN_VAE], None, learned_file("qwen_image", QWEN_STEPS, "cfg2.5"))}"""
     unet = node("UNETLoader", 0, unet_name=QWEN_IMAGE, weight_dtype="default")
     clip = node("CLIPLoader", 0, clip_name=QWEN_TE, type="qwen_image", device="default")
     vae = node("VAELoader", 0, vae_name=QWEN_VAE)
     latent = node("EmptySD3LatentImage", 0, width=1328, height=1328, batch_size=1)
     shift = node("ModelSamplingAuraFlow", 1, model=unet.out("MODEL"), shift=3.1)
-    cache = l2p_cache(1, shift.out("MODEL"), QWEN_SPEEDUP)
+    cache = l2p_cache(1, shift.out("MODEL"), AUTO_FILE, QWEN_SPEEDUP)
     positive = node("CLIPTextEncode", 2, node_title="Positive prompt", node_width=420, clip=clip.out("CLIP"),
                     text='a hand-painted wooden shop sign reading "L2P BAKERY" above a window full of fresh bread,'
                          " morning light, rainy cobblestone street")
@@ -367,14 +263,15 @@ Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per
 **Compare:** the noise seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full video.\
  Lower the VAE decode tile sizes if you run out of memory.
 
-{files_tree([HUNYUAN_VIDEO, CLIP_L, LLAVA_LLAMA3, HUNYUAN_VAE], learned_file("hunyuan_video", HUNYUAN_STEPS, "guider"))}"""
+{files_tree([HUNYUAN_VIDEO, CLIP_L, LLAVA_LLAMA3, HUNYUAN_VAE], None,
+            learned_file("hunyuan_video", HUNYUAN_STEPS, "guider"))}"""
     unet = node("UNETLoader", 0, unet_name=HUNYUAN_VIDEO, weight_dtype="default")
     clip = node("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=LLAVA_LLAMA3, type="hunyuan_video",
                 device="default")
     vae = node("VAELoader", 0, vae_name=HUNYUAN_VAE)
     latent = node("EmptyHunyuanLatentVideo", 0, width=848, height=480, length=73, batch_size=1)
     shift = node("ModelSamplingSD3", 1, model=unet.out("MODEL"), shift=7.0)
-    cache = l2p_cache(1, shift.out("MODEL"), HUNYUAN_SPEEDUP)
+    cache = l2p_cache(1, shift.out("MODEL"), AUTO_FILE, HUNYUAN_SPEEDUP)
     prompt = node("CLIPTextEncode", 1, node_title="Prompt", node_width=420, clip=clip.out("CLIP"),
                   text="a paper boat drifting down a rain-filled gutter, ripples and reflections of neon signs,"
                        " slow tracking shot, cinematic")
@@ -399,6 +296,7 @@ Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per
 
 DESCRIPTIONS: tuple[Callable[[], Description], ...] = (
     flux_l2p_calibrate, flux_l2p_cache, qwen_image_l2p_cache, hunyuan_video_l2p_cache, flux_forecast_cache,
+    *workflows_wan_sdxl.DESCRIPTIONS,
 )
 WORKFLOW_NAMES: tuple[str, ...] = tuple(describe().name for describe in DESCRIPTIONS)  # no ComfyUI needed
 

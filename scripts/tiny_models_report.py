@@ -1,39 +1,79 @@
-"""Real passes and quality of the nodes inside real ComfyUI on the tiny FLUX, Qwen-Image and HunyuanVideo models.
+"""Real passes and quality of the nodes inside real ComfyUI, per model family, on the tiny models of
+tests/comfy_families.py (ComfyUI's own config and model classes, seeded random weights).
 
-    COMFYUI_PATH=/path/to/ComfyUI python3 scripts/tiny_models_report.py [--steps 20] [--speedup 4]
+    COMFYUI_PATH=/path/to/ComfyUI python3 scripts/tiny_models_report.py [--steps 20] [--speedup 4] [--cfg 1 4]
+        [--calibration-seeds 4] [--eval-seeds 3] [--families flux wan2.1-t2v ...]
 
-For each family: L2P Calibrate on 4 seeds, then L2P Cache (defaults) and Forecast Cache (TaylorSeer order 1,
-even) on a held-out seed; real transformer passes counted with hooks, PSNR of the output latent against the
-full run. The tiny models have random weights: this checks plumbing and counts, not forecasting quality
-(the reference benchmark, python3 -m benchmark, measures that on a trained model).
+Per family and CFG scale: the full run's real passes; Forecast Cache with its defaults and L2P Cache with its
+defaults (after L2P Calibrate on ``--calibration-seeds`` seeds at the same setting) at ``--speedup``: their real
+passes (counted with hooks in the transformer's blocks) and the PSNR of the output latent against the full run of
+the same seed, mean over ``--eval-seeds`` held-out seeds and (worst). PSNR peak: the full run's largest |value|.
+A family the host does not have is listed as such. The tiny models have random weights: this checks that every
+family is driven and counted right, not how well a trained model forecasts (python3 -m benchmark measures that).
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (the pack as comfyui_l2p)
+import comfy_families  # noqa: E402
 import comfy_host  # noqa: E402
 
 
-def psnr(a: torch.Tensor, ref: torch.Tensor) -> float:
-    mse = float(torch.mean((a.float() - ref.float()) ** 2))
-    peak = float(ref.float().abs().max())
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
+def psnr(out: torch.Tensor, ref: torch.Tensor) -> float:
+    mse = float(torch.mean((out.double() - ref.double()) ** 2))
+    peak = float(ref.double().abs().max())
+    return float("inf") if mse == 0 else 10 * math.log10(peak**2 / mse)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
+def summary(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.1f} ({min(values):.1f})"
+
+
+def measure(pack, tiny, cfg: float, args) -> dict[str, str]:
+    """One family at one CFG scale: passes and PSNR of the full run, Forecast Cache and L2P Cache."""
+    name = f"{tiny.spec.key}-cfg{cfg:g}.safetensors"
+    calibrating = comfy_families.apply_node(pack.nodes["L2PCalibrate"], tiny, file_name=name)
+    for seed in range(args.calibration_seeds):
+        comfy_families.sample(tiny, patched=calibrating, steps=args.steps, cfg=cfg, seed=seed)
+    variants = {
+        "forecast": comfy_families.apply_node(pack.nodes["L2PForecastCache"], tiny, speedup=args.speedup),
+        "l2p": comfy_families.apply_node(pack.nodes["L2PCache"], tiny, predictor_file=name, speedup=args.speedup),
+    }
+    passes: dict[str, set[int]] = {"full": set(), "forecast": set(), "l2p": set()}
+    quality: dict[str, list[float]] = {"forecast": [], "l2p": []}
+    for seed in range(100, 100 + args.eval_seeds):
+        with comfy_host.count_passes(tiny) as counter:
+            full = comfy_families.sample(tiny, steps=args.steps, cfg=cfg, seed=seed)
+        passes["full"].add(counter.forwards)
+        for variant, patched in variants.items():
+            with comfy_host.count_passes(tiny) as counter:
+                out = comfy_families.sample(tiny, patched=patched, steps=args.steps, cfg=cfg, seed=seed)
+            passes[variant].add(counter.forwards)
+            quality[variant].append(psnr(out, full))
+    row = {k: "/".join(str(p) for p in sorted(v)) for k, v in passes.items()}
+    row.update({f"{k} psnr": summary(v) for k, v in quality.items()})
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--speedup", type=float, default=4.0)
-    args = p.parse_args()
+    p.add_argument("--cfg", type=float, nargs="+", default=[1.0, 4.0])
+    p.add_argument("--calibration-seeds", type=int, default=4)
+    p.add_argument("--eval-seeds", type=int, default=3)
+    p.add_argument("--families", nargs="*", default=None, help="spec keys (tests/comfy_families.py); default all")
+    args = p.parse_args(argv)
     if comfy_host.comfyui_path() is None:
         print(comfy_host.SKIP_REASON)
         return 2
@@ -41,35 +81,27 @@ def main() -> int:
     import folder_paths
 
     pack = comfy_host.load_pack_in_comfyui()
-    tmp = tempfile.mkdtemp(prefix="l2p-tiny-")
-    folder_paths.folder_names_and_paths["l2p"] = ([tmp], {".safetensors"})
-    print("| model | cfg | passes full | passes L2P Cache | PSNR L2P Cache | passes Forecast Cache | PSNR Forecast Cache |")
-    print("|---|---|---|---|---|---|---|")
-    for family, cfg in ((comfy_host.Family.FLUX, 1.0), (comfy_host.Family.QWEN_IMAGE, 3.0),
-                        (comfy_host.Family.HUNYUAN_VIDEO, 1.0)):
-        tiny = comfy_host.tiny_model(family, seed=0)
-        shape = tiny.latent_shape(1, frames=3) if family is comfy_host.Family.HUNYUAN_VIDEO else None
-        name = f"{family.name.lower()}-cfg{cfg:g}.safetensors"
-        (cal,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name=name,
-                                     ridge_lambda=1e-6, mode="teacher-forced", on_policy_speedup=5.0)
-        for seed in range(4):
-            comfy_host.sample(cal, steps=args.steps, cfg=cfg, seed=seed, latent_shape=shape)
-        with comfy_host.count_passes(tiny) as full_count:
-            full = comfy_host.sample(tiny, steps=args.steps, cfg=cfg, seed=100, latent_shape=shape)
-        (l2p,) = comfy_host.run_node(pack.nodes["L2PCache"], model=tiny.patcher, predictor_file=name,
-                                     speedup=args.speedup, placement="optimized", warmup_steps=1,
-                                     compute_last_step=False, residual_budget=0.05, history_device="model device",
-                                     predictor="direct", step_grid_mismatch="refuse")
-        with comfy_host.count_passes(tiny) as l2p_count:
-            out_l2p = comfy_host.sample(l2p, steps=args.steps, cfg=cfg, seed=100, latent_shape=shape)
-        (fc,) = comfy_host.run_node(pack.nodes["L2PForecastCache"], model=tiny.patcher, method="TaylorSeer order 1",
-                                    time_axis="step", speedup=args.speedup, placement="even", warmup_steps=2,
-                                    compute_last_step=False, residual_budget=0.05, history_device="model device",
-                                    spectrum_degree=4, spectrum_lambda=0.1, spectrum_blend=0.5)
-        with comfy_host.count_passes(tiny) as fc_count:
-            out_fc = comfy_host.sample(fc, steps=args.steps, cfg=cfg, seed=100, latent_shape=shape)
-        print(f"| {family.name} | {cfg:g} | {full_count.forwards} | {l2p_count.forwards} | {psnr(out_l2p, full):.1f} |"
-              f" {fc_count.forwards} | {psnr(out_fc, full):.1f} |")
+    folder = tempfile.mkdtemp(prefix="l2p-tiny-")
+    folder_paths.folder_names_and_paths["l2p"] = ([folder], {".safetensors"})
+    specs = [comfy_families.spec(k) for k in args.families] if args.families else comfy_families.SPECS
+    print(f"{comfy_host.host_line()}; {args.steps} euler steps, simple scheduler, speedup {args.speedup:g},"
+          f" calibration seeds {args.calibration_seeds}, evaluation seeds {args.eval_seeds}")
+    print("| family (tiny model) | config | cfg | passes full | Forecast Cache passes | PSNR (worst) |"
+          " L2P Cache passes | PSNR (worst) |")
+    print("|---|---|---|---|---|---|---|---|")
+    torch.set_num_threads(1)
+    for spec in specs:
+        reason = comfy_families.host_has(spec)
+        if reason is not None:
+            print(f"| {spec.key} | {spec.config} | - | not in this ComfyUI | | | | |")
+            continue
+        start = time.perf_counter()
+        tiny = comfy_families.build(spec, seed=0)
+        for cfg in args.cfg:
+            r = measure(pack, tiny, cfg, args)
+            print(f"| {spec.key} | {spec.config} | {cfg:g} | {r['full']} | {r['forecast']} | {r['forecast psnr']} |"
+                  f" {r['l2p']} | {r['l2p psnr']} |", flush=True)
+        print(f"<!-- {spec.key}: {time.perf_counter() - start:.0f} s -->", file=sys.stderr, flush=True)
     return 0
 
 

@@ -12,7 +12,7 @@ Use in a test module (works today, no conftest change needed):
 Tests that need ComfyUI are SKIPPED, with ``comfy_host.SKIP_REASON`` as the reason, when ``COMFYUI_PATH`` is
 unset. When ``tests/conftest.py`` declares ``pytest_plugins = ["comfy_fixtures"]`` this module is also a plugin:
 the fixture is available everywhere, the ``comfy`` marker is registered (``@pytest.mark.comfy`` skips like
-``requires_comfyui``), the host (ComfyUI version and path, or none) is named in the header and again at the end
+``requires_comfyui``, and every test using the fixture gets it, so ``-m comfy`` selects the real-ComfyUI tests), the host (ComfyUI version and path, or none) is named in the header and again at the end
 of the run, and the skip reason is printed once at the end even under ``-q``.
 """
 from __future__ import annotations
@@ -21,7 +21,14 @@ import pytest
 
 import comfy_host
 
-requires_comfyui = pytest.mark.skipif(comfy_host.comfyui_path() is None, reason=comfy_host.SKIP_REASON)
+_skip_without_comfyui = pytest.mark.skipif(comfy_host.comfyui_path() is None, reason=comfy_host.SKIP_REASON)
+
+
+def requires_comfyui(test):
+    """Mark a test as needing ComfyUI: skipped without COMFYUI_PATH, selected by ``-m comfy`` (what .ci/run runs
+    per host)."""
+    return pytest.mark.comfy(_skip_without_comfyui(test))
+
 
 _skipped_for_comfy: list[str] = []
 
@@ -56,11 +63,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # every test that needs ComfyUI carries the `comfy` marker, also those that only ask for the fixture (directly
+    # or through another fixture), so `-m comfy` selects exactly the real-ComfyUI tests
+    for item in items:
+        if "comfy" in getattr(item, "fixturenames", ()) and item.get_closest_marker("comfy") is None:
+            item.add_marker(pytest.mark.comfy)
     if comfy_host.comfyui_path() is not None:
         return
     skip = pytest.mark.skip(reason=comfy_host.SKIP_REASON)
     for item in items:
-        if "comfy" in item.keywords and item.get_closest_marker("comfy") is not None:
+        if item.get_closest_marker("comfy") is not None:
             item.add_marker(skip)
 
 

@@ -23,10 +23,12 @@ Public API (all functions bootstrap on first use):
     sample(model, *, steps, cfg, seed, sampler_name="euler", scheduler="simple", batch=1, ...) -> latent Tensor
     scheduler_sigmas(model, *, steps, scheduler="simple") -> Tensor (steps + 1,)
     sample_sigmas(model, *, sigmas, cfg, seed, add_noise=True, ...) -> latent Tensor
-    count_passes(model) -> context manager yielding PassCounter
+    count_passes(model) -> context manager yielding PassCounter   (any model; scheduler_sigmas too)
+    one_thread() -> context manager: torch on one thread while sampling tiny models
     record_diffusion_model_args(model) -> (clone, records)
     run_node(node_cls, **inputs) -> tuple of outputs
-    ("model" = a TinyModel or a ModelPatcher of a FLUX / Qwen-Image / HunyuanVideo model)
+    ("model" = a TinyModel or a ModelPatcher of a FLUX / Qwen-Image / HunyuanVideo model; the other families'
+    tiny models are in comfy_families.py)
 """
 from __future__ import annotations
 
@@ -104,18 +106,25 @@ def host_line() -> str:
     return f"real-ComfyUI host: ComfyUI {comfyui_version(path)} at {path}"
 
 
-def bootstrap() -> ComfyModules:
-    """Import ComfyUI from ``COMFYUI_PATH`` once, CPU only, and return its modules.
+def bootstrap(device: str = "cpu") -> ComfyModules:
+    """Import ComfyUI from ``COMFYUI_PATH`` once and return its modules. ``device`` "cpu" (the tests) or "cuda"
+    (scripts/gpu_timing.py): ComfyUI picks its device once, so a second call asking for another one is refused.
 
     Order (each step guards a failure seen on a CPU-only machine):
     1. checkout first on sys.path, so ``nodes`` / ``utils`` / ``comfy`` are ComfyUI's;
     2. ``comfy.options`` with args parsing left off, so pytest's argv is never parsed;
-    3. ``args.cpu = True`` before ``comfy.model_management`` is imported (it asserts CUDA otherwise);
+    3. ``args.cpu = True`` (unless "cuda") before ``comfy.model_management`` is imported (it asserts CUDA otherwise);
     4. ``utils.extra_config`` before ``nodes`` (``nodes.py`` puts ``comfy/`` on sys.path, after which ``utils``
        would resolve to ``comfy/utils.py``).
     """
     global _MODULES
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"bootstrap: device must be 'cpu' or 'cuda', got {device!r}")
     if _MODULES is not None:
+        running = _MODULES.model_management.get_torch_device().type
+        if running != device:
+            raise ComfyHostError(f"ComfyUI is already bootstrapped on {running}; cannot switch to {device} in one "
+                                 f"process")
         return _MODULES
     path = comfyui_path()
     if path is None:
@@ -145,7 +154,7 @@ def bootstrap() -> ComfyModules:
     import comfy.options  # noqa: F401  (args parsing stays off: the default)
     import comfy.cli_args
 
-    comfy.cli_args.args.cpu = True
+    comfy.cli_args.args.cpu = device == "cpu"
     import utils.extra_config  # noqa: F401  (before `nodes`, see docstring)
     import comfy.model_management
     import comfy.sd
@@ -390,8 +399,10 @@ def _load_like_host(model_config, module: torch.nn.Module, state_dict: Mapping[s
     module.float()
 
 
-def _build(family: Family, unet_config: Mapping[str, Any]) -> TinyModel:
-    """config -> get_model -> ModelPatcher, as comfy/sd.py load_diffusion_model_state_dict does; fp32, CPU."""
+def _build(family: Family, unet_config: Mapping[str, Any], dtype: torch.dtype = torch.float32,
+           device: torch.device | None = None) -> TinyModel:
+    """config -> get_model -> ModelPatcher, as comfy/sd.py load_diffusion_model_state_dict does. The parameters
+    are allocated on ``device`` (default: ComfyUI's offload device, the CPU here), uninitialised."""
     comfy = bootstrap()
     unet_config = host_unet_config(family, unet_config)
     config_cls = getattr(comfy.supported_models, family.value)
@@ -401,9 +412,10 @@ def _build(family: Family, unet_config: Mapping[str, Any]) -> TinyModel:
             f"found {dict(unet_config)}"
         )
     model_config = config_cls(dict(unet_config))
-    model_config.set_inference_dtype(torch.float32, None)
-    model = model_config.get_model({}, "")
-    model = model.to(comfy.model_management.unet_offload_device())
+    model_config.set_inference_dtype(dtype, None)
+    model = model_config.get_model({}, "", device=device)
+    if device is None:
+        model = model.to(comfy.model_management.unet_offload_device())
     patcher = comfy.model_patcher.ModelPatcher(
         model,
         load_device=comfy.model_management.get_torch_device(),
@@ -450,27 +462,36 @@ def init_weights(module: torch.nn.Module, seed: int, bias_std: float = 0.1) -> N
     norm gains (norm modules' weights and QK-norm ``scale``) = 1, other vectors (biases) ~ N(0, bias_std^2).
     In particular the final layers (adaLN modulation and output projection) are random, not zero.
     """
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = next(module.parameters()).device  # drawn where the parameters live: a 12B model is not drawn on a CPU
+    gen = torch.Generator(device=device).manual_seed(seed)
     owners = {name: mod for name, mod in module.named_modules()}
     for name, param in module.named_parameters():
         owner = owners[name.rpartition(".")[0]] if "." in name else module
         leaf = name.rpartition(".")[2]
         if param.ndim >= 2:
             fan_in = math.prod(param.shape[1:])
-            value = torch.randn(param.shape, generator=gen) / math.sqrt(fan_in)
+            value = torch.randn(param.shape, generator=gen, device=device) / math.sqrt(fan_in)
         elif leaf == "scale" or (isinstance(owner, _NORM_TYPES) and leaf == "weight") or "Norm" in type(owner).__name__:
-            value = torch.ones(param.shape) if leaf != "bias" else torch.zeros(param.shape)
+            value = torch.ones(param.shape, device=device) if leaf != "bias" else torch.zeros(param.shape, device=device)
         else:
-            value = torch.randn(param.shape, generator=gen) * bias_std
+            value = torch.randn(param.shape, generator=gen, device=device) * bias_std
         param.copy_(value.to(param.dtype))
 
 
-def tiny_model(family: Family, seed: int = 0, **overrides: Any) -> TinyModel:
-    """A tiny ``family`` model, random weights from ``seed``; ``overrides`` replace unet_config entries."""
+def tiny_model(family: Family, seed: int = 0, *, dtype: torch.dtype = torch.float32,
+               device: torch.device | None = None, **overrides: Any) -> TinyModel:
+    """A tiny ``family`` model, random weights from ``seed``; ``overrides`` replace unet_config entries (so any
+    size: scripts/gpu_timing.py builds FLUX.1-dev's this way). ``dtype`` / ``device``: the parameters' (default
+    float32 on ComfyUI's offload device, the CPU)."""
     unet_config = {**_TINY_CONFIGS[family], **overrides}
-    tiny = _build(family, unet_config)
+    tiny = _build(family, unet_config, dtype, device)
     init_weights(tiny.diffusion_model, seed)
     return tiny
+
+
+def model_skeleton(family: Family, *, dtype: torch.dtype, device: torch.device, **overrides: Any) -> TinyModel:
+    """``tiny_model``'s model without its weights drawn: on the meta device, a full-size model's shape for free."""
+    return _build(family, {**_TINY_CONFIGS[family], **overrides}, dtype, device)
 
 
 def tiny_flux(seed: int = 0, **overrides: Any) -> TinyModel:
@@ -565,7 +586,7 @@ def _conds(tiny: TinyModel, seed: int, positive, negative, text_len: int, negati
 
 
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
+def one_thread() -> Iterator[None]:
     """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine the thread pool's spinning
     made a 4-step run up to 50x slower; restore the caller's setting afterwards."""
     before = torch.get_num_threads()
@@ -606,7 +627,7 @@ def sample(
     tiny = as_tiny(model)
     positive, negative = _conds(tiny, seed, positive, negative, text_len, negative_text_len)
     samples = _latent(tiny, latent_shape, batch, latent)
-    with _one_thread():
+    with one_thread():
         (out,) = comfy.nodes.common_ksampler(
             tiny.patcher, seed, steps, cfg, sampler_name, scheduler, positive, negative, {"samples": samples},
             denoise=denoise,
@@ -617,7 +638,7 @@ def sample(
 def scheduler_sigmas(model: Any, *, steps: int, scheduler: str = "simple") -> torch.Tensor:
     """The BasicScheduler sigmas, float32 (steps + 1,) ending in 0, for ``model``'s model_sampling."""
     comfy = bootstrap()
-    model_sampling = as_tiny(model).patcher.get_model_object("model_sampling")
+    model_sampling = _patcher_of(model).get_model_object("model_sampling")
     return comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).cpu()
 
 
@@ -652,7 +673,7 @@ def sample_sigmas(
     else:
         noise = torch.zeros(samples.shape, dtype=samples.dtype)
     sampler = comfy.samplers.ksampler(sampler_name)
-    with _one_thread():
+    with one_thread():
         return comfy.sample.sample_custom(
             tiny.patcher, noise, cfg, sampler, sigmas, positive, negative, samples, disable_pbar=True, seed=seed,
         )
@@ -700,22 +721,31 @@ class PassCounter:
         self.calls.clear()
 
 
-def first_block(diffusion_model: torch.nn.Module) -> torch.nn.Module:
-    """The first transformer block: double_blocks[0] (FLUX, HunyuanVideo) or transformer_blocks[0] (Qwen)."""
-    for name in ("double_blocks", "transformer_blocks", "single_blocks"):
-        blocks = getattr(diffusion_model, name, None)
-        if blocks is not None and len(blocks) > 0:
-            return blocks[0]
-    raise ComfyHostError(f"{type(diffusion_model).__name__} has no double_blocks/transformer_blocks to count")
+def first_blocks(diffusion_model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The first block of every block list the transformer owns (double_blocks / single_blocks for FLUX,
+    transformer_blocks for Qwen-Image, blocks for Wan, layers and refiners for Lumina, input_blocks for a UNet, ...):
+    one of them runs in every real pass, none when a wrapper answers without calling the transformer."""
+    blocks = [child[0] for child in diffusion_model.children()
+              if isinstance(child, torch.nn.ModuleList) and len(child) > 0]
+    if not blocks:
+        raise ComfyHostError(f"{type(diffusion_model).__name__} has no block list (nn.ModuleList) to count passes by")
+    return blocks
+
+
+def _patcher_of(model: Any) -> Any:
+    """The ModelPatcher of a TinyModel, of another tiny model holding one (``comfy_families.FamilyModel``), or
+    ``model`` itself."""
+    return model.patcher if hasattr(model, "patcher") else model
 
 
 @contextlib.contextmanager
 def count_passes(model: Any) -> Iterator[PassCounter]:
-    """Count diffusion-model calls and real transformer passes of ``model`` (a ModelPatcher or TinyModel).
+    """Count diffusion-model calls and real transformer passes of ``model`` (a ModelPatcher, a TinyModel or
+    anything holding its ``patcher``).
 
     Hooks sit on the shared ``nn.Module``, so clones of the patcher are counted too; they are removed on exit.
     """
-    dm = as_tiny(model).patcher.model.diffusion_model
+    dm = _patcher_of(model).model.diffusion_model
     counter = PassCounter()
 
     def outer_pre_hook(module, args, kwargs):
@@ -741,7 +771,9 @@ def count_passes(model: Any) -> Iterator[PassCounter]:
     handles = [
         dm.register_forward_pre_hook(outer_pre_hook, with_kwargs=True),
         dm.register_forward_hook(outer_post_hook, with_kwargs=True),
-        first_block(dm).register_forward_pre_hook(block_pre_hook),
+        # every module of those blocks: a UNet runs its TimestepEmbedSequential's layers one by one, never the block
+        *(module.register_forward_pre_hook(block_pre_hook)
+          for block in first_blocks(dm) for module in block.modules()),
     ]
     try:
         yield counter

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_l2p.predictors.calibration.gram import GramStats, cross_gram, empty_stats, gram_from_pieces
+from comfyui_l2p.predictors.calibration.gram import GramStats, empty_stats
+from comfyui_l2p.predictors.calibration.inner_products import cross_gram, gram_from_pieces
 from comfyui_l2p.predictors.calibration.recorder import TrajectoryRecorder
 from comfyui_l2p.predictors.engine.grid import StepGrid
 

@@ -141,14 +141,14 @@ def test_guided_error_schedule_is_what_the_cache_plans_for_a_cfg_run():
     cond, uncond = cfg_trajectories(grid, seed=7)
     stats = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid)
     config = ScheduleConfig(4.0, "optimized", warmup=1)
-    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
+    plan = l2p_setup.l2p_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
         setups.CfgFit.PER_ROLE, setups.CfgSchedule.GUIDED))
     assert plan.planned == optimized_schedule(stats.gram, grid, 5, warmup=1, ridge=1e-6, mix=(3.0, -2.0))
-    diff = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
+    diff = l2p_setup.l2p_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
         setups.CfgFit.DIFFERENCE, setups.CfgSchedule.GUIDED))
     derived = stats.mixed_gram([{"uncond": 1.0}, {"cond": 1.0, "uncond": -1.0}])
     assert diff.planned == optimized_schedule(derived, grid, 5, warmup=1, ridge=1e-6, mix=(1.0, 3.0))
-    streams = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
+    streams = l2p_setup.l2p_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
         setups.CfgFit.PER_ROLE, setups.CfgSchedule.STREAMS))
     assert streams.planned == optimized_schedule(stats.summed_gram(), grid, 5, warmup=1, ridge=1e-6)
 
@@ -174,7 +174,7 @@ def test_the_default_cfg_schedule_halves_the_cross_stream_terms():
     cond, uncond = cfg_trajectories(grid, seed=9)
     stats = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid)
     config = ScheduleConfig(4.0, "optimized", warmup=1)
-    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 5.0, setups.FitOptions(
+    plan = l2p_setup.l2p_plan(config, grid, stats, stats.summed_gram(), 1e-6, 5.0, setups.FitOptions(
         setups.CfgFit.PER_ROLE, setups.CfgSchedule.GUIDED_HALF_CROSS))
     expected = optimized_schedule(shrink_cross_streams(stats.gram, 2, 0.5), grid, 5, warmup=1, ridge=1e-6,
                                   mix=(5.0, -4.0))
@@ -186,7 +186,7 @@ def test_a_sweep_can_override_the_share_of_cross_stream_terms():
     cond, uncond = cfg_trajectories(grid, seed=10)
     stats = GramStats.from_trajectories({"cond": cond, "uncond": uncond}, grid)
     config = ScheduleConfig(4.0, "optimized", warmup=1)
-    plan = l2p_setup._cfg_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
+    plan = l2p_setup.l2p_plan(config, grid, stats, stats.summed_gram(), 1e-6, 3.0, setups.FitOptions(
         setups.CfgFit.PER_ROLE, setups.CfgSchedule.GUIDED_HALF_CROSS, cross_stream_keep=0.8))
     expected = optimized_schedule(shrink_cross_streams(stats.gram, 2, 0.8), grid, 5, warmup=1, ridge=1e-6,
                                   mix=(3.0, -2.0))

@@ -158,7 +158,9 @@ def test_l2p_cache_uses_a_file_only_on_its_model_or_where_other_model_allows(pac
     assert not any("calibrated on" in n for n in last_report(cached).notes)
 
     schnell = tiny_schnell(comfy, seed=41)
-    with pytest.raises(ValueError, match=r"another model configuration.*config file Flux, model FluxSchnell") as err:
+    # FLUX.1-schnell is its own family (nodes/architectures.py: config FluxSchnell), refused before the identity
+    schnell_refused = r"family 'flux' \(FLUX.1-dev / Kontext\).*'flux_schnell' \(FLUX.1-schnell\)"
+    with pytest.raises(ValueError, match=schnell_refused) as err:
         comfy_host.sample(l2p_cache(pack, schnell, **allow), steps=6, cfg=1.0, seed=2)
     assert "other_model" not in str(err.value)  # nothing a user may allow
 

@@ -124,7 +124,7 @@ def test_cancelled_run_then_a_new_run_matches_a_clean_run(pack, comfy):
 
     def cancel_at_step_4(executor, *args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:  # our wrapper is outermost: this one sees computed steps only (0, 1, 4)
+        if len(calls) == 3:  # L2P's wrapper runs innermost: this one sees every call; the third is step 2
             raise comfy.model_management.InterruptProcessingException()
         return executor(*args, **kwargs)
 

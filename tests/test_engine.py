@@ -40,6 +40,17 @@ def test_layout_change_resets_the_stream():
     assert eng.computed_steps("a") == (1,)
 
 
+def test_a_stream_that_moves_device_keeps_its_history():
+    """The multi-GPU split may run a stream on another device from one step to the next (its conds changed):
+    the history is kept and forecasts are formed where the stream's newest output is. ("meta" stands in for a
+    second device on a CPU-only machine: shapes and devices are real, values are not.)"""
+    eng = ForecastEngine(TaylorSeer(order=1), StepGrid.uniform(10))
+    eng.observe("a", 0, torch.zeros(2, 3))
+    eng.observe("a", 1, torch.empty(2, 3, device="meta"))
+    assert eng.computed_steps("a") == (0, 1)
+    assert eng.forecast("a", 2).device.type == "meta"
+
+
 def test_offload_keeps_history_on_cpu_and_returns_on_output_device():
     eng = ForecastEngine(TaylorSeer(order=1), StepGrid.uniform(10), offload=True)
     eng.observe("a", 0, torch.zeros(3))

@@ -6,6 +6,7 @@ import pytest
 
 from comfyui_l2p.predictors.calibration import fit
 from comfyui_l2p.predictors.engine.grid import StepGrid
+from comfyui_l2p.predictors.schedules.optimizer import Spread, final_error_coefficients
 from comfyui_l2p.predictors.schedules.placements import (
     PUBLISHED_L2P_50,
     AdaptiveController,
@@ -184,6 +185,56 @@ def test_optimized_honours_step_weights():
     steps = optimized_schedule(gram, grid, 8, warmup=2, step_weights=late)
     even = even_schedule(30, 8, 2)
     assert sum(s >= 18 for s in steps) > sum(s >= 18 for s in even)
+
+
+def _spread_case():
+    """Trajectories that mostly agree and one that varies faster: the mean and the spread want other schedules."""
+    grid = flux_like_grid(30)
+    calm = smooth_trajectories(grid, samples=5, dim=64, seed=31, noise=0.01)
+    wild = smooth_trajectories(grid, samples=1, dim=64, seed=32, noise=0.2)
+    grams = np.stack([gram_of(t[None]) for t in np.concatenate([calm, wild])])
+    return grid, grams
+
+
+def test_spread_objective_is_mean_plus_k_std_of_the_per_trajectory_errors():
+    grid, grams = _spread_case()
+    steps = (0, 3, 9, 14, 20, 26)
+    per = np.array([_own_error(grams.sum(0), g, grid, steps) for g in grams])
+    coef = final_error_coefficients(grams.sum(0), grid, steps, 1e-3)
+    for k in (0.0, 1.5):
+        got = Spread(grams, k).objective(coef[None])[0]
+        assert got == pytest.approx(per.mean() + k * per.std(), rel=1e-12)
+
+
+def _own_error(fit_gram, own_gram, grid, steps):
+    """Trajectory n's final-latent error when the weights are fitted on ``fit_gram``: c^T G_n c, by brute force."""
+    d = np.abs(grid.dsigma())
+    coef = np.zeros(grid.num_steps)
+    for s in range(grid.num_steps):
+        if s in steps:
+            continue
+        past = [c for c in steps if c < s]
+        coef[past] += d[s] * fit.direct_weights(fit_gram, s, past, 1e-3)
+        coef[s] -= d[s]
+    return float(coef @ own_gram @ coef)
+
+
+def test_spread_search_with_k_zero_is_the_mean_search_and_k_buys_the_worst_trajectory():
+    grid, grams = _spread_case()
+    pooled = grams.sum(0)
+    mean = optimized_schedule(pooled, grid, 6, warmup=1, ridge=1e-3)
+    assert optimized_schedule(pooled, grid, 6, warmup=1, ridge=1e-3, spread=Spread(grams, 0.0)) == mean
+    robust = optimized_schedule(pooled, grid, 6, warmup=1, ridge=1e-3, spread=Spread(grams, 3.0))
+    worst = lambda steps: max(_own_error(pooled, g, grid, steps) for g in grams)  # noqa: E731
+    even = even_schedule(30, 6, 1)
+    objective = lambda steps: Spread(grams, 3.0).objective(  # noqa: E731
+        final_error_coefficients(pooled, grid, steps, 1e-3)[None])[0]
+    assert objective(robust) <= objective(even) and objective(robust) < objective(mean)
+    assert robust != mean and worst(robust) < worst(mean)
+    with pytest.raises(ValueError, match="at least 2"):
+        Spread(grams[:1], 1.0)
+    with pytest.raises(ValueError, match="Spread's Grams"):
+        optimized_schedule(pooled, grid, 6, warmup=1, spread=Spread(grams[:, :5, :5], 1.0))
 
 
 def test_optimized_with_every_step_guarded_returns_the_guards():

@@ -8,8 +8,9 @@ Against a real ComfyUI (COMFYUI_PATH; skipped, with the reason, without one), fo
   /object_info serves them;
 - our part runs: the model chain between the loader and the sampler (ModelSampling*, then the L2P node) is applied
   with the workflow's own widget values to a tiny model of the workflow's family and sampled with the workflow's
-  steps, cfg, sampler, scheduler and guidance. L2P Cache learns first: its first learning_images runs compute
-  every step, then it forecasts (a pinned predictor file is first written by the calibration workflow naming it);
+  steps, cfg, sampler, scheduler and guidance. L2P Cache first gets the predictor file its widget names, written
+  by the calibration workflow that names it or, where there is none, by L2P Calibrate in its place (as the notes
+  tell the user);
 - ComfyUI's own template route lists our workflows and serves them byte for byte, without its rename hint;
 - the committed files are right on this host: generated on the oldest ComfyUI the pack supports (0.3.64) and
   equal to scripts/make_workflows.py's output there; on any other host they load as the generator builds them
@@ -19,54 +20,35 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
+import comfy_families
 import comfy_host
 from comfy_host import Family
-from comfyui_l2p.nodes.learn_setup import AUTO_FILE
+from comfyui_l2p.nodes.learn_setup import AUTO_FILE, LEARNING_TRAJECTORIES
 from comfyui_l2p.predictors.schedules.placements import computed_count
+from workflow_graph import (DYNAMIC_COMBO, FILES, FOLDER, FRONTEND_ONLY, NO_DEFAULT, ROOT, Graph, NodeDef,
+                            definition, load, make_workflows, workflow_defs)
 
 comfy_only = pytest.mark.comfy  # every test but the first: that one needs no ComfyUI
 
-ROOT = Path(__file__).resolve().parents[1]
-FOLDER = ROOT / "example_workflows"  # the folder name ComfyUI serves without asking to rename it
-FILES = sorted(FOLDER.glob("*.json"))
-FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute"}  # defined by the frontend, never registered in Python
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 PROBE_FILE = "l2p-test-probe.safetensors"
-# the loader's model file says which tiny model stands in for it
+# the loader's model file says which tiny model stands in for it: comfy_host's Family or a comfy_families spec key
 FAMILY_OF_MODEL_FILE = {
     "flux1-dev.safetensors": Family.FLUX,
     "qwen_image_fp8_e4m3fn.safetensors": Family.QWEN_IMAGE,
     "hunyuan_video_t2v_720p_bf16.safetensors": Family.HUNYUAN_VIDEO,
+    "sd_xl_base_1.0.safetensors": "sdxl",
 }
 FILE_FAMILY = {Family.FLUX: "flux", Family.QWEN_IMAGE: "qwen_image", Family.HUNYUAN_VIDEO: "hunyuan_video"}
 CALIBRATION_SEEDS = (11, 12)
-
-
-def _load_generator():
-    """scripts/make_workflows.py as a module (scripts/ is not a package); importing it needs no ComfyUI."""
-    if "make_workflows" in sys.modules:
-        return sys.modules["make_workflows"]
-    spec = importlib.util.spec_from_file_location("make_workflows", ROOT / "scripts" / "make_workflows.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-make_workflows = _load_generator()
-import workflow_defs  # noqa: E402  (scripts/, put on sys.path by make_workflows)
-from workflow_defs import DYNAMIC_COMBO, NO_DEFAULT, NodeDef  # noqa: E402
+TWO_SAMPLER = "KSamplerAdvanced"  # Wan 2.2's expert pair: checked in test_workflows_wan22.py
 
 
 # --------------------------------------------------------------------------------------------- fixtures
@@ -83,10 +65,6 @@ def registry(comfy):
 def definitions(registry):
     """node type -> NodeDef, as this ComfyUI's /object_info serves it to the frontend."""
     return make_workflows.comfyui_definitions()
-
-
-def definition(registry, node_type: str) -> NodeDef:
-    return workflow_defs.read_node_def(node_type, registry, set())
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +91,6 @@ def file_combos(registry):
     return found
 
 
-def load(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 by_name = pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 
 
@@ -124,7 +98,7 @@ by_name = pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
 
 
 def test_the_folder_holds_exactly_the_generated_workflows():
-    assert [p.stem for p in FILES] == sorted(make_workflows.WORKFLOW_NAMES) and len(FILES) == 5
+    assert [p.stem for p in FILES] == sorted(make_workflows.WORKFLOW_NAMES) and len(FILES) == 8
     for path in FILES:
         assert load(path)["version"] == 0.4
 
@@ -228,33 +202,11 @@ def test_file_combos_are_the_loaders_and_the_predictor_file(file_combos):
 # ------------------------------------------------------------------------------------- the graph, as run
 
 
-class Graph:
-    """A UI-format workflow with widget values by input name (from ComfyUI's definitions)."""
-
-    def __init__(self, wf: dict, registry) -> None:
-        self.nodes = {n["id"]: n for n in wf["nodes"]}
-        self.links = {link[0]: link for link in wf["links"]}
-        self.registry = registry
-
-    def of_type(self, *types: str) -> list[dict]:
-        return [n for n in self.nodes.values() if n["type"] in types]
-
-    def source(self, node: dict, input_name: str) -> dict | None:
-        for entry in node["inputs"]:
-            if entry["name"] == input_name and entry["link"] is not None:
-                return self.nodes[self.links[entry["link"]][1]]
-        return None
-
-    def widgets(self, node: dict) -> dict[str, Any]:
-        loaded = workflow_defs.loaded_widgets(definition(self.registry, node["type"]), node["widgets_values"])
-        return {name: value for name, value in loaded.values.items() if not name.endswith(":control")}
-
-
 @dataclasses.dataclass(frozen=True)
 class Run:
     """What a workflow samples: the model chain between loader and sampler, and the sampler's settings."""
 
-    family: Family
+    family: Family | str  # comfy_host's Family, or a comfy_families spec key
     chain: tuple[dict, ...]  # nodes from the loader's output to the sampler's model input, in graph order
     steps: int
     cfg: float
@@ -287,23 +239,22 @@ def run_of(graph: Graph) -> Run:
         if positive["type"] == "FluxGuidance":
             guidance = graph.widgets(positive)["guidance"]
         positive = graph.source(positive, "conditioning")
-    chain = []
-    while graph.source(model, "model") is not None:
-        chain.append(model)
-        model = graph.source(model, "model")
-    assert model["type"] == "UNETLoader"
-    family = FAMILY_OF_MODEL_FILE[graph.widgets(model)["unet_name"]]
-    return Run(family, tuple(reversed(chain)), steps, float(cfg), sampler_name, scheduler, float(denoise), guidance)
+    model_file, chain = graph.model_chain(model)
+    family = FAMILY_OF_MODEL_FILE[model_file]
+    return Run(family, chain, steps, float(cfg), sampler_name, scheduler, float(denoise), guidance)
 
 
-def apply_chain(graph: Graph, run: Run, model):
-    """Each chain node through ComfyUI's executor with the workflow's widget values; returns the patched MODEL."""
-    for n in run.chain:
-        (model,) = comfy_host.run_node(graph.registry[n["type"]], model=model, **graph.widgets(n))
-    return model
+def tiny_for(run: Run):
+    if isinstance(run.family, Family):
+        return comfy_host.tiny_model(run.family, seed=5)
+    return comfy_families.build(comfy_families.spec(run.family), seed=5)
 
 
 def sample(model, tiny, run: Run, seed: int) -> torch.Tensor:
+    if isinstance(tiny, comfy_families.FamilyModel):
+        assert run.denoise == 1.0 and run.guidance is None
+        return comfy_families.sample(tiny, patched=model, steps=run.steps, cfg=run.cfg, seed=seed,
+                                     sampler_name=run.sampler_name, scheduler=run.scheduler)
     positive = comfy_host.make_conditioning(tiny, seed=seed + 1, guidance=run.guidance)
     shape = tiny.latent_shape(1, frames=3) if tiny.family is Family.HUNYUAN_VIDEO else None
     return comfy_host.sample(model, steps=run.steps, cfg=run.cfg, seed=seed, sampler_name=run.sampler_name,
@@ -329,25 +280,30 @@ def writer_of(predictor_file: str, registry) -> Graph | None:
 @by_name
 def test_our_node_runs_on_a_tiny_model_with_the_workflows_settings(path, registry, pack, l2p_dir):
     graph = Graph(load(path), registry)
+    if graph.of_type(TWO_SAMPLER):
+        pytest.skip("two experts, two samplers: test_workflows_wan22.py runs this workflow")
     run = run_of(graph)
     ours = our_node(graph, run, pack)
     values = graph.widgets(ours)
-    tiny = comfy_host.tiny_model(run.family, seed=5)
+    tiny = tiny_for(run)
     load_file = pack.module.predictors.load_predictor_file
 
-    patched = apply_chain(graph, run, tiny.patcher)
+    patched = graph.apply_chain(run.chain, tiny.patcher)
     if ours["type"] == "L2PCache" and values["predictor_file"] == AUTO_FILE:  # queued as the note says: it learns
-        for seed in range(values["learning_images"]):
+        for seed in range(values.get("learning_images", LEARNING_TRAJECTORIES)):
             with comfy_host.count_passes(tiny) as counter:
                 sample(patched, tiny, run, seed=10 + seed)
             assert counter.forwards == run.steps
         (learned,) = l2p_dir.glob("auto-*.safetensors")
-        assert load_file(str(learned)).sample_count == values["learning_images"]
-    elif ours["type"] == "L2PCache":  # a pinned file: the shipped calibration workflow writes it first
+        assert load_file(str(learned)).sample_count == values.get("learning_images", LEARNING_TRAJECTORIES)
+    elif ours["type"] == "L2PCache":
         writer = writer_of(values["predictor_file"], registry)
-        writer_run = run_of(writer)
-        assert writer_run.settings() == run.settings() and writer_run.family is run.family
-        calibrating = apply_chain(writer, writer_run, tiny.patcher)
+        if writer is not None:  # the shipped calibration workflow, run as the user runs it
+            writer_run = run_of(writer)
+            assert writer_run.settings() == run.settings() and writer_run.family == run.family
+            calibrating = writer.apply_chain(writer_run.chain, tiny.patcher)
+        else:
+            calibrating = graph.apply_chain(run.chain, tiny.patcher, replace_cache_by_calibrate=True)
         for seed in CALIBRATION_SEEDS:
             sample(calibrating, tiny, run, seed)
         assert (l2p_dir / values["predictor_file"]).is_file()
@@ -379,7 +335,9 @@ def test_the_note_names_every_file_and_the_step_setting(path, registry):
     files = [v for n in graph.nodes.values() for v in n.get("widgets_values", [])
              if isinstance(v, str) and v.endswith(".safetensors")]
     assert files and all(f in text for f in files), [f for f in files if f not in text]
-    assert f"{run_of(graph).steps} steps" in text
+    steps = {graph.widgets(n)["steps"] for n in graph.nodes.values()
+             if n["type"] not in FRONTEND_ONLY and "steps" in graph.widgets(n)}
+    assert len(steps) == 1 and f"{steps.pop()} steps" in text
     for n in graph.nodes.values():  # the loaders' download links name the same files their widgets do
         for model in n["properties"].get("models", []):
             assert model["name"] in n["widgets_values"] and model["url"].endswith("/" + model["name"])

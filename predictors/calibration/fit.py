@@ -16,11 +16,13 @@ import numpy as np
 DEFAULT_RIDGE = 1e-6
 
 
-def ridge_solve(gram: np.ndarray, target: int, sources: Sequence[int], ridge: float) -> np.ndarray:
+def ridge_solve(gram: np.ndarray, target: int, sources: Sequence[int], ridge: float,
+                prior: np.ndarray | None = None) -> np.ndarray:
     """Weights w (float64 [len(sources)]) minimising E||F_target - sum_j w_j F_sources[j]||^2 + ridge-penalty.
 
     ``ridge`` is relative to the mean energy of the sources; 0 gives the plain least-squares solution
-    (minimum-norm when G[C, C] is singular).
+    (minimum-norm when G[C, C] is singular). ``prior`` (weights over the sources, e.g. a training-free
+    predictor's): the penalty is on w - prior, so the fit shrinks toward it instead of toward 0.
     """
     idx = list(sources)
     a = gram[np.ix_(idx, idx)]
@@ -29,8 +31,10 @@ def ridge_solve(gram: np.ndarray, target: int, sources: Sequence[int], ridge: fl
         raise ValueError(f"ridge must be >= 0, got {ridge}")
     if ridge == 0:
         return np.linalg.lstsq(a, b, rcond=None)[0]
-    scale = float(np.trace(a)) / len(idx)
-    return np.linalg.solve(a + ridge * max(scale, 1e-300) * np.eye(len(idx)), b)
+    scale = max(float(np.trace(a)) / len(idx), 1e-300)
+    if prior is not None:
+        b = b + ridge * scale * np.asarray(prior, dtype=np.float64)
+    return np.linalg.solve(a + ridge * scale * np.eye(len(idx)), b)
 
 
 def level_preserving_solve(gram: np.ndarray, target: int, sources: Sequence[int], ridge: float,
@@ -59,13 +63,16 @@ def level_preserving_solve(gram: np.ndarray, target: int, sources: Sequence[int]
 
 
 def direct_weights(gram: np.ndarray, target: int, computed: Sequence[int], ridge: float,
-                   preserve_level: bool = False) -> np.ndarray:
+                   preserve_level: bool = False, prior: np.ndarray | None = None) -> np.ndarray:
     """The direct L2P fit: forecast step ``target`` from the computed steps only. float64 [len(computed)].
 
-    preserve_level: the weights sum to 1 (``level_preserving_solve`` with one group)."""
+    preserve_level: the weights sum to 1 (``level_preserving_solve`` with one group). prior: shrink toward these
+    weights instead of 0 (``ridge_solve``)."""
     if preserve_level:
+        if prior is not None:
+            raise ValueError("a prior and preserve_level cannot be combined")
         return level_preserving_solve(gram, target, computed, ridge, [0] * len(computed), [1.0])
-    return ridge_solve(gram, target, computed, ridge)
+    return ridge_solve(gram, target, computed, ridge, prior)
 
 
 def forecast_error(gram: np.ndarray, target: int, sources: Sequence[int], weights: np.ndarray) -> float:

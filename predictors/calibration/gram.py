@@ -12,20 +12,24 @@ u + g (c - u), is ``A G A^T`` (``GramStats.combined_gram``). G is a sum over sam
 of the same setup merge by adding, and memory and file size do not grow with resolution, frames or prompts.
 
 Also kept: the number of samples (trajectories) and of elements (summed over samples, per role) behind G, for
-the paper's mean-squared-error normalisation, and the sigma grid (S+1) the trajectories were sampled on.
+the paper's mean-squared-error normalisation, the sigma grid (S+1) the trajectories were sampled on, and a bounded
+sample of single trajectories' Grams (``trajectory_grams.TrajectoryGrams``: the spread behind G), merged with G.
 
-Recording during sampling runs is ``recorder.TrajectoryRecorder``.
+Recording during sampling runs is ``recorder.TrajectoryRecorder``; the chunked inner products behind it are in
+``inner_products.py``.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..engine.grid import StepGrid
+from .trajectory_grams import ARRAY_KEYS as TRAJECTORY_KEYS, DEFAULT_CAPACITY
+from .trajectory_grams import TrajectoryGrams
 
 #: array keys of ``GramStats.to_arrays`` (the file layer stores them as tensors)
 GRAM_KEY = "gram"
@@ -36,11 +40,6 @@ SIGMAS_KEY = "sigmas"
 ROLES_KEY = "roles"
 
 _ROLE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-
-#: elements per float32 block when dot products are formed chunk-wise (bounds temporary memory, keeps float32
-#: partial sums short before they are accumulated in float64)
-DEFAULT_CHUNK_ELEMENTS = 1 << 16
-
 
 def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
     roles = tuple(roles)
@@ -54,53 +53,6 @@ def _check_roles(roles: Sequence[str]) -> tuple[str, ...]:
     return roles
 
 
-# ---------------------------------------------------------------------------------------------- dot products
-def cross_gram(left: torch.Tensor, right: torch.Tensor, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
-               compute_dtype: torch.dtype = torch.float32) -> np.ndarray:
-    """float64 [m, k]: <left[a], right[b]> for rows left [m, E] and right [k, E] (same device).
-
-    Element blocks of ``chunk_elements`` are multiplied in ``compute_dtype`` on the tensors' device and the block
-    results are summed in float64, so float32 round-off stays that of a short sum whatever E is.
-    """
-    if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[1]:
-        raise ValueError(f"cross_gram needs [m, E] and [k, E] with the same E, got {tuple(left.shape)} and "
-                         f"{tuple(right.shape)}")
-    if chunk_elements < 1:
-        raise ValueError(f"chunk_elements must be >= 1, got {chunk_elements}")
-    acc = torch.zeros((left.shape[0], right.shape[0]), dtype=torch.float64, device=left.device)
-    for start in range(0, left.shape[1], chunk_elements):
-        a = left[:, start:start + chunk_elements].to(compute_dtype)
-        b = right[:, start:start + chunk_elements].to(compute_dtype)
-        acc += (a @ b.T).to(torch.float64)
-    return acc.cpu().numpy()
-
-
-def gram_from_pieces(pieces: Iterable[torch.Tensor | np.ndarray], chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
-                     compute_dtype: torch.dtype = torch.float32) -> np.ndarray:
-    """float64 [K, K]: the Gram of K rows given as element pieces.
-
-    Each piece is [K, E_p]: the same K rows (e.g. R*S (role, step) outputs of one sample, in G's index order
-    r*S + s), each restricted to some elements (a slice of the flattened tensors, or one batch row). Every element
-    of the whole must appear in exactly one piece; then the result equals the Gram of the whole rows, because an
-    inner product is a sum over elements.
-    """
-    total = None
-    for piece in pieces:
-        piece_t = torch.as_tensor(piece)
-        if piece_t.ndim != 2:
-            raise ValueError(f"a piece must be [K, elements], got shape {tuple(piece_t.shape)}")
-        g = cross_gram(piece_t, piece_t, chunk_elements, compute_dtype)
-        if total is None:
-            total = g
-        elif total.shape != g.shape:
-            raise ValueError(f"pieces disagree on the number of rows: {total.shape[0]} then {g.shape[0]}")
-        else:
-            total += g
-    if total is None:
-        raise ValueError("gram_from_pieces needs at least one piece")
-    return total
-
-
 # ---------------------------------------------------------------------------------------------- the statistic
 @dataclass(frozen=True, eq=False)
 class GramStats:
@@ -111,6 +63,8 @@ class GramStats:
     element_count: elements per role summed over those samples (N * D when every sample has D elements).
     grid:          the S+1 sigmas the trajectories were sampled on.
     roles:         the stream role names, in G's block order.
+    trajectories:  a bounded sample of single trajectories' Grams (same layout as gram), or None when the
+                   statistics were recorded without them (files made before they existed).
     """
 
     gram: np.ndarray
@@ -118,6 +72,7 @@ class GramStats:
     element_count: int
     grid: StepGrid
     roles: tuple[str, ...] = ("cond",)
+    trajectories: TrajectoryGrams | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", _check_roles(self.roles))
@@ -146,6 +101,16 @@ class GramStats:
         if self.element_count < self.sample_count:
             raise ValueError(f"GramStats.element_count ({self.element_count}) cannot be below sample_count "
                              f"({self.sample_count}): every sample has at least one element")
+        traj = self.trajectories
+        if traj is not None:
+            if not isinstance(traj, TrajectoryGrams):
+                raise ValueError(f"GramStats.trajectories must be TrajectoryGrams or None, got {type(traj).__name__}")
+            if traj.size and traj.dim != size:
+                raise ValueError(f"GramStats.trajectories hold [{traj.dim}, {traj.dim}] Grams, expected [{size}, {size}]"
+                                 f" for roles {self.roles} and {self.grid.num_steps} steps")
+            if traj.seen_count > self.sample_count:
+                raise ValueError(f"GramStats.trajectories were offered {traj.seen_count} trajectories, more than the"
+                                 f" {self.sample_count} behind the Gram")
 
     # ------------------------------------------------------------------ shape
     @property
@@ -184,15 +149,27 @@ class GramStats:
     def mixed_gram(self, streams: Sequence[Mapping[str, float]]) -> np.ndarray:
         """float64 [M*S, M*S]: the joint Gram of M derived streams, stream m = sum_r w_mr F^r, e.g.
         [{"uncond": 1}, {"cond": 1, "uncond": -1}] for (u, c - u). Roles left out have weight 0."""
+        combine = self._combination(streams)
+        out = combine @ self.gram @ combine.T
+        return 0.5 * (out + out.T)
+
+    def trajectory_mixed_grams(self, streams: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """float64 [T, M*S, M*S]: ``mixed_gram`` of each sampled trajectory (T = 0 when none were kept)."""
+        combine = self._combination(streams)
+        if self.trajectories is None or not self.trajectories.size:
+            return np.zeros((0, combine.shape[0], combine.shape[0]))
+        out = np.einsum("ij,tjk,lk->til", combine, self.trajectories.grams, combine)
+        return 0.5 * (out + np.swapaxes(out, 1, 2))
+
+    def _combination(self, streams: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """float64 [M*S, R*S]: the linear map from the roles' outputs to the derived streams'."""
         weights = np.zeros((len(streams), len(self.roles)))
         for m, role_weights in enumerate(streams):
             for role, w in role_weights.items():
                 weights[m, self.role_index(role)] = float(w)
         if not streams or not np.all(np.isfinite(weights)):
             raise ValueError(f"derived streams need finite role weights, got {list(streams)}")
-        combine = np.kron(weights, np.eye(self.num_steps))  # [M*S, R*S]: the linear map of the combinations
-        out = combine @ self.gram @ combine.T
-        return 0.5 * (out + out.T)
+        return np.kron(weights, np.eye(self.num_steps))
 
     # ------------------------------------------------------------------ merging
     def check_compatible(self, other: "GramStats") -> None:
@@ -209,11 +186,25 @@ class GramStats:
                 "cannot merge calibrations recorded on different sigma grids (scheduler, shift or denoise differ): "
                 f"{np.round(self.grid.array, 4).tolist()} vs {np.round(other.grid.array, 4).tolist()}")
 
-    def merge(self, other: "GramStats") -> "GramStats":
-        """The statistics of both calibrations together (G, samples and elements add). Keeps this grid."""
+    def merge(self, other: "GramStats", capacity: int = DEFAULT_CAPACITY) -> "GramStats":
+        """The statistics of both calibrations together (G, samples and elements add; the trajectory samples merge,
+        keeping at most ``capacity``). Keeps this grid. A pure function of the two statistics' contents."""
         self.check_compatible(other)
+        parts = [t for t in (self.trajectories, other.trajectories) if t is not None]
+        trajectories = None
+        if parts:  # statistics recorded without a sample (older files) add nothing to it
+            trajectories = TrajectoryGrams.empty(self.gram.shape[0])
+            for part in parts:
+                trajectories = trajectories.merge(part, capacity)
         return GramStats(self.gram + other.gram, self.sample_count + other.sample_count,
-                         self.element_count + other.element_count, self.grid, self.roles)
+                         self.element_count + other.element_count, self.grid, self.roles, trajectories)
+
+    def role_trajectory_grams(self, role: str) -> np.ndarray:
+        """float64 [T, S, S]: one role's block of every sampled trajectory's Gram (T = 0 when none were kept)."""
+        r, s = self.role_index(role), self.num_steps
+        if self.trajectories is None or not self.trajectories.size:
+            return np.zeros((0, s, s))
+        return self.trajectories.blocks(r * s, (r + 1) * s).copy()
 
     def __add__(self, other: "GramStats") -> "GramStats":
         return self.merge(other)
@@ -221,13 +212,16 @@ class GramStats:
     # ------------------------------------------------------------------ plain arrays (the file layer)
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         """(arrays, metadata): "gram" float64 [R*S, R*S], "sample_count" int64 [1], "element_count" int64 [1],
-        "sigmas" float64 [S+1]; metadata "roles" = the comma-separated role names."""
+        "sigmas" float64 [S+1], the trajectory sample's arrays when there is one (``TrajectoryGrams.to_arrays``);
+        metadata "roles" = the comma-separated role names."""
         arrays = {
             GRAM_KEY: np.array(self.gram, dtype=np.float64),
             SAMPLE_COUNT_KEY: np.array([self.sample_count], dtype=np.int64),
             ELEMENT_COUNT_KEY: np.array([self.element_count], dtype=np.int64),
             SIGMAS_KEY: np.array(self.grid.array, dtype=np.float64),
         }
+        if self.trajectories is not None:
+            arrays.update(self.trajectories.to_arrays())
         return arrays, {ROLES_KEY: ",".join(self.roles)}
 
     @classmethod
@@ -257,7 +251,11 @@ class GramStats:
         roles = tuple(metadata[ROLES_KEY].split(","))
         try:
             grid = StepGrid(tuple(float(s) for s in sigmas))
-            return cls(gram, counts[SAMPLE_COUNT_KEY], counts[ELEMENT_COUNT_KEY], grid, roles)
+            stats = cls(gram, counts[SAMPLE_COUNT_KEY], counts[ELEMENT_COUNT_KEY], grid, roles)
+            if not any(k in arrays for k in TRAJECTORY_KEYS):
+                return stats
+            trajectories = TrajectoryGrams.from_arrays(arrays, len(roles) * grid.num_steps)
+            return cls(stats.gram, stats.sample_count, stats.element_count, grid, roles, trajectories)
         except ValueError as exc:
             raise fail(str(exc)) from exc
 
@@ -282,8 +280,8 @@ class GramStats:
             blocks.append(x.reshape(x.shape[0], x.shape[1], -1))  # [N, S, D]
         joint = torch.cat(blocks, dim=1)  # [N, R*S, D], row r*S + s
         n, d = joint.shape[0], joint.shape[2]
-        gram = torch.einsum("nid,njd->ij", joint, joint).numpy()
-        return cls(gram, n, n * d, grid, roles)
+        per_sample = torch.einsum("nid,njd->nij", joint, joint).numpy()
+        return cls(per_sample.sum(axis=0), n, n * d, grid, roles, TrajectoryGrams.of(per_sample))
 
 
 def empty_stats(grid: StepGrid, roles: Sequence[str] = ("cond",)) -> GramStats:

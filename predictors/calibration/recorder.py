@@ -1,9 +1,11 @@
 """Recording calibration statistics during sampling runs.
 
 ``TrajectoryRecorder`` is fed each step's outputs of one sampling run and adds the new step's inner products
-against the run's earlier steps as it goes (``gram.cross_gram``). It keeps the run's outputs (R * S latent-sized
-tensors, in the model's dtype, optionally in CPU memory) until ``finish()`` folds the run into a ``GramStats`` and
-frees them; a run that never finishes (cancelled, failed) leaves no trace in any statistics.
+against the run's earlier steps as it goes, per batch row (``gram.cross_gram_rows``): each row is one trajectory.
+It keeps the run's outputs (R * S latent-sized tensors, in the model's dtype, optionally in CPU memory) and one
+[R*S, R*S] float64 Gram per row until ``finish()`` folds the run into a ``GramStats`` (their sum, and the rows'
+Grams in its trajectory sample) and frees them; a run that never finishes (cancelled, failed) leaves no trace in
+any statistics.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ import numpy as np
 import torch
 
 from ..engine.grid import StepGrid
-from .gram import DEFAULT_CHUNK_ELEMENTS, GramStats, _check_roles, cross_gram
+from .gram import GramStats, _check_roles
+from .inner_products import DEFAULT_CHUNK_ELEMENTS, cross_gram_rows
+from .trajectory_grams import TrajectoryGrams
 
 # ---------------------------------------------------------------------------------------------- recording
 def check_step_outputs(step: int, outputs: Mapping[str, torch.Tensor], roles: tuple[str, ...],
@@ -39,9 +43,9 @@ def check_step_outputs(step: int, outputs: Mapping[str, torch.Tensor], roles: tu
 
 @dataclass
 class _RunState:
-    buffer: torch.Tensor  # [S*R, N*D] in the outputs' dtype, row s*R + r = role r at step s (step-major)
+    buffer: torch.Tensor  # [S*R, N, D] in the outputs' dtype, row s*R + r = role r at step s (step-major)
     layout: tuple  # (shape, dtype, device) of every role's output
-    gram: np.ndarray  # float64 [R*S, R*S] (G's role-major index)
+    gram: np.ndarray  # float64 [N, R*S, R*S]: one Gram per batch row (G's role-major index)
     recorded: list[int] = field(default_factory=list)
 
 
@@ -54,7 +58,8 @@ class TrajectoryRecorder:
         offload: keep the run's outputs in CPU memory and form dot products there (saves device memory).
         chunk_elements, compute_dtype: see ``cross_gram``; float32 blocks are accumulated in float64.
 
-    Memory: all R*S outputs of the run (latent-sized, in the outputs' dtype) until ``finish`` or ``abandon``.
+    Memory: all R*S outputs of the run (latent-sized, in the outputs' dtype) and N float64 [R*S, R*S] Grams until
+    ``finish`` or ``abandon``.
     One recorder per run: after ``finish`` or ``abandon`` it refuses further use.
     """
 
@@ -95,28 +100,31 @@ class TrajectoryRecorder:
         num_roles = len(self.roles)
         rows = slice(step * num_roles, (step + 1) * num_roles)
         for r, role in enumerate(self.roles):
-            state.buffer[rows.start + r].copy_(outputs[role].detach().reshape(-1), non_blocking=False)
-        # this step's rows against every row recorded so far (unrecorded steps are zero rows), itself included
-        block = cross_gram(state.buffer[rows], state.buffer[:rows.stop], self.chunk_elements, self.compute_dtype)
-        # block[r, q*R + p] pairs (role r, step) with (role p, step q); scatter to the role-major index of G
-        own = [r * num_steps + step for r in range(num_roles)]
+            state.buffer[rows.start + r].copy_(outputs[role].detach().reshape(state.buffer.shape[1:]),
+                                               non_blocking=False)
+        # this step's rows against every row recorded so far (unrecorded steps are zero rows), itself included,
+        # per batch row: block[n, r, q*R + p] pairs (role r, step) with (role p, step q) in sample n
+        block = cross_gram_rows(state.buffer[rows], state.buffer[:rows.stop], self.chunk_elements,
+                                self.compute_dtype)
+        own = [r * num_steps + step for r in range(num_roles)]  # scatter to the role-major index of G
         for q in range(step + 1):
             for p in range(num_roles):
                 col = p * num_steps + q
-                values = block[:, q * num_roles + p]
-                state.gram[own, col] = values
-                state.gram[col, own] = values
+                values = block[:, :, q * num_roles + p]  # [N, R]
+                state.gram[:, own, col] = values
+                state.gram[:, col, own] = values
         state.recorded.append(step)
 
     def _new_run(self, layout: tuple) -> _RunState:
         shape, dtype, device = layout
         if not (dtype.is_floating_point):
             raise ValueError(f"outputs must be floating point, got {dtype}")
-        elements = int(np.prod(shape))
+        rows = int(shape[0])
+        per_row = int(np.prod(shape[1:], dtype=np.int64))
         where = torch.device("cpu") if self.offload else device
         size = len(self.roles) * self.grid.num_steps
-        buffer = torch.zeros((size, elements), dtype=dtype, device=where)  # zero rows: steps not yet recorded
-        return _RunState(buffer=buffer, layout=layout, gram=np.zeros((size, size)))
+        buffer = torch.zeros((size, rows, per_row), dtype=dtype, device=where)  # zero rows: steps not yet recorded
+        return _RunState(buffer=buffer, layout=layout, gram=np.zeros((rows, size, size)))
 
     def finish(self) -> GramStats:
         """The run's statistics; frees the outputs. Refuses a run in which any step was not recorded."""
@@ -133,7 +141,8 @@ class TrajectoryRecorder:
         samples = int(shape[0])
         elements = int(np.prod(shape))
         self.abandon()
-        return GramStats(state.gram, samples, elements, self.grid, self.roles)
+        return GramStats(state.gram.sum(axis=0), samples, elements, self.grid, self.roles,
+                         TrajectoryGrams.of(state.gram))
 
     def abandon(self) -> None:
         """Drop this run (cancelled or failed): frees its outputs and adds nothing anywhere."""

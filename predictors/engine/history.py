@@ -27,7 +27,8 @@ class StreamHistory:
 
     steps: list[int] = field(default_factory=list)
     outputs: list[torch.Tensor] = field(default_factory=list)
-    # (device, dtype, shape) of the stream's outputs; a change means a new layout and resets the stream
+    # (device, dtype, shape) of the stream's newest output. A new dtype or shape resets the stream; a new device
+    # (the multi-GPU split moved the stream) keeps the history, and forecasts are formed on the new device
     layout: tuple | None = None
 
 
@@ -59,7 +60,7 @@ class HistoryEngine(abc.ABC):
         """Record the true output of a computed step. Steps of one stream must arrive in increasing order."""
         stream = self.streams.setdefault(key, StreamHistory())
         layout = (output.device, output.dtype, tuple(output.shape))
-        if stream.layout is not None and stream.layout != layout:
+        if stream.layout is not None and stream.layout[1:] != layout[1:]:
             stream.steps.clear()
             stream.outputs.clear()
         stream.layout = layout
@@ -88,8 +89,8 @@ class HistoryEngine(abc.ABC):
         before ``step``; None when the stream has nothing to forecast from. Call before ``observe``."""
         if not self.has_history(key) or self.streams[key].layout[2] != tuple(truth.shape):
             return None
-        pred = self.forecast(key, step).to(torch.float32)
         truth32 = truth.detach().to(torch.float32)
+        pred = self.forecast(key, step).to(truth32.device, torch.float32)
         denom = float(torch.linalg.vector_norm(truth32))
         return float(torch.linalg.vector_norm(pred - truth32)) / max(denom, 1e-12)
 

@@ -1,7 +1,8 @@
 """Merging two predictor files into one: a pure function of the two files' contents (no I/O, no clock).
 
-Calibration statistics add exactly (``GramStats.merge``: Grams, trajectory and element counts add), so files
-calibrated on several machines, or by two processes writing one file, merge into the statistics of all their runs.
+Calibration statistics add exactly (``GramStats.merge``: Grams, trajectory and element counts add, and the bounded
+samples of per-trajectory Grams merge into the sample of both), so files calibrated on several machines, or by two
+processes writing one file, merge into the statistics of all their runs.
 LESA's element-trajectory reservoirs merge into a uniform sample of both (``TrajectorySample.merge``); models
 derived from a sample (other ``lesa.`` tensors) are dropped, being stale. Provenance merges by its rules
 (``provenance.py``); the model identity is checked by ``identity.POLICY``.
@@ -124,9 +125,14 @@ def _statistics(inputs: MergeInputs) -> tuple[Mapping[str, Any], list[str]]:
     if None not in (a.ridge_lambda, b.ridge_lambda) and b.ridge_lambda != a.ridge_lambda:
         notes.append(f"ridge_lambda: now {ridge!r} of '{inputs.incoming_name}' ('{inputs.base_name}' had"
                      f" {a.ridge_lambda!r}); L2P Cache refits with it when it loads the file")
+    if (a.trajectories and not b.trajectories) or (b.trajectories and not a.trajectories):
+        lacking = inputs.base_name if not a.trajectories else inputs.incoming_name
+        notes.append(f"'{lacking}' holds no per-trajectory Grams (an older file); the merged sample of them covers"
+                     f" the other file's runs only")
     return dict(gram=stats.gram, sample_count=stats.sample_count, element_count=stats.element_count,
                 sigmas=stats.grid.array, ridge_lambda=ridge,
-                paper_matrix=fit_paper_matrix(stats.summed_gram(), ridge)), notes
+                paper_matrix=fit_paper_matrix(stats.summed_gram(), ridge),
+                trajectories=stats.trajectories.to_arrays() if stats.trajectories is not None else {}), notes
 
 
 def _trajectories(inputs: MergeInputs) -> tuple[Mapping[str, Any], list[str]]:

@@ -8,6 +8,9 @@ Tensors (names in the file; every one optional but as stated):
     sigmas        float64 [S+1]       the sigma grid of the calibration               (required with gram)
     schedule      int64 [K]           a stored schedule (computed steps)
     paper_matrix  float64 [S, S]      the paper's lower-triangular rollout matrix: row i forecasts step i+1
+    trajectory_grams float64 [T, K(K+1)/2], trajectory_keys float64 [T], trajectory_seen int64 [1]
+                                      a bounded sample of single trajectories' Grams (K = R*S; with gram only;
+                                      ``calibration.trajectory_grams``); absent in files made before it existed
     lesa.<name>   float32 [...]       opaque extra arrays for a non-linear predictor, kept round-trip
 At least one of gram and paper_matrix is present. An imported weight.txt has paper_matrix only (no gram, no
 counts, no sigmas: the release records none).
@@ -24,11 +27,13 @@ from typing import Mapping
 
 import numpy as np
 
+from ..calibration.trajectory_grams import ARRAY_KEYS as TRAJECTORY_KEYS
+from ..calibration.trajectory_grams import TrajectoryGrams
 from ..engine.grid import StepGrid
 
 FORMAT_VERSION = "1"
 LESA_PREFIX = "lesa."
-_KNOWN_TENSORS = ("gram", "sample_count", "element_count", "sigmas", "schedule", "paper_matrix")
+_KNOWN_TENSORS = ("gram", "sample_count", "element_count", "sigmas", "schedule", "paper_matrix", *TRAJECTORY_KEYS)
 _REQUIRED_METADATA = (
     "format_version", "model_family", "model_class", "latent_channels", "steps", "sampler", "scheduler", "roles",
     "cfg_mode", "ridge_lambda", "fit_mode", "created_by",
@@ -87,6 +92,7 @@ class PredictorFile:
     element_count: int | None = None
     schedule: np.ndarray | None = None
     paper_matrix: np.ndarray | None = None
+    trajectories: Mapping[str, np.ndarray] = field(default_factory=dict)  # TrajectoryGrams.to_arrays(), or {}
     lesa: Mapping[str, np.ndarray] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -144,6 +150,15 @@ class PredictorFile:
                 raise ValueError("a file with 'gram' needs the calibration's 'sigmas'")
         elif self.sample_count is not None or self.element_count is not None:
             raise ValueError("'sample_count' / 'element_count' describe a 'gram'; this file has none")
+        trajectories = dict(self.trajectories)
+        if trajectories:
+            if self.gram is None:
+                raise ValueError(f"{list(TRAJECTORY_KEYS)} sample the trajectories behind a 'gram'; this file has none")
+            sample = TrajectoryGrams.from_arrays(trajectories, size)  # ValueError naming the bad array
+            if sample.seen_count > self.sample_count:
+                raise ValueError(f"'trajectory_seen' ({sample.seen_count}) exceeds 'sample_count' ({self.sample_count})")
+            trajectories = {k: _frozen_array(v, v.dtype, k) for k, v in sample.to_arrays().items()}
+        put("trajectories", trajectories)
 
         if self.paper_matrix is not None:
             put("paper_matrix", _check_lower_triangular(_frozen_array(self.paper_matrix, np.float64, "paper_matrix"),
@@ -218,6 +233,7 @@ class PredictorFile:
             out["schedule"] = self.schedule
         if self.paper_matrix is not None:
             out["paper_matrix"] = self.paper_matrix
+        out.update(self.trajectories)
         for name, arr in self.lesa.items():
             out[LESA_PREFIX + name] = arr
         return {k: np.ascontiguousarray(v) for k, v in out.items()}

@@ -22,6 +22,8 @@ import socket
 import time
 from typing import Mapping
 
+from ..schedules import error_growth
+
 CFG_PREFIX = "cfg"
 TRAJECTORY_COUNT = "trajectory_count"
 CONTRIBUTORS = "contributors"
@@ -33,19 +35,25 @@ class Rule(enum.Enum):
     LATEST = "the latest time"
     COUNTS = "sum of the per-machine counts"
     CFG_SCALES = "union of the CFG scales"
+    INCOMING = "the incoming file's value (the later calibration's setting, as for ridge_lambda)"
 
 
 # PredictorFile fields and extra metadata keys that describe runs, with how two files' values merge
 FIELD_RULES: Mapping[str, Rule] = {"sampler": Rule.UNION, "scheduler": Rule.UNION, "fit_mode": Rule.UNION,
                                    "cfg_mode": Rule.CFG_SCALES}
 EXTRA_RULES: Mapping[str, Rule] = {"shift": Rule.UNION, "denoise": Rule.UNION, "pack_version": Rule.UNION,
-                                   "created": Rule.EARLIEST, "updated": Rule.LATEST, CONTRIBUTORS: Rule.COUNTS}
+                                   "created": Rule.EARLIEST, "updated": Rule.LATEST, CONTRIBUTORS: Rule.COUNTS,
+                                   # not provenance: settings the file's statistics are used with, which a refit
+                                   # (L2P Calibrate adding a run) updates to the pack's current ones
+                                   error_growth.POWER_KEY: Rule.INCOMING, error_growth.CFG_POWER_KEY: Rule.INCOMING}
 
 
 def merge_value(rule: Rule, a: str | None, b: str | None) -> str | None:
     """Two files' values of one key merged by ``rule``; a side without the key (an older file) contributes none."""
     if a is None or b is None:
         return b if a is None else a
+    if rule is Rule.INCOMING:
+        return b
     if rule is Rule.UNION:
         return ",".join(sorted({v.strip() for v in f"{a},{b}".split(",") if v.strip()}))
     if rule is Rule.EARLIEST:

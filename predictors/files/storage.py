@@ -18,7 +18,7 @@ import safetensors.numpy
 from ..engine.grid import StepGrid
 from .official import official_predictor_file
 from .predictor_file import (
-    _KNOWN_TENSORS, _NO_RIDGE, _REQUIRED_METADATA, FORMAT_VERSION, LESA_PREFIX, RECALIBRATE, PredictorFile,
+    TRAJECTORY_KEYS, _KNOWN_TENSORS, _NO_RIDGE, _REQUIRED_METADATA, FORMAT_VERSION, LESA_PREFIX, RECALIBRATE, PredictorFile,
     PredictorFileError, fail,
 )
 
@@ -165,7 +165,8 @@ def _read_safetensors(path: str) -> PredictorFile:
         raise fail(path, f"expected tensors among {list(_KNOWN_TENSORS)} and '{LESA_PREFIX}*', found unknown"
                           f" {unknown}", RECALIBRATE)
     expected_dtypes = {"gram": np.float64, "sigmas": np.float64, "paper_matrix": np.float64,
-                       "sample_count": np.int64, "element_count": np.int64, "schedule": np.int64}
+                       "sample_count": np.int64, "element_count": np.int64, "schedule": np.int64,
+                       "trajectory_grams": np.float64, "trajectory_keys": np.float64, "trajectory_seen": np.int64}
     for name, dtype in expected_dtypes.items():
         if name in tensors and tensors[name].dtype != dtype:
             raise fail(path, f"tensor '{name}' must be {np.dtype(dtype).name}, found {tensors[name].dtype}",
@@ -195,6 +196,7 @@ def _read_safetensors(path: str) -> PredictorFile:
             element_count=tensors.get("element_count"),
             schedule=tensors.get("schedule"),
             paper_matrix=tensors.get("paper_matrix"),
+            trajectories={k: v for k, v in tensors.items() if k in TRAJECTORY_KEYS},
             lesa={k[len(LESA_PREFIX):]: v for k, v in tensors.items() if k.startswith(LESA_PREFIX)},
             extra={k: v for k, v in meta.items() if k not in _REQUIRED_METADATA},
         )

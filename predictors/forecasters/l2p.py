@@ -112,6 +112,8 @@ class L2PDirect(_SquareMatrix, LinearPredictor):
     ridge:  relative ridge (see ``fit.ridge_solve``), >= 0.
     window: fit over at most this many most recent computed outputs (None: all of them).
     preserve_level: constrain the weights to sum to 1 (``fit.level_preserving_solve``).
+    prior:  a training-free predictor the ridge shrinks toward (its weights for the same target and computed
+            steps) instead of toward 0; None: plain ridge.
     """
 
     name: ClassVar[str] = "l2p_direct"
@@ -119,9 +121,12 @@ class L2PDirect(_SquareMatrix, LinearPredictor):
     ridge: float = 1e-4
     window: int | None = None
     preserve_level: bool = False
+    prior: LinearPredictor | None = None
     _array: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.prior is not None and (not isinstance(self.prior, LinearPredictor) or self.preserve_level):
+            raise ValueError(f"L2PDirect prior must be a LinearPredictor, without preserve_level; got {self.prior!r}")
         rows = _frozen_square(self.gram, "L2P calibration Gram")
         arr = _read_only(rows)
         if np.max(np.abs(arr - arr.T)) > 1e-9 * max(float(np.max(np.abs(np.diag(arr)))), 1e-300):
@@ -141,4 +146,5 @@ class L2PDirect(_SquareMatrix, LinearPredictor):
 
     def _weights(self, target: int, computed: tuple[int, ...], grid: StepGrid) -> np.ndarray:
         _check_grid_size(self.name, self.num_steps, grid)
-        return direct_weights(self._array, target, computed, self.ridge, self.preserve_level)
+        prior = None if self.prior is None else self.prior.coefficients(target, computed, grid)
+        return direct_weights(self._array, target, computed, self.ridge, self.preserve_level, prior)

@@ -28,10 +28,15 @@ Search: start from a given schedule (the even one), then best-improvement sweeps
 computed step to any free step", accepting a move only when the exact error strictly decreases, until no move
 improves or ``max_sweeps`` is reached. The result is never worse than the start.
 
+Spread (``Spread``): the same coefficients v give each calibration trajectory n its own error v^T G_n v (G_n its
+own Gram, ``calibration.trajectory_grams``). With a Spread the search minimises mean_n + k * std_n of those errors
+over the sampled trajectories instead of the mean under G: a schedule for the calibration's unlucky trajectories.
+
 State: none (pure functions). Memory: a few [candidates, S] float64 arrays per sweep (S=50: ~400 x 50).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -41,6 +46,28 @@ from ..engine.grid import StepGrid
 DEFAULT_MAX_SWEEPS = 200
 # a move must lower the error by more than this fraction to count: float noise must not cycle the search
 _STRICT_RTOL = 1e-12
+
+
+@dataclass(frozen=True, eq=False)
+class Spread:
+    """The search's robust objective: mean + k * std of the per-trajectory errors under ``grams`` (float64
+    [T, R*S, R*S], the same layout as the search's Gram, T >= 2)."""
+
+    grams: np.ndarray
+    k: float
+
+    def __post_init__(self) -> None:
+        grams = np.asarray(self.grams, dtype=np.float64)
+        if grams.ndim != 3 or grams.shape[0] < 2 or grams.shape[1] != grams.shape[2]:
+            raise ValueError(f"a Spread needs at least 2 per-trajectory Grams [T, K, K], got {list(grams.shape)}")
+        if not (np.isfinite(self.k) and self.k >= 0):
+            raise ValueError(f"the Spread's k must be a finite number >= 0, got {self.k!r}")
+        object.__setattr__(self, "grams", grams)
+
+    def objective(self, coef: np.ndarray) -> np.ndarray:
+        """float64 [n]: mean + k * std over the trajectories of coef[i] G_t coef[i], for coef [n, K]."""
+        per = np.einsum("ni,tij,nj->nt", coef, self.grams, coef)
+        return per.mean(axis=1) + self.k * per.std(axis=1)
 
 
 def default_step_weights(grid: StepGrid) -> np.ndarray:
@@ -84,17 +111,22 @@ def _check_computed(computed: Sequence[int], num_steps: int) -> tuple[int, ...]:
     return steps
 
 
-def _ridge_solve_rhs(a: np.ndarray, rhs: np.ndarray, ridge: float) -> np.ndarray:
-    """x = (A + ridge * mean(diag A) I)^{-1} rhs, the same regularisation as ``fit.ridge_solve``; ridge 0 is the
-    minimum-norm least-squares solution. a: [m, m], rhs: [m] -> [m]."""
+def _ridge_solve_rhs(a: np.ndarray, rhs: np.ndarray, ridge: float, prior_rhs: np.ndarray | None = None) -> np.ndarray:
+    """x = (A + ridge * mean(diag A) I)^{-1} (rhs + ridge * mean(diag A) prior_rhs), the same regularisation as
+    ``fit.ridge_solve`` (prior_rhs: the targets' prior weights, summed like rhs); ridge 0 is the minimum-norm
+    least-squares solution. a: [m, m], rhs: [m] -> [m]."""
     if ridge == 0:
         return np.linalg.lstsq(a, rhs, rcond=None)[0]
-    scale = float(np.trace(a)) / a.shape[0]
-    return np.linalg.solve(a + ridge * max(scale, 1e-300) * np.eye(a.shape[0]), rhs)
+    scale = max(float(np.trace(a)) / a.shape[0], 1e-300)
+    if prior_rhs is not None:
+        rhs = rhs + ridge * scale * prior_rhs
+    return np.linalg.solve(a + ridge * scale * np.eye(a.shape[0]), rhs)
 
 
-def _stream_coefficients(g: np.ndarray, d: np.ndarray, steps: tuple[int, ...], ridge: float) -> np.ndarray:
-    """float64 [S]: c for one stream whose Gram is g [S, S] (see the module docstring)."""
+def _stream_coefficients(g: np.ndarray, d: np.ndarray, steps: tuple[int, ...], ridge: float,
+                         prior=None, grid: StepGrid | None = None) -> np.ndarray:
+    """float64 [S]: c for one stream whose Gram is g [S, S] (see the module docstring); ``prior`` (a
+    LinearPredictor on ``grid``) is what the fit shrinks toward (``fit.ridge_solve``)."""
     num_steps = g.shape[0]
     coef = np.zeros(num_steps, dtype=np.float64)
     bounds = list(steps[1:]) + [num_steps]
@@ -104,7 +136,8 @@ def _stream_coefficients(g: np.ndarray, d: np.ndarray, steps: tuple[int, ...], r
             continue
         prefix = list(steps[:m])
         rhs = g[np.ix_(prefix, targets)] @ d[targets]  # [m]
-        coef[prefix] += _ridge_solve_rhs(g[np.ix_(prefix, prefix)], rhs, ridge)
+        prior_rhs = None if prior is None else sum(d[t] * prior.coefficients(int(t), prefix, grid) for t in targets)
+        coef[prefix] += _ridge_solve_rhs(g[np.ix_(prefix, prefix)], rhs, ridge, prior_rhs)
         coef[targets] -= d[targets]
     return coef
 
@@ -137,17 +170,19 @@ def _blocks(g: np.ndarray, streams: int) -> list[np.ndarray]:
 
 
 def final_error_coefficients(
-    gram: np.ndarray, grid: StepGrid, computed: Sequence[int], ridge: float, step_weights=None, mix=None
+    gram: np.ndarray, grid: StepGrid, computed: Sequence[int], ridge: float, step_weights=None, mix=None,
+    prior=None,
 ) -> np.ndarray:
     """float64 [R*S]: the vector v with final-latent error e = sum_i v_i F_i (see the module docstring).
 
     gram: [S, S] (mix None) or the joint [R*S, R*S] of R streams with ``mix`` one weight per stream.
+    prior: a LinearPredictor the fits shrink toward (``fit.ridge_solve``); None: plain ridge.
     """
     if ridge < 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
     g, d, m = _check_inputs(gram, grid, step_weights, mix)
     steps = _check_computed(computed, grid.num_steps)
-    return np.concatenate([w * _stream_coefficients(block, d, steps, ridge)
+    return np.concatenate([w * _stream_coefficients(block, d, steps, ridge, prior, grid)
                            for w, block in zip(m, _blocks(g, m.size))])
 
 
@@ -163,11 +198,21 @@ def expected_final_error(
     return float(coef @ np.asarray(gram, dtype=np.float64) @ coef)
 
 
-def _batched_errors(g: np.ndarray, d: np.ndarray, schedules: np.ndarray, ridge: float, mix: np.ndarray) -> np.ndarray:
-    """float64 [n]: expected_final_error for each row of ``schedules`` (int [n, K], each row sorted)."""
+def _batched_errors(g: np.ndarray, d: np.ndarray, schedules: np.ndarray, ridge: float, mix: np.ndarray,
+                    spread: Spread | None = None) -> np.ndarray:
+    """float64 [n]: the search's objective for each row of ``schedules`` (int [n, K], each row sorted):
+    expected_final_error, or the Spread's objective."""
     coef = np.concatenate([w * _batched_stream_coefficients(block, d, schedules, ridge)
                            for w, block in zip(mix, _blocks(g, mix.size))], axis=1)  # [n, R*S]
+    if spread is not None:
+        return spread.objective(coef)
     return np.einsum("ni,ij,nj->n", coef, g, coef)
+
+
+def _exact_objective(g: np.ndarray, grid: StepGrid, steps, ridge: float, d, m, spread: Spread | None) -> float:
+    if spread is None:
+        return expected_final_error(g, grid, steps, ridge, d, m)
+    return float(spread.objective(final_error_coefficients(g, grid, steps, ridge, d, m)[None])[0])
 
 
 def _batched_stream_coefficients(g: np.ndarray, d: np.ndarray, schedules: np.ndarray, ridge: float) -> np.ndarray:
@@ -206,23 +251,26 @@ def optimize_schedule(
     step_weights=None,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
     mix=None,
+    spread: Spread | None = None,
 ) -> tuple[int, ...]:
     """Local search from ``start`` (which must contain every step of ``fixed``, the guards, and step 0).
 
-    Returns a schedule with as many steps as ``start``, containing ``fixed``, whose expected_final_error is
-    never larger than that of ``start``.
+    Returns a schedule with as many steps as ``start``, containing ``fixed``, whose objective (expected_final_error,
+    or the ``spread``'s mean + k * std) is never larger than that of ``start``.
     """
     if ridge < 0:
         raise ValueError(f"ridge must be >= 0, got {ridge}")
     if max_sweeps < 0:
         raise ValueError(f"max_sweeps must be >= 0, got {max_sweeps}")
     g, d, m = _check_inputs(gram, grid, step_weights, mix)
+    if spread is not None and spread.grams.shape[1:] != g.shape:
+        raise ValueError(f"the Spread's Grams are {list(spread.grams.shape[1:])}, the search's Gram {list(g.shape)}")
     num_steps = grid.num_steps
     best = _check_computed(sorted(set(int(s) for s in start)), num_steps)
     fixed_set = {int(s) for s in fixed} | {0}
     if not fixed_set <= set(best):
         raise ValueError(f"the start schedule {best} must contain the guard steps {sorted(fixed_set)}")
-    best_err = expected_final_error(g, grid, best, ridge, d, m)
+    best_err = _exact_objective(g, grid, best, ridge, d, m, spread)
     for _ in range(max_sweeps):
         movable = [s for s in best if s not in fixed_set]
         free = [s for s in range(num_steps) if s not in best]
@@ -231,7 +279,7 @@ def optimize_schedule(
         candidates = np.array(
             [sorted((set(best) - {old}) | {new}) for old in movable for new in free], dtype=np.int64
         )  # [n, K]
-        errors = _batched_errors(g, d, candidates, ridge, m)
+        errors = _batched_errors(g, d, candidates, ridge, m, spread)
         errors[~np.isfinite(errors)] = np.inf
         order = np.argsort(errors, kind="stable")
         improved = False
@@ -240,7 +288,7 @@ def optimize_schedule(
             if not errors[idx] < best_err:
                 break
             cand = tuple(int(s) for s in candidates[idx])
-            err = expected_final_error(g, grid, cand, ridge, d, m)
+            err = _exact_objective(g, grid, cand, ridge, d, m, spread)
             if err < best_err - _STRICT_RTOL * abs(best_err):
                 best, best_err, improved = cand, err, True
                 break

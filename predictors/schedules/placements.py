@@ -24,8 +24,9 @@ from typing import Sequence
 import numpy as np
 
 from .adaptive import AdaptiveController
+from .budget import RunBudget, computed_count, run_budget
 from ..engine.grid import StepGrid
-from .optimizer import DEFAULT_MAX_SWEEPS, expected_final_error, optimize_schedule
+from .optimizer import DEFAULT_MAX_SWEEPS, Spread, expected_final_error, optimize_schedule
 
 # Relative ridge of the direct fits when planning an OPTIMIZED schedule (fit.ridge_solve's convention).
 from ..calibration.fit import DEFAULT_RIDGE  # one default for fits and schedule search
@@ -52,15 +53,6 @@ class Placement(enum.Enum):
     def is_fixed(self) -> bool:
         """True when the computed steps are known before the run starts."""
         return self is not Placement.ADAPTIVE
-
-
-def computed_count(num_steps: int, speedup: float) -> int:
-    """K = round(S / speedup), at least 1 and at most S. speedup 1 computes every step."""
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    if not speedup >= 1.0:
-        raise ValueError(f"speedup must be >= 1 (sampler steps per real pass), got {speedup}")
-    return max(1, min(num_steps, round(num_steps / speedup)))
 
 
 def _check_guards(num_steps: int, k: int, warmup: int, compute_last: bool) -> None:
@@ -208,14 +200,15 @@ def optimized_schedule(
     step_weights=None,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
     mix=None,
+    spread: Spread | None = None,
 ) -> tuple[int, ...]:
     """K computed steps minimising ``expected_final_error`` under ``gram`` (float64 [S, S], or the joint
-    [R*S, R*S] with ``mix``, one weight per stream), found by local search from the even schedule with the same K
-    and guards; never worse than that even schedule. Guards never move.
+    [R*S, R*S] with ``mix``, one weight per stream), or the ``spread``'s robust objective, found by local search
+    from the even schedule with the same K and guards; never worse than that even schedule. Guards never move.
     """
     start = even_schedule(grid.num_steps, k, warmup, compute_last)
     fixed = guard_steps(grid.num_steps, warmup, compute_last)
-    return optimize_schedule(gram, grid, start, fixed, ridge, step_weights, max_sweeps, mix)
+    return optimize_schedule(gram, grid, start, fixed, ridge, step_weights, max_sweeps, mix, spread)
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -263,6 +256,10 @@ class ScheduleConfig:
     def computed_count(self, num_steps: int) -> int:
         return computed_count(num_steps, self.speedup)
 
+    def budget(self, num_steps: int) -> RunBudget:
+        """The run's computed-step count (``budget.run_budget``): K, or the guards / every step in a short run."""
+        return run_budget(num_steps, self.speedup, self.warmup, self.compute_last)
+
 
 def plan_schedule(
     config: ScheduleConfig,
@@ -271,14 +268,19 @@ def plan_schedule(
     ridge: float = DEFAULT_RIDGE,
     step_weights=None,
     mix=None,
+    spread: Spread | None = None,
 ) -> tuple[int, ...]:
     """The computed steps of a run on ``grid`` for a fixed placement (EVEN, PUBLISHED, PROGRESSIVE, OPTIMIZED).
+    A run too short for the speedup computes its guards, or every step (``ScheduleConfig.budget``).
 
     gram: needed by OPTIMIZED only: float64 [S, S] (one stream, or several roles' summed blocks sharing one fit),
     or the joint [R*S, R*S] of R streams each fitted on its own block, with ``mix`` their weights in the output.
     """
     num_steps = grid.num_steps
-    k = config.computed_count(num_steps)
+    budget = config.budget(num_steps)
+    if budget.every_step:
+        return tuple(range(num_steps))
+    k = budget.computed
     placement = config.placement
     if placement is Placement.EVEN:
         return even_schedule(num_steps, k, config.warmup, config.compute_last)
@@ -300,7 +302,8 @@ def plan_schedule(
                 "the optimized placement needs a calibrated predictor file (one holding a Gram matrix, made by"
                 " L2P Calibrate); this one has none. Choose the even placement, or calibrate this model"
             )
-        return optimized_schedule(gram, grid, k, config.warmup, config.compute_last, ridge, step_weights, mix=mix)
+        return optimized_schedule(gram, grid, k, config.warmup, config.compute_last, ridge, step_weights, mix=mix,
+                                  spread=spread)
     raise ValueError(
         f"placement {placement.value!r} is decided during the run, not planned: use adaptive_controller()"
     )
@@ -318,7 +321,8 @@ def adaptive_controller(config: ScheduleConfig, num_steps: int, order: int = 1) 
 
 
 __all__ = [
-    "AdaptiveController", "DEFAULT_RIDGE", "PUBLISHED_L2P_50", "Placement", "ScheduleConfig", "adaptive_controller",
-    "computed_count", "even_schedule", "expected_final_error", "guard_steps", "optimized_schedule", "plan_schedule",
-    "progressive_schedule", "published_schedule", "spectrum_progressive_steps",
+    "AdaptiveController", "DEFAULT_RIDGE", "PUBLISHED_L2P_50", "Placement", "RunBudget", "ScheduleConfig",
+    "adaptive_controller", "computed_count", "even_schedule", "expected_final_error", "guard_steps",
+    "optimized_schedule", "plan_schedule", "progressive_schedule", "published_schedule", "run_budget",
+    "spectrum_progressive_steps",
 ]
