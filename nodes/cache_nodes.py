@@ -8,10 +8,12 @@ only declares inputs.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import comfy.patcher_extension
 from comfy_api.latest import io
 
-from . import calibrate_setup, files, l2p_setup, setups
+from . import calibrate_setup, files, l2p_setup, learn_setup, setups
 from .apply_model_hook import l2p_apply_model_wrapper
 from .holder import CLONE_CALLBACKS
 from .hook_points import WRAPPER_KEY, HookPoint, hook_points_for
@@ -72,6 +74,12 @@ def _training_device(model):
     return device if getattr(device, "type", None) == "cuda" else "cpu"
 
 
+def _with_node_id(cls, holder: L2PHolder) -> L2PHolder:
+    """The holder, told the id of the node that made it (the V3 hidden ``unique_id``), so every run's report is
+    shown on that node in the UI; None when executed outside a prompt (the report then goes to the log only)."""
+    return dataclasses.replace(holder, node_id=getattr(getattr(cls, "hidden", None), "unique_id", None))
+
+
 def _schedule_inputs(default_placement: str, placements: list[str], default_warmup: int) -> list:
     return [
         io.Float.Input("speedup", default=5.0, min=1.0, max=25.0, step=0.01,
@@ -105,9 +113,14 @@ class L2PCache(io.ComfyNode):
                         " predictor (L2P). Put it between the model loader (and LoRAs) and the sampler.",
             inputs=[
                 io.Model.Input("model"),
-                io.Combo.Input("predictor_file", options=files.list_predictor_files(),
-                               tooltip="A predictor file from models/l2p/ (made by L2P Calibrate) or the pack's"
-                                       " weights/. The official L2P weight.txt is accepted too."),
+                io.Combo.Input("predictor_file", options=[learn_setup.AUTO_FILE, *files.list_predictor_files()],
+                               default=learn_setup.AUTO_FILE,
+                               tooltip=f"{learn_setup.AUTO_FILE}: the first runs of each setup (model, steps,"
+                                       f" scheduler, CFG) compute every step and are recorded into"
+                                       f" models/l2p/auto-...safetensors; then the runs are forecast at the speedup."
+                                       f" Or pin a predictor file from models/l2p/ (made by L2P Calibrate or"
+                                       f" learned) or the pack's weights/, used as it is and never modified; the"
+                                       f" official L2P weight.txt is accepted too."),
                 *_schedule_inputs("optimized", setups.L2P_PLACEMENTS, setups.DEFAULT_L2P_WARMUP),
                 io.Combo.Input("predictor", options=setups.L2P_MODES, default=setups.L2P_MODES[0],
                                tooltip=setups.L2P_MODE_TOOLTIP),
@@ -120,22 +133,38 @@ class L2PCache(io.ComfyNode):
                                        " model (the same weights, also at another precision). allow: also on a"
                                        " LoRA or fine-tune of it (same class and config, other weights); the run's"
                                        " report says so. Another model class or config is always refused."),
+                io.Combo.Input("learning", options=learn_setup.LEARNING_CHOICES,
+                               default=learn_setup.Learning.LEARN.value, optional=True,
+                               tooltip="auto file only. learn, then forecast: record full runs until the setup has"
+                                       " learning_images, then forecast. keep learning: also one full, recorded run"
+                                       f" in {learn_setup.KEEP_LEARNING_EVERY} after that. stop learning: record"
+                                       " nothing; forecast from what was learned. start over: move this setup's"
+                                       " learned file to models/l2p/archive/ (kept, pinnable), then learn again."),
+                io.Int.Input("learning_images", default=learn_setup.LEARNING_TRAJECTORIES, min=1, max=256,
+                             optional=True,
+                             tooltip="auto file only: how many images (trajectories; every batch row counts) a"
+                                     " setup records before its runs are forecast."),
             ],
             outputs=[io.Model.Output()],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, model, predictor_file, speedup, placement, warmup_steps, compute_last_step, residual_budget,
-                history_device, predictor, step_grid_mismatch,
-                other_model=setups.OTHER_MODEL_CHOICES[0]) -> io.NodeOutput:
+                history_device, predictor, step_grid_mismatch, other_model=setups.OTHER_MODEL_CHOICES[0],
+                learning=learn_setup.Learning.LEARN.value,
+                learning_images=learn_setup.LEARNING_TRAJECTORIES) -> io.NodeOutput:
         with raised_by(L2P_CACHE):
-            holder = l2p_setup.l2p_cache_holder(
-                files.resolve_existing(predictor_file), speedup=speedup, placement=placement, warmup=warmup_steps,
-                compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
-                mode=predictor, grid_policy=step_grid_mismatch, other_model=other_model,
-                lesa_progress=_progress_bar(), lesa_device=_training_device(model),
-            )
-            return io.NodeOutput(install(model, holder))
+            settings = dict(speedup=speedup, placement=placement, warmup=warmup_steps, compute_last=compute_last_step,
+                            residual_budget=residual_budget, history_device=history_device, mode=predictor,
+                            grid_policy=step_grid_mismatch, other_model=other_model)
+            lesa = dict(lesa_progress=_progress_bar(), lesa_device=_training_device(model))
+            if predictor_file == learn_setup.AUTO_FILE:
+                policy = learn_setup.LearningPolicy(learn_setup.Learning(learning), int(learning_images))
+                holder = learn_setup.learning_holder(files.learning_folder(), policy, settings, lesa)
+            else:
+                holder = l2p_setup.l2p_cache_holder(files.resolve_existing(predictor_file), **settings, **lesa)
+            return io.NodeOutput(install(model, _with_node_id(cls, holder)))
 
 
 class L2PForecastCache(io.ComfyNode):
@@ -162,6 +191,7 @@ class L2PForecastCache(io.ComfyNode):
                                tooltip="Spectrum: weight of the Chebyshev fit against linear extrapolation."),
             ],
             outputs=[io.Model.Output()],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -173,7 +203,7 @@ class L2PForecastCache(io.ComfyNode):
                 compute_last=compute_last_step, residual_budget=residual_budget, history_device=history_device,
                 spectrum_degree=spectrum_degree, spectrum_lambda=spectrum_lambda, spectrum_blend=spectrum_blend,
             )
-            return io.NodeOutput(install(model, holder))
+            return io.NodeOutput(install(model, _with_node_id(cls, holder)))
 
 
 class L2PCalibrate(io.ComfyNode):
@@ -202,6 +232,7 @@ class L2PCalibrate(io.ComfyNode):
                                  tooltip=setups.LESA_SAMPLE_TOOLTIP),
             ],
             outputs=[io.Model.Output()],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -211,7 +242,7 @@ class L2PCalibrate(io.ComfyNode):
                 files.calibration_target(file_name), ridge=ridge_lambda, mode=mode,
                 on_policy_speedup=on_policy_speedup, lesa_sample=lesa_sample,
             )
-            return io.NodeOutput(install(model, holder))
+            return io.NodeOutput(install(model, _with_node_id(cls, holder)))
 
 
 NODES: list[type[io.ComfyNode]] = [L2PCache, L2PCalibrate, L2PForecastCache]

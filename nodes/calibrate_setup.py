@@ -21,7 +21,7 @@ from ..predictors.files.identity import OtherModel
 from ..predictors.files.update import extend_calibration_file
 from ..predictors.forecasters.fora import Fora
 from ..predictors.errors import CalibrationError
-from ..predictors.files.predictor_file import PredictorFileError
+from ..predictors.files.predictor_file import PredictorFile, PredictorFileError
 from ..predictors.files.storage import load_predictor_file
 from ..predictors.schedules import error_growth
 from ..predictors.schedules.error_growth import ErrorGrowth
@@ -43,15 +43,24 @@ from .setups import (
 
 
 REPORTED_SPEEDUPS = (4.55, 5.56, 7.14)
+# the report's curve (the node's plot): a few points from light to aggressive, a schedule search each (~0.1-0.5 s
+# for 50 steps on a CPU core)
+PLOTTED_SPEEDUPS = (2.0, 3.0, 4.55, 5.56, 7.14, 10.0)
+CREATED_BY = "ComfyUI-L2P L2P Calibrate"
 OTHER_FILE_FIX = "Choose another file_name for this model: a calibration file holds one model's runs"
 
 
 class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file under its lock."""
 
-    def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0,
-                 lesa_sample: bool = False) -> None:
+    def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0, *,
+                 lesa_sample: bool = False, created_by: str = CREATED_BY,
+                 extra_metadata: dict[str, str] | None = None) -> None:
         self.path, self.context, self.grid, self.ridge, self.mode = path, context, context.grid, ridge, mode
+        self.created_by = created_by
+        self.extra_metadata = dict(extra_metadata or {})  # added to the run's provenance (e.g. a learned setup)
+        self.saved: PredictorFile | None = None  # the file after this run was added to it
+        self.lost: str | None = None  # why this run's recording was lost, when it was
         self.cfg_scale = context.cfg_scale
         self.seed = seed  # where the element sample looks: the file's trajectory count, so reruns reproduce
         self.on_policy = mode is CalibrationMode.ON_POLICY
@@ -96,23 +105,25 @@ class CalibrationRecorder:
         sample = None if self.sampler is None else self.sampler.finish()
         try:
             result = extend_calibration_file(
-                self.path, stats, sample, extra={**extra, **error_growth.to_metadata()}, model_family=self.family,
-                model_class=self.model_class, latent_channels=self.latent_channels, ridge=self.ridge,
-                fit_mode=self.mode.value, created_by="ComfyUI-L2P L2P Calibrate",
+                self.path, stats, sample, extra={**extra, **error_growth.to_metadata(), **self.extra_metadata},
+                model_family=self.family, model_class=self.model_class, latent_channels=self.latent_channels,
+                ridge=self.ridge, fit_mode=self.mode.value, created_by=self.created_by,
                 cfg_mode=cfg_record(None, self.recorder.roles, self.cfg_scale), **fields,
             )
         except (OSError, PredictorFileError) as err:  # the image is fine; only this run's recording is lost
-            lost = recording_lost_note(self.path, err)
-            report.notes.append(lost)
-            logger.warning("[L2P] %s", lost)
+            self.lost = report.recording_lost = recording_lost_note(self.path, err)
+            report.notes.append(self.lost)
+            logger.warning("[L2P] %s", self.lost)
             return
-        pf = result.file
+        pf = self.saved = result.file
+        report.recorded = pf.sample_count
         report.notes.append(f"calibration file {self.path}: {pf.sample_count} trajectories"
                             f" ({', '.join(pf.roles)}), {pf.steps} steps; {contributor_note()}")
         report.notes.extend(result.notes)
         stats = stats_from_file(pf, self.path)  # a refit adopts the current schedule error model (error_growth)
         growth = schedule_growth(pf, self.path, is_cfg_run(self.cfg_scale, stats), FitOptions())
-        report.notes.append(expected_quality_line(self.path, stats, self.ridge, self.cfg_scale, growth))
+        report.quality = expected_quality(self.path, stats, self.ridge, self.cfg_scale, growth)
+        report.notes.append(quality_line(report.quality))
 
 
 def recording_lost_note(path: str, err: BaseException) -> str:
@@ -126,11 +137,13 @@ def recording_lost_note(path: str, err: BaseException) -> str:
            f" recordings, {fix}"
 
 
-def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None,
-                          growth: ErrorGrowth = error_growth.LEGACY) -> str:
-    """The expected final-latent quality (dB, like PSNR of the denoising displacement) at a few speedups, with the
-    schedules and fits L2P Cache uses by default for this guidance setup (its schedule search weighs steps by
-    ``growth``); under CFG, of the guided output. The quality itself is the teacher-forced error (dsigma only)."""
+def expected_quality(path: str, stats: GramStats, ridge: float, cfg_scale: float | None,
+                     growth: ErrorGrowth = error_growth.LEGACY,
+                     speedups: tuple[float, ...] = PLOTTED_SPEEDUPS) -> tuple[tuple[float, float], ...]:
+    """(speedup, expected dB) of the final latent (like PSNR of the denoising displacement) at ``speedups`` (each
+    rounded to whole passes; those the grid cannot take left out), with the schedules and fits L2P Cache uses by
+    default for this guidance setup (its schedule search weighs steps by ``growth``); under CFG, of the guided
+    output. The quality itself is the teacher-forced error (dsigma only)."""
     grid = stats.grid
     gram = fit_gram(path, stats, cfg_scale, CfgFit.PER_STREAM)
     mix, search, exact = None, gram, gram
@@ -141,16 +154,26 @@ def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: 
         gram = stats.combined_gram({"cond": cfg_scale, "uncond": 1.0 - cfg_scale})
     d = np.abs(grid.dsigma())
     total = float(d @ gram @ d)
-    parts = []
-    for speedup in REPORTED_SPEEDUPS:
-        k = computed_count(grid.num_steps, speedup)
+    points, counts = [], sorted({computed_count(grid.num_steps, s) for s in speedups}, reverse=True)
+    for k in counts:
         if k <= DEFAULT_L2P_WARMUP or k >= grid.num_steps:
             continue
         steps = optimized_schedule(search, grid, k, warmup=DEFAULT_L2P_WARMUP, ridge=ridge, mix=mix,
                                    step_weights=growth.step_weights(grid))
         err = expected_final_error(exact, grid, steps, ridge, mix=mix)
-        parts.append(f"{grid.num_steps / k:.2f}x: {10 * np.log10(total / max(err, 1e-300)):.1f} dB")
+        points.append((grid.num_steps / k, float(10 * np.log10(total / max(err, 1e-300)))))
+    return tuple(points)
+
+
+def quality_line(points: tuple[tuple[float, float], ...]) -> str:
+    parts = [f"{speedup:.2f}x: {db:.1f} dB" for speedup, db in points]
     return "expected quality with optimized schedules (teacher-forced): " + (", ".join(parts) or "n/a")
+
+
+def expected_quality_line(path: str, stats: GramStats, ridge: float, cfg_scale: float | None,
+                          growth: ErrorGrowth = error_growth.LEGACY) -> str:
+    """``expected_quality`` at REPORTED_SPEEDUPS, as the report's line."""
+    return quality_line(expected_quality(path, stats, ridge, cfg_scale, growth, REPORTED_SPEEDUPS))
 
 
 def calibrate_holder(path: str, *, ridge: float, mode: str, on_policy_speedup: float,

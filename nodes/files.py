@@ -78,3 +78,10 @@ def calibration_target(name: str) -> str:
     except OSError:
         pass  # a read-only folder: the run still samples, and its report says the recording could not be saved
     return path
+
+
+def learning_folder() -> str:
+    """Where L2P Cache's learning mode keeps its files: models/l2p/ (created when missing and possible; a folder
+    that cannot be created only loses the recordings, and each run's report says so)."""
+    register_folder()
+    return folder_paths.get_folder_paths(FOLDER_TYPE)[0]

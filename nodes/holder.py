@@ -59,10 +59,11 @@ class L2PHolder:
     predictor_name: str
     start_run: Callable[[RunContext, RunReport], RunPieces]
     reports: ReportLog = field(default_factory=ReportLog, compare=False, repr=False)
+    node_id: str | None = None  # the node that made it: where the UI shows each run's report (node_report.py)
 
     def for_clone(self) -> L2PHolder:
         """The same setup with an empty report log: what a clone of the MODEL gets."""
-        return L2PHolder(self.feature, self.predictor_name, self.start_run)
+        return L2PHolder(self.feature, self.predictor_name, self.start_run, node_id=self.node_id)
 
     def __deepcopy__(self, memo) -> L2PHolder:
         return self.for_clone()

@@ -136,6 +136,22 @@ def _direct_cfg_pieces(plan, stats: GramStats, gram: np.ndarray, ridge: float, o
     return RunPieces(default, plan, offload=offload)  # PER_STREAM / GUIDED: one fit on fit_gram's statistics
 
 
+def _parsed_settings(speedup, placement, warmup, compute_last, residual_budget, history_device, mode, grid_policy,
+                     other_model):
+    """L2P Cache's node settings, validated: (schedule config, L2PMode, GridPolicy, offload, OtherModel)."""
+    config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
+    offload = HistoryDevice(history_device) is HistoryDevice.CPU
+    return config, L2PMode(mode), GridPolicy(grid_policy), offload, OtherModel(other_model)
+
+
+def check_cache_settings(*, speedup: float, placement: str, warmup: int, compute_last: bool, residual_budget: float,
+                         history_device: str, mode: str, grid_policy: str,
+                         other_model: str = OtherModel.REFUSE.value) -> None:
+    """Validate ``l2p_cache_holder``'s settings before any file exists (the learning mode forecasts later)."""
+    _parsed_settings(speedup, placement, warmup, compute_last, residual_budget, history_device, mode, grid_policy,
+                     other_model)
+
+
 def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, compute_last: bool,
                      residual_budget: float, history_device: str, mode: str, grid_policy: str,
                      options: FitOptions = FitOptions(), ridge: float | None = None,
@@ -148,11 +164,9 @@ def l2p_cache_holder(path: str, *, speedup: float, placement: str, warmup: int, 
     ridge: None uses the file's own ridge_lambda (on-policy calibration passes the one it calibrates with).
     other_model: whether a file calibrated on a LoRA / fine-tune of the sampled model is used (OtherModel).
     lesa_progress, lesa_device: LESA's training, when it is needed (``lesa_setup.lesa_model``)."""
+    config, mode, policy, offload, allow_other = _parsed_settings(
+        speedup, placement, warmup, compute_last, residual_budget, history_device, mode, grid_policy, other_model)
     pf = load_predictor_file(path)
-    allow_other = OtherModel(other_model)
-    config = _schedule_config(speedup, placement, warmup, compute_last, residual_budget)
-    mode, policy = L2PMode(mode), GridPolicy(grid_policy)
-    offload = HistoryDevice(history_device) is HistoryDevice.CPU
     if ridge is None:
         ridge = pf.ridge_lambda if pf.ridge_lambda is not None else DEFAULT_RIDGE
     name = os.path.basename(path)

@@ -90,15 +90,26 @@ def _scheduler_sigmas(samplers, model_sampling, name: str, steps: int, drop_penu
         return None
 
 
+def model_sampling_of(model_patcher):
+    """The patcher's model_sampling object (shift, sigma range, schedulers read it), or None outside ComfyUI."""
+    if model_patcher is None or not hasattr(model_patcher, "get_model_object"):
+        return None
+    try:
+        return model_patcher.get_model_object("model_sampling")
+    except (AttributeError, KeyError):
+        return None
+
+
+def run_scheduler(model_patcher, sigmas: np.ndarray, sampler=None) -> str:
+    """The scheduler name of a run's sigmas (``scheduler_name``), "unknown" outside ComfyUI."""
+    model_sampling = model_sampling_of(model_patcher)
+    return UNKNOWN if model_sampling is None else scheduler_name(model_sampling, sigmas, sampler)
+
+
 def run_provenance(model_patcher, sampler, sigmas: np.ndarray, identity: ModelIdentity,
                    trajectories: int) -> tuple[dict[str, str], dict[str, str]]:
     """(PredictorFile fields sampler / scheduler, extra metadata) describing one calibration run."""
-    model_sampling = None
-    if model_patcher is not None and hasattr(model_patcher, "get_model_object"):
-        try:
-            model_sampling = model_patcher.get_model_object("model_sampling")
-        except (AttributeError, KeyError):
-            model_sampling = None
+    model_sampling = model_sampling_of(model_patcher)
     shift = getattr(model_sampling, "shift", None)
     sigma_max = getattr(model_sampling, "sigma_max", None)
     if sigma_max is None:
@@ -108,8 +119,7 @@ def run_provenance(model_patcher, sampler, sigmas: np.ndarray, identity: ModelId
     else:  # denoise < 1, or one part of a split run (KSamplerAdvanced start_at_step / end_at_step)
         denoise = f"partial (sigmas {float(sigmas[0]):.4g} to {float(sigmas[-1]):.4g} of {float(sigma_max):.4g})"
     now = utc_now()
-    fields = {"sampler": sampler_name(sampler),
-              "scheduler": UNKNOWN if model_sampling is None else scheduler_name(model_sampling, sigmas, sampler)}
+    fields = {"sampler": sampler_name(sampler), "scheduler": run_scheduler(model_patcher, sigmas, sampler)}
     extra = {
         "shift": UNKNOWN if model_sampling is None else ("none" if shift is None else f"{float(shift):g}"),
         "denoise": denoise, "pack_version": pack_version(), "created": now, "updated": now,

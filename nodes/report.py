@@ -45,6 +45,31 @@ NOT_REACHED = (
 )
 
 
+class LearningAction(enum.Enum):
+    """What a run of L2P Cache's learning mode did."""
+
+    RECORD = "learning run: every step computed and recorded"
+    KEEP_LEARNING = "keep-learning run: every step computed and recorded"
+    FORECAST = "forecast from the learned file"
+    FORECAST_FEW = "forecast from fewer trajectories than asked (learning stopped)"
+    UNLEARNED = "every step computed, nothing recorded (learning stopped before anything was learned)"
+
+    @property
+    def records(self) -> bool:
+        return self in (LearningAction.RECORD, LearningAction.KEEP_LEARNING)
+
+
+@dataclass
+class LearningStatus:
+    """What L2P Cache's learning mode did in one run, and where the setup's learned file stands after it."""
+
+    file: str  # the setup's learned file (base name)
+    trajectories: int  # trajectories the file holds (after this run when it was saved)
+    needed: int  # how many make it forecast
+    action: LearningAction  # what this run did
+    saved: bool | None = None  # recording runs: True when this run reached the file, False when it was lost
+
+
 @dataclass
 class RunReport:
     """Filled in during one run by the run state; finished by the OUTER_SAMPLE wrapper."""
@@ -60,6 +85,10 @@ class RunReport:
     status: str = "running"  # "finished" or "failed: <error>"
     notes: list[str] = field(default_factory=list)
     hook: str = ""  # which wrapper served the run, and why (hook_points.select_hook)
+    learning: LearningStatus | None = None  # L2P Cache's learning mode only
+    recorded: int | None = None  # trajectories in the calibration file this run was added to, after it
+    recording_lost: str | None = None  # why this run's recording did not reach its calibration file
+    quality: tuple[tuple[float, float], ...] = ()  # (speedup, expected dB) of the file this run extended
 
     def stream(self, name: str) -> StreamReport:
         return self.streams.setdefault(name, StreamReport(name))
@@ -81,6 +110,12 @@ class RunReport:
     def computed_steps(self) -> list[int]:
         """Steps with at least one computed stream, ascending."""
         return sorted({s for r in self.streams.values() for s in r.computed})
+
+    @property
+    def worst_residual(self) -> tuple[float, int, str] | None:
+        """(residual, step, stream) of the largest forecast residual seen at a computed step, or None."""
+        seen = [(v, step, r.name) for r in self.streams.values() for step, v in r.residuals.items()]
+        return max(seen) if seen else None
 
     @property
     def safety_net_passes(self) -> int:

@@ -37,6 +37,7 @@ from .hook_points import WRAPPER_KEY, select_hook
 from .latent_lists import PartsLayout, batch_rows, flatten_parts
 from .node_errors import raised_by
 from .output_guard import all_finite, bad_streams, refuse_for_calibration, stop_forecasting_note
+from .node_report import show_on_node
 from .report import ForcedReason, RunReport, publish
 from .run_pieces import CalibrationSink, RunContext, RunPieces, StepPlan
 from .step_truth import StepTruth
@@ -366,6 +367,7 @@ def _sample_run(holder: L2PHolder, guider, executor, args: tuple, kwargs: dict):
         finally:
             holder.reports.append(report)
             publish(report)
+            show_on_node(holder.node_id, report)
 
 
 def l2p_diffusion_model_wrapper(executor, *args, **kwargs):

@@ -49,11 +49,12 @@ sys.path.insert(0, str(ROOT / "tests"))  # comfy_host: the one place that knows 
 sys.path.insert(0, str(ROOT / "scripts"))  # workflow_defs, when this file is loaded by path (tests/test_workflows.py)
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
 
+from comfyui_l2p.nodes.learn_setup import AUTO_FILE  # noqa: E402
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
 from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, NO_DEFAULT, PACK_CNR_ID, NodeDef,  # noqa: E402
                            load_differences, read_node_def)
 from workflow_parts import (CALIBRATION_RIDGE, FORECAST_WARMUP, SCHEDULE_DEFAULTS, Description, ModelFile,  # noqa: E402
-                            N, Out, files_tree, grid_text, l2p_cache, node, note, swap_to_calibrate)
+                            N, Out, files_tree, grid_text, l2p_cache, learned_file, learning_text, node, note)
 import workflows_wan_sdxl  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ node definitions
@@ -95,14 +96,12 @@ HUNYUAN_VAE = ModelFile("hunyuan_video_vae_bf16.safetensors", "vae",
 # 50 steps for FLUX: the L2P paper calibrates and reports its speedups (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed
 # steps) at 50 steps, so the same predictor file serves every published setting. 5.56 is the paper's 9-of-50.
 FLUX_STEPS, FLUX_SPEEDUP = 50, 5.56
-FLUX_PREDICTOR = f"flux1-dev-euler-simple-{FLUX_STEPS}.safetensors"
+FLUX_PREDICTOR = f"flux1-dev-euler-simple-{FLUX_STEPS}.safetensors"  # what the calibration template writes
 # Qwen-Image: the Qwen team's 40 steps at cfg 2.5 (the stock template's table); with true CFG the guidance scale
 # multiplies the difference of the cond and uncond forecasts, so a milder speedup than FLUX's.
 QWEN_STEPS, QWEN_SPEEDUP = 40, 2.5
-QWEN_PREDICTOR = f"qwen-image-euler-simple-{QWEN_STEPS}-cfg.safetensors"
 # HunyuanVideo: 50 steps, the model's reference setting; guidance is distilled (FluxGuidance 6, no CFG) like FLUX.
 HUNYUAN_STEPS, HUNYUAN_SPEEDUP = 50, 5.0
-HUNYUAN_PREDICTOR = f"hunyuan-video-t2v-euler-simple-{HUNYUAN_STEPS}.safetensors"
 FORECAST_SPEEDUP = 4.55  # 11 of 50 steps: the paper's mildest setting, a fair training-free starting point
 
 # --------------------------------------------------------------------------------------------- workflows
@@ -131,29 +130,26 @@ def flux_graph(model_node: Callable[[Out], N], steps: int, seed_control: str, pr
 
 
 def flux_l2p_cache() -> Description:
-    k = computed_count(FLUX_STEPS, FLUX_SPEEDUP)
     text = f"""## FLUX.1-dev + L2P Cache
 
-**L2P Cache** skips most passes of the FLUX transformer: at speedup {FLUX_SPEEDUP} it runs {k} of the {FLUX_STEPS}\
- steps for real and forecasts the other {FLUX_STEPS - k} from the computed ones with a linear predictor calibrated\
- for this model (L2P). It sits between the model loader (and any LoRA loaders) and the sampler.
+**L2P Cache** skips most passes of the FLUX transformer and forecasts them with a linear predictor fitted to this\
+ model (L2P). It sits between the model loader (and any LoRA loaders) and the sampler.
 
-**First make its predictor file:** open the template *flux1-dev-l2p-calibrate*, queue a handful of prompts and\
- seeds; it writes `models/l2p/{FLUX_PREDICTOR}`, which L2P Cache here loads (press R to refresh the list).
+{learning_text(FLUX_STEPS, FLUX_SPEEDUP, "model and LoRAs, steps, scheduler, CFG")}
 
 **Why {FLUX_STEPS} steps:** the L2P paper calibrates FLUX.1-dev at {FLUX_STEPS} steps and reports its speedups there\
- (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed steps); one calibration file serves all three. {grid_text(FLUX_STEPS)}
+ (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed steps); one learned file serves all three.
 
-**Settings:** placement *optimized* chooses the computed steps from the calibration to minimise the expected error\
- of the final image; the first 2 steps (warm-up) are always computed; *direct* fits the forecast weights for the\
- steps in use. speedup 1 turns the cache off.
+**Settings:** placement *optimized* chooses the computed steps from the learned statistics to minimise the expected\
+ error of the final image; the first step (warm-up) is always computed; *direct* fits the forecast weights for the\
+ steps in use. speedup 1 turns the cache off. The template *flux1-dev-l2p-calibrate* makes a file with full control\
+ (its name, which runs go in); pin it here in predictor_file.
 
-**Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full\
- {FLUX_STEPS}-step image.
+**Compare:** the seed is set to *randomize*, so the images L2P Cache learns from differ. Set it to *fixed*, queue,\
+ then select L2P Cache, press Ctrl+B (bypass) and queue again for the full {FLUX_STEPS}-step image.
 
-{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], FLUX_PREDICTOR)}"""
-    nodes = flux_graph(lambda model: l2p_cache(1, model, FLUX_PREDICTOR, FLUX_SPEEDUP), FLUX_STEPS, "fixed",
-                       "L2P/flux1-dev")
+{files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], None, learned_file("flux", FLUX_STEPS, "cfg1"))}"""
+    nodes = flux_graph(lambda model: l2p_cache(1, model, AUTO_FILE, FLUX_SPEEDUP), FLUX_STEPS, "randomize", "L2P/flux1-dev")
     return Description("flux1-dev-l2p-cache", (note(text), *nodes))
 
 
@@ -165,8 +161,9 @@ def flux_l2p_calibrate() -> Description:
 
 1. Queue a handful of different prompts and seeds: the seed is set to *randomize*, so every run gets a new one.\
  The runs accumulate into the one file.
-2. Then open the template *flux1-dev-l2p-cache*: its L2P Cache loads this file (press R to refresh the list) and\
- skips most of the {FLUX_STEPS} steps.
+2. Then open the template *flux1-dev-l2p-cache* and pin this file in its predictor_file (press R to refresh the\
+ list): L2P Cache skips most of the {FLUX_STEPS} steps with it. (Left on *auto*, L2P Cache learns by itself from\
+ its first images instead; this template is for full control over which runs go into the file.)
 
 {grid_text(FLUX_STEPS)} So keep these the same here and in the cache workflow. {FLUX_STEPS} steps is the L2P paper's\
  setting: its published speedups (4.55 / 5.56 / 7.14 = 11 / 9 / 7 computed steps) apply to this file.
@@ -216,26 +213,25 @@ def qwen_image_l2p_cache() -> Description:
     text = f"""## Qwen-Image (with CFG) + L2P Cache
 
 **L2P Cache** skips most passes of the Qwen-Image transformer: at speedup {QWEN_SPEEDUP} it runs {k} of the\
- {QWEN_STEPS} steps for real and forecasts the others with a linear predictor calibrated for this model (L2P). It\
- sits between the model (after ModelSamplingAuraFlow) and the sampler.
+ {QWEN_STEPS} steps for real and forecasts the others with a linear predictor fitted to this model (L2P). It sits\
+ between the model (after ModelSamplingAuraFlow) and the sampler.
 
-{swap_to_calibrate(QWEN_PREDICTOR, 'steps, sampler, scheduler, shift and cfg')}
+{learning_text(QWEN_STEPS, QWEN_SPEEDUP, "model and LoRAs, steps, scheduler, shift, CFG scale")}
 
 **CFG:** with cfg 2.5 the positive and negative prompts are forecast as two streams, and the guidance scale\
  multiplies the difference of their forecasts, so forecast errors weigh more than on FLUX (cfg 1). Hence a milder\
  speedup; raise it while the image holds up. {QWEN_STEPS} steps at cfg 2.5 is the Qwen team's suggestion.
 
-{grid_text(QWEN_STEPS, ", ModelSamplingAuraFlow shift 3.1")}
+**Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full image. While\
+ L2P Cache learns, vary the prompt: a few different images teach it more than one image several times.
 
-**Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full image.
-
-{files_tree([QWEN_IMAGE, QWEN_TE, QWEN_VAE], QWEN_PREDICTOR)}"""
+{files_tree([QWEN_IMAGE, QWEN_TE, QWEN_VAE], None, learned_file("qwen_image", QWEN_STEPS, "cfg2.5"))}"""
     unet = node("UNETLoader", 0, unet_name=QWEN_IMAGE, weight_dtype="default")
     clip = node("CLIPLoader", 0, clip_name=QWEN_TE, type="qwen_image", device="default")
     vae = node("VAELoader", 0, vae_name=QWEN_VAE)
     latent = node("EmptySD3LatentImage", 0, width=1328, height=1328, batch_size=1)
     shift = node("ModelSamplingAuraFlow", 1, model=unet.out("MODEL"), shift=3.1)
-    cache = l2p_cache(1, shift.out("MODEL"), QWEN_PREDICTOR, QWEN_SPEEDUP)
+    cache = l2p_cache(1, shift.out("MODEL"), AUTO_FILE, QWEN_SPEEDUP)
     positive = node("CLIPTextEncode", 2, node_title="Positive prompt", node_width=420, clip=clip.out("CLIP"),
                     text='a hand-painted wooden shop sign reading "L2P BAKERY" above a window full of fresh bread,'
                          " morning light, rainy cobblestone street")
@@ -256,25 +252,26 @@ def hunyuan_video_l2p_cache() -> Description:
     text = f"""## HunyuanVideo text to video + L2P Cache
 
 **L2P Cache** skips most passes of the HunyuanVideo transformer: at speedup {HUNYUAN_SPEEDUP} it runs {k} of the\
- {HUNYUAN_STEPS} steps for real and forecasts the others with a linear predictor calibrated for this model (L2P). It\
- sits between the model (after ModelSamplingSD3) and the guider and scheduler.
+ {HUNYUAN_STEPS} steps for real and forecasts the others with a linear predictor fitted to this model (L2P). It sits\
+ between the model (after ModelSamplingSD3) and the guider and scheduler.
 
-{swap_to_calibrate(HUNYUAN_PREDICTOR, 'steps, sampler, scheduler and shift')}
+{learning_text(HUNYUAN_STEPS, HUNYUAN_SPEEDUP, "model and LoRAs, steps, scheduler, shift")} Here an image is a\
+ video: the first videos are computed in full.
 
-Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per video, as on FLUX.\
- {grid_text(HUNYUAN_STEPS, ", ModelSamplingSD3 shift 7")}
+Guidance is distilled into HunyuanVideo (FluxGuidance 6, no CFG): one stream per video, as on FLUX.
 
 **Compare:** the noise seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full video.\
  Lower the VAE decode tile sizes if you run out of memory.
 
-{files_tree([HUNYUAN_VIDEO, CLIP_L, LLAVA_LLAMA3, HUNYUAN_VAE], HUNYUAN_PREDICTOR)}"""
+{files_tree([HUNYUAN_VIDEO, CLIP_L, LLAVA_LLAMA3, HUNYUAN_VAE], None,
+            learned_file("hunyuan_video", HUNYUAN_STEPS, "guider"))}"""
     unet = node("UNETLoader", 0, unet_name=HUNYUAN_VIDEO, weight_dtype="default")
     clip = node("DualCLIPLoader", 0, clip_name1=CLIP_L, clip_name2=LLAVA_LLAMA3, type="hunyuan_video",
                 device="default")
     vae = node("VAELoader", 0, vae_name=HUNYUAN_VAE)
     latent = node("EmptyHunyuanLatentVideo", 0, width=848, height=480, length=73, batch_size=1)
     shift = node("ModelSamplingSD3", 1, model=unet.out("MODEL"), shift=7.0)
-    cache = l2p_cache(1, shift.out("MODEL"), HUNYUAN_PREDICTOR, HUNYUAN_SPEEDUP)
+    cache = l2p_cache(1, shift.out("MODEL"), AUTO_FILE, HUNYUAN_SPEEDUP)
     prompt = node("CLIPTextEncode", 1, node_title="Prompt", node_width=420, clip=clip.out("CLIP"),
                   text="a paper boat drifting down a rain-filled gutter, ripples and reflections of neon signs,"
                        " slow tracking shot, cinematic")

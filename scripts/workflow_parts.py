@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from comfyui_l2p.nodes.learn_setup import KEEP_LEARNING_EVERY, LEARNING_TRAJECTORIES
+from comfyui_l2p.predictors.schedules.placements import computed_count
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelFile:
@@ -67,14 +70,18 @@ def l2p_cache(column: int, model: Out, predictor_file: str, speedup: float, titl
 # ------------------------------------------------------------------------------------------------- notes
 
 
-def files_tree(files: list[ModelFile], predictor_file: str | tuple[str, ...] | None) -> str:
-    """Download links and the models/ tree, as ComfyUI's own templates show them (one predictor file or several)."""
+def files_tree(files: list[ModelFile], predictor_file: str | tuple[str, ...] | None,
+               learned: str | None = None) -> str:
+    """Download links and the models/ tree, as ComfyUI's own templates show them (one predictor file or several
+    that L2P Calibrate writes, and ``learned``: the file L2P Cache learns by itself)."""
     by_dir: dict[str, list[str]] = {}
     for f in files:
         by_dir.setdefault(f.directory, []).append(f.name)
     predictors = (predictor_file,) if isinstance(predictor_file, str) else predictor_file or ()
     for name in predictors:
         by_dir.setdefault("l2p", []).append(f"{name}   <- written by L2P Calibrate")
+    if learned:
+        by_dir.setdefault("l2p", []).append(f"{learned}   <- learned by L2P Cache")
     lines = ["ComfyUI/", "└── models/"]
     for d_index, (directory, names) in enumerate(by_dir.items()):
         last_dir = d_index == len(by_dir) - 1
@@ -96,7 +103,20 @@ def grid_text(steps: int, extra: str = "", scheduler: str = "simple") -> str:
             f" new setting, or set step_grid_mismatch to resample.")
 
 
-def swap_to_calibrate(predictor_file: str, settings: str) -> str:
-    return (f"**First make its predictor file** (there is no separate template): replace L2P Cache by *L2P Calibrate*"
-            f" (same place, file_name `{predictor_file}`), queue a handful of prompts and seeds with this"
-            f" workflow's {settings} unchanged, then put L2P Cache back (press R to refresh its file list).")
+def learned_file(family: str, steps: int, guidance: str, scheduler: str = "simple") -> str:
+    """The name L2P Cache gives the file it learns for a setup (predictors/files/learned.py), hash left out."""
+    return f"auto-{family}-{steps}steps-{scheduler}-{guidance}-<hash>.safetensors"
+
+
+def learning_text(steps: int, speedup: float, setup: str) -> str:
+    """How L2P Cache learns, for the notes of the cache templates."""
+    k = computed_count(steps, speedup)
+    return (f"**Just queue.** L2P Cache learns this model from your own runs: the first {LEARNING_TRAJECTORIES} images"
+            f" (every batch row counts) compute all {steps} steps and are recorded in `models/l2p/`; every image"
+            f" after them runs {k} of the {steps} steps for real (speedup {speedup}) and forecasts the others. The"
+            f" node shows what each run did (\"learning 2 of {LEARNING_TRAJECTORIES} images\", then the speedup and"
+            f" the worst forecast residual). A learned file belongs to one setup ({setup}): change any of them and"
+            f" L2P Cache learns that setup into another file; the first one is kept and found again.\n\n"
+            f"**Control:** *learning* keeps learning (one full run in {KEEP_LEARNING_EVERY}), stops learning, or"
+            f" starts over (the learned file moves to `models/l2p/archive/`); *predictor_file* pins a file (a learned"
+            f" one, or one made by L2P Calibrate), used as it is and never modified.")

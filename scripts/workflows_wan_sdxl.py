@@ -4,13 +4,15 @@ by scripts/make_workflows.py, like the FLUX, Qwen-Image and HunyuanVideo ones th
 Wan 2.2 14B is two models: the high-noise expert denoises the first part of the schedule, the low-noise expert the
 rest, each in its own KSamplerAdvanced (start_at_step / end_at_step, leftover noise handed over), as ComfyUI's own
 template video_wan2_2_14B_t2v does (20 steps split 10 + 10, cfg 3.5, euler / simple, ModelSamplingSD3 shift 8).
-Each expert gets its own L2P node and its own predictor file, calibrated on its own sigma sub-range.
+Each expert gets its own L2P node and its own predictor file, calibrated on its own sigma sub-range. The SDXL cache
+learns by itself, like the FLUX, Qwen-Image and HunyuanVideo ones.
 """
 from __future__ import annotations
 
+from comfyui_l2p.nodes.learn_setup import AUTO_FILE
 from comfyui_l2p.predictors.schedules.placements import computed_count
 from workflow_parts import (CALIBRATION_RIDGE, Description, ModelFile, N, Out, files_tree, grid_text, l2p_cache,
-                            node, note, swap_to_calibrate)
+                            learned_file, learning_text, node, note)
 
 _WAN22 = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/"
 WAN22_HIGH = ModelFile("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "diffusion_models",
@@ -34,7 +36,6 @@ WAN_PREDICTORS = {expert: f"wan2.2-t2v-14b-{expert}-noise-euler-simple-{WAN_STEP
                   for expert in ("high", "low")}
 # SDXL: 30 steps, cfg 7, euler / normal (the SDXL base model's usual setting); an EPS UNet under true CFG
 SDXL_STEPS, SDXL_CFG, SDXL_SPEEDUP = 30, 7.0, 2.5
-SDXL_PREDICTOR = f"sdxl-base-euler-normal-{SDXL_STEPS}-cfg.safetensors"
 
 
 def wan22_graph(model_node, seed_control: str, prefix: str) -> list[N]:
@@ -135,23 +136,21 @@ def sdxl_l2p_cache() -> Description:
     text = f"""## SDXL + L2P Cache
 
 **L2P Cache** works on UNet models too: at speedup {SDXL_SPEEDUP} it runs {k} of the {SDXL_STEPS} UNet passes for\
- real and forecasts the others (the UNet's noise prediction) with a linear predictor calibrated for this\
+ real and forecasts the others (the UNet's noise prediction) with a linear predictor fitted to this\
  checkpoint. It sits between the checkpoint loader (and any LoRA loaders) and the sampler.
 
-{swap_to_calibrate(SDXL_PREDICTOR, 'steps, sampler, scheduler and cfg')}
+{learning_text(SDXL_STEPS, SDXL_SPEEDUP, "checkpoint and LoRAs, steps, scheduler, CFG scale")}
 
 **CFG:** with cfg {SDXL_CFG:g} the positive and negative prompts are two forecast streams and the guidance scale\
  multiplies the difference of their forecasts: a mild speedup to start with; raise it while the image holds up.\
  Not measured on the real SDXL weights: check the result against the full run.
 
-{grid_text(SDXL_STEPS, scheduler="normal")}
-
 **Compare:** the seed is fixed. Select L2P Cache, press Ctrl+B (bypass) and queue again for the full image.
 
-{files_tree([SDXL_BASE], SDXL_PREDICTOR)}"""
+{files_tree([SDXL_BASE], None, learned_file("sdxl", SDXL_STEPS, f"cfg{SDXL_CFG:g}", "normal"))}"""
     checkpoint = node("CheckpointLoaderSimple", 0, ckpt_name=SDXL_BASE)
     latent = node("EmptyLatentImage", 0, width=1024, height=1024, batch_size=1)
-    cache = l2p_cache(1, checkpoint.out("MODEL"), SDXL_PREDICTOR, SDXL_SPEEDUP)
+    cache = l2p_cache(1, checkpoint.out("MODEL"), AUTO_FILE, SDXL_SPEEDUP)
     positive = node("CLIPTextEncode", 2, node_title="Positive prompt", node_width=420, clip=checkpoint.out("CLIP"),
                     text="a lighthouse on a rocky cliff at sunset, crashing waves, dramatic clouds, oil painting")
     negative = node("CLIPTextEncode", 2, node_title="Negative prompt", node_width=420, clip=checkpoint.out("CLIP"),

@@ -1,10 +1,12 @@
 """One ComfyUI process calibrating, for the two-process test in tests/test_comfy_files.py.
 
-    COMFYUI_PATH=... python3 tests/comfy_calibrate_worker.py FOLDER WORKER RUNS GO_FILE
+    COMFYUI_PATH=... python3 tests/comfy_calibrate_worker.py FOLDER WORKER RUNS GO_FILE [learn]
 
 Boots ComfyUI in-process (comfy_host), points models/l2p/ at FOLDER, waits for GO_FILE, then queues RUNS short
-samplings of one tiny FLUX through two L2P Calibrate nodes: one writing "shared.safetensors" (the other worker
-writes it too) and one writing "own<WORKER>.safetensors" (this worker's runs only, the reference for the sum).
+samplings of one tiny FLUX through two nodes: one writing a file the other worker writes too ("shared.safetensors"
+by L2P Calibrate; with "learn", the setup's auto-...safetensors by L2P Cache learning, asked to learn from more
+images than the runs give) and an L2P Calibrate writing "own<WORKER>.safetensors" (this worker's runs only, the
+reference for the sum).
 """
 import os
 import sys
@@ -16,16 +18,28 @@ import conftest  # noqa: E402,F401  (registers the pack as comfyui_l2p)
 import comfy_host  # noqa: E402
 
 
-def main(folder: str, worker: int, runs: int, go: str) -> None:
+def calibrate(pack, tiny, name: str):
+    return comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name=name, ridge_lambda=1e-3,
+                               mode="teacher-forced", on_policy_speedup=2.5)[0]
+
+
+def learn(pack, tiny):
+    auto = sys.modules[f"{pack.module.__name__}.nodes.learn_setup"].AUTO_FILE
+    return comfy_host.run_node(pack.nodes["L2PCache"], model=tiny.patcher, predictor_file=auto, speedup=2.5,
+                               placement="optimized", warmup_steps=1, compute_last_step=False, residual_budget=0.05,
+                               history_device="model device", predictor="direct", step_grid_mismatch="refuse",
+                               learning_images=256)[0]
+
+
+def main(folder: str, worker: int, runs: int, go: str, shared_by: str = "calibrate") -> None:
     comfy_host.bootstrap()
     pack = comfy_host.load_pack_in_comfyui()
     import folder_paths
 
     folder_paths.folder_names_and_paths["l2p"] = ([folder], {".safetensors"})
     tiny = comfy_host.tiny_flux(seed=50)
-    nodes = [comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name=name, ridge_lambda=1e-3,
-                                 mode="teacher-forced", on_policy_speedup=2.5)[0]
-             for name in ("shared.safetensors", f"own{worker}.safetensors")]
+    shared = learn(pack, tiny) if shared_by == "learn" else calibrate(pack, tiny, "shared.safetensors")
+    nodes = [shared, calibrate(pack, tiny, f"own{worker}.safetensors")]
     while not os.path.exists(go):
         time.sleep(0.001)
     for run in range(runs):
@@ -39,4 +53,4 @@ def main(folder: str, worker: int, runs: int, go: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], *sys.argv[5:6])

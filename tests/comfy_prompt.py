@@ -105,17 +105,21 @@ def _executor_options(execution) -> dict:
     return {"cache_type": execution.CacheType.CLASSIC, "cache_args": {"lru": 0, "ram": 0, "ram_inactive": 0}}
 
 
-def run_graph(prompt: dict, sources: dict[str, Source]) -> GraphRun:
+def run_graph(prompt: dict, sources: dict[str, Source], server=None, client_id: str | None = None) -> GraphRun:
     """Validate and execute ``prompt`` as the server does; ``sources`` maps class_type names used in the prompt
     to the source nodes behind them. Raises AssertionError with ComfyUI's validation errors if it refuses the
-    graph (that is not an execution error)."""
+    graph (that is not an execution error).
+
+    ``server``: the PromptServer stand-in the executor talks to (default: one that only collects the executor's
+    status messages); ``client_id``: the client that queued the prompt (the executor sends "executed" and the
+    other per-client messages only when there is one)."""
     comfy_host.bootstrap()
     import execution  # ComfyUI's executor, importable only after bootstrap
 
     sink_latents: list[torch.Tensor] = []
     classes = {name: _source_class(source) for name, source in sources.items()}
     classes[SINK] = _sink_class(sink_latents)
-    server = _Server()
+    server = _Server() if server is None else server
     prompt_id = str(uuid.uuid4())
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: more threads only contend (see comfy_host._one_thread)
@@ -125,7 +129,7 @@ def run_graph(prompt: dict, sources: dict[str, Source]) -> GraphRun:
             if not valid:
                 raise AssertionError(f"ComfyUI refused the graph: {error} {node_errors}")
             executor = execution.PromptExecutor(server, **_executor_options(execution))
-            executor.execute(prompt, prompt_id, {}, outputs)
+            executor.execute(prompt, prompt_id, {} if client_id is None else {"client_id": client_id}, outputs)
     finally:
         torch.set_num_threads(threads)
     return GraphRun(list(executor.status_messages), sink_latents)

@@ -30,6 +30,7 @@ import torch
 import comfy_families
 import comfy_host
 from comfy_host import Family
+from comfyui_l2p.nodes.learn_setup import AUTO_FILE, LEARNING_TRAJECTORIES
 from comfyui_l2p.predictors.schedules.placements import computed_count
 from workflow_graph import (DYNAMIC_COMBO, FILES, FOLDER, FRONTEND_ONLY, NO_DEFAULT, ROOT, Graph, NodeDef,
                             definition, load, make_workflows, workflow_defs)
@@ -174,8 +175,9 @@ def test_widget_values_match_the_definitions(path, registry, file_combos):
                 continue
             what = f"{where}.{slot.name} = {value!r}"
             if slot.input.type in ("COMBO", DYNAMIC_COMBO):
-                if (n["type"], slot.name) in file_combos:
-                    assert isinstance(value, str) and value.endswith(".safetensors"), what
+                if (n["type"], slot.name) in file_combos:  # any model file (what is installed varies), or an
+                    # option the combo always has (L2P Cache's "auto: learn from my runs")
+                    assert value in slot.input.choices or (isinstance(value, str) and value.endswith(".safetensors")), what
                 else:
                     assert value in slot.input.choices, what
             elif slot.input.type == "BOOLEAN":
@@ -286,7 +288,15 @@ def test_our_node_runs_on_a_tiny_model_with_the_workflows_settings(path, registr
     tiny = tiny_for(run)
     load_file = pack.module.predictors.load_predictor_file
 
-    if ours["type"] == "L2PCache":
+    patched = graph.apply_chain(run.chain, tiny.patcher)
+    if ours["type"] == "L2PCache" and values["predictor_file"] == AUTO_FILE:  # queued as the note says: it learns
+        for seed in range(values.get("learning_images", LEARNING_TRAJECTORIES)):
+            with comfy_host.count_passes(tiny) as counter:
+                sample(patched, tiny, run, seed=10 + seed)
+            assert counter.forwards == run.steps
+        (learned,) = l2p_dir.glob("auto-*.safetensors")
+        assert load_file(str(learned)).sample_count == values.get("learning_images", LEARNING_TRAJECTORIES)
+    elif ours["type"] == "L2PCache":
         writer = writer_of(values["predictor_file"], registry)
         if writer is not None:  # the shipped calibration workflow, run as the user runs it
             writer_run = run_of(writer)
@@ -298,7 +308,6 @@ def test_our_node_runs_on_a_tiny_model_with_the_workflows_settings(path, registr
             sample(calibrating, tiny, run, seed)
         assert (l2p_dir / values["predictor_file"]).is_file()
 
-    patched = graph.apply_chain(run.chain, tiny.patcher)
     with comfy_host.count_passes(tiny) as counter:
         out = sample(patched, tiny, run, seed=3)
     report = patched.model_options["transformer_options"]["l2p"].reports[-1]
@@ -338,7 +347,9 @@ def test_the_note_names_every_file_and_the_step_setting(path, registry):
 def test_flux_workflows_calibrate_and_cache_on_one_step_grid(registry):
     cache, calibrate = (Graph(load(FOLDER / f"flux1-dev-l2p-{k}.json"), registry) for k in ("cache", "calibrate"))
     (cache_node,), (calibrate_node,) = cache.of_type("L2PCache"), calibrate.of_type("L2PCalibrate")
-    assert cache.widgets(cache_node)["predictor_file"] == calibrate.widgets(calibrate_node)["file_name"]
+    assert cache.widgets(cache_node)["predictor_file"] == AUTO_FILE  # it learns; the calibrated file is pinnable
+    (note,) = calibrate.of_type("MarkdownNote")
+    assert "flux1-dev-l2p-cache" in note["widgets_values"][0] and "pin this file" in note["widgets_values"][0]
     assert run_of(cache).settings() == run_of(calibrate).settings() and run_of(cache).steps == 50
     # the paper's 9-of-50 setting, chosen by the schedule (not the paper's list)
     assert computed_count(50, cache.widgets(cache_node)["speedup"]) == 9
