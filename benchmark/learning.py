@@ -74,11 +74,15 @@ def measure(model, scenario, pool, ev, full, counts, draws, speedups) -> dict[in
     return cells
 
 
-def plot(results: dict[str, dict[int, list]], speedups, path) -> None:
-    import matplotlib
+def plot(results: dict[str, dict[int, list]], speedups, path) -> bool:
+    """The curve as a PNG at ``path``; False (nothing written) without matplotlib, which only the plot needs."""
+    try:
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
 
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 3.4), squeeze=False)
     for ax, (name, cells) in zip(axes[0], results.items()):
@@ -95,6 +99,8 @@ def plot(results: dict[str, dict[int, list]], speedups, path) -> None:
     axes[0][-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
 
 
 def main(argv=None) -> int:
@@ -135,7 +141,8 @@ def main(argv=None) -> int:
     (out / "learning.md").write_text("\n".join(lines))
     (out / "learning.json").write_text(json.dumps({n: {str(c): v for c, v in cells.items()}
                                                    for n, cells in results.items()}, indent=1))
-    plot(results, args.speedups, out / "learning.png")
+    if not plot(results, args.speedups, out / "learning.png"):
+        print("no plot: matplotlib is not installed (pip install matplotlib); the tables are written")
     print("\n".join(lines))
     print(f"[learning] wrote {out / 'learning.md'}, {out / 'learning.json'}, {out / 'learning.png'}")
     return 0
