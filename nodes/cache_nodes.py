@@ -136,8 +136,11 @@ class L2PCache(io.ComfyNode):
                 io.Combo.Input("learning", options=learn_setup.LEARNING_CHOICES,
                                default=learn_setup.Learning.LEARN.value, optional=True,
                                tooltip="auto file only. learn, then forecast: record full runs until the setup has"
-                                       " learning_images, then forecast. keep learning: also one full, recorded run"
-                                       f" in {learn_setup.KEEP_LEARNING_EVERY} after that. stop learning: record"
+                                       " learning_images, then forecast; one run in"
+                                       f" {learn_setup.KEEP_LEARNING_EVERY} is still a full, recorded run until the"
+                                       f" file holds {learn_setup.TOP_UP_TRAJECTORIES} images (the worst images"
+                                       " gain from them). keep learning: one full, recorded run in"
+                                       f" {learn_setup.KEEP_LEARNING_EVERY}, without end. stop learning: record"
                                        " nothing; forecast from what was learned. start over: move this setup's"
                                        " learned file to models/l2p/archive/ (kept, pinnable), then learn again."),
                 io.Int.Input("learning_images", default=learn_setup.LEARNING_TRAJECTORIES, min=1, max=256,

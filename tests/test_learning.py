@@ -113,10 +113,15 @@ def test_start_over_moves_the_file_into_the_archive_and_never_deletes(tmp_path):
     (Learning.LEARN, 0, 0, LearningAction.RECORD),
     (Learning.LEARN, 3, 0, LearningAction.RECORD),
     (Learning.LEARN, 4, 0, LearningAction.FORECAST),
-    (Learning.LEARN, 9, 7, LearningAction.FORECAST),
+    (Learning.LEARN, 9, 6, LearningAction.FORECAST),
+    (Learning.LEARN, 9, 7, LearningAction.KEEP_LEARNING),  # the default tops the file up to 16, one run in 8
+    (Learning.LEARN, 15, 15, LearningAction.KEEP_LEARNING),
+    (Learning.LEARN, 16, 7, LearningAction.FORECAST),  # topped up: forecasts only
+    (Learning.LEARN, 40, 15, LearningAction.FORECAST),
     (Learning.KEEP, 4, 6, LearningAction.FORECAST),
     (Learning.KEEP, 4, 7, LearningAction.KEEP_LEARNING),
     (Learning.KEEP, 5, 15, LearningAction.KEEP_LEARNING),
+    (Learning.KEEP, 40, 15, LearningAction.KEEP_LEARNING),  # keep learning never stops
     (Learning.KEEP, 2, 7, LearningAction.RECORD),
     (Learning.STOP, 0, 0, LearningAction.UNLEARNED),
     (Learning.STOP, 2, 0, LearningAction.FORECAST_FEW),
@@ -124,7 +129,7 @@ def test_start_over_moves_the_file_into_the_archive_and_never_deletes(tmp_path):
     (Learning.START_OVER, 1, 0, LearningAction.RECORD),
 ])
 def test_what_a_run_does(learning, trajectories, past, expected):
-    assert LearningPolicy(learning, needed=4, keep_every=8).action(trajectories, past) is expected
+    assert LearningPolicy(learning, needed=4, keep_every=8, top_up_until=16).action(trajectories, past) is expected
 
 
 def test_the_policy_and_the_settings_refuse_nonsense_when_the_node_runs(tmp_path):
