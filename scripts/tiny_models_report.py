@@ -1,8 +1,9 @@
 """Real passes and quality of the nodes inside real ComfyUI, per model family, on the tiny models of
-tests/comfy_families.py (ComfyUI's own config and model classes, seeded random weights).
+tests/comfy_families.py (ComfyUI's own config and model classes, seeded random weights), then the hook-point models
+of tests/comfy_host.py (SD3, PixArt and a Nunchaku-like FLUX reached through APPLY_MODEL; LTXV, LTX-2's lists).
 
     COMFYUI_PATH=/path/to/ComfyUI python3 scripts/tiny_models_report.py [--steps 20] [--speedup 4] [--cfg 1 4]
-        [--calibration-seeds 4] [--eval-seeds 3] [--families flux wan2.1-t2v ...]
+        [--calibration-seeds 4] [--eval-seeds 3] [--families flux wan2.1-t2v ...] [--hook-models sd3 ...]
 
 Per family and CFG scale: the full run's real passes; Forecast Cache with its defaults and L2P Cache with its
 defaults (after L2P Calibrate on ``--calibration-seeds`` seeds at the same setting) at ``--speedup``: their real
@@ -39,30 +40,67 @@ def summary(values: list[float]) -> str:
     return f"{sum(values) / len(values):.1f} ({min(values):.1f})"
 
 
-def measure(pack, tiny, cfg: float, args) -> dict[str, str]:
-    """One family at one CFG scale: passes and PSNR of the full run, Forecast Cache and L2P Cache."""
-    name = f"{tiny.spec.key}-cfg{cfg:g}.safetensors"
-    calibrating = comfy_families.apply_node(pack.nodes["L2PCalibrate"], tiny, file_name=name)
+def measure(pack, tiny, patcher, run, cfg: float, args) -> dict[str, str]:
+    """One model at one CFG scale: passes and PSNR of the full run, Forecast Cache and L2P Cache.
+
+    ``tiny``: what comfy_host.count_passes counts; ``patcher``: its ModelPatcher (the nodes' input);
+    ``run(patched, seed)``: the model's output latent as one tensor (``patched`` None: the model itself)."""
+    name = f"{tiny_key(tiny)}-cfg{cfg:g}.safetensors"
+    calibrating = comfy_families.apply_node(pack.nodes["L2PCalibrate"], patcher, file_name=name)
     for seed in range(args.calibration_seeds):
-        comfy_families.sample(tiny, patched=calibrating, steps=args.steps, cfg=cfg, seed=seed)
+        run(calibrating, seed)
     variants = {
-        "forecast": comfy_families.apply_node(pack.nodes["L2PForecastCache"], tiny, speedup=args.speedup),
-        "l2p": comfy_families.apply_node(pack.nodes["L2PCache"], tiny, predictor_file=name, speedup=args.speedup),
+        "forecast": comfy_families.apply_node(pack.nodes["L2PForecastCache"], patcher, speedup=args.speedup),
+        "l2p": comfy_families.apply_node(pack.nodes["L2PCache"], patcher, predictor_file=name, speedup=args.speedup),
     }
     passes: dict[str, set[int]] = {"full": set(), "forecast": set(), "l2p": set()}
     quality: dict[str, list[float]] = {"forecast": [], "l2p": []}
     for seed in range(100, 100 + args.eval_seeds):
         with comfy_host.count_passes(tiny) as counter:
-            full = comfy_families.sample(tiny, steps=args.steps, cfg=cfg, seed=seed)
+            full = run(None, seed)
         passes["full"].add(counter.forwards)
         for variant, patched in variants.items():
             with comfy_host.count_passes(tiny) as counter:
-                out = comfy_families.sample(tiny, patched=patched, steps=args.steps, cfg=cfg, seed=seed)
+                out = run(patched, seed)
             passes[variant].add(counter.forwards)
             quality[variant].append(psnr(out, full))
     row = {k: "/".join(str(p) for p in sorted(v)) for k, v in passes.items()}
     row.update({f"{k} psnr": summary(v) for k, v in quality.items()})
     return row
+
+
+def tiny_key(tiny) -> str:
+    spec = getattr(tiny, "spec", None)
+    return spec.key if spec is not None else str(getattr(tiny.family, "name", tiny.family)).lower()
+
+
+def family_runner(tiny, args, cfg: float):
+    return lambda patched, seed: comfy_families.sample(tiny, patched=patched, steps=args.steps, cfg=cfg, seed=seed)
+
+
+def hook_model_runner(tiny, args, cfg: float):
+    """Hook-point models (SD3, PixArt, LTXV, LTX-2, a Nunchaku-like FLUX) through comfy_host.sample; LTX-2's
+    [video, audio] output flattened into one tensor for the PSNR."""
+    def run(patched, seed):
+        latent = comfy_host.hook_model_latent(tiny) if tiny.family in comfy_host.HookModel else None
+        out = comfy_host.sample(patched if patched is not None else tiny, latent=latent, steps=args.steps, cfg=cfg,
+                                seed=seed)
+        return torch.cat([part.reshape(-1) for part in comfy_host.latent_parts(out)])
+    return run
+
+
+HOOK_MODELS = {  # row name -> (config shown, builder); the models L2P reaches through APPLY_MODEL, and the LTXs
+    "sd3": ("SD3", lambda: comfy_host.tiny_hook_model(comfy_host.HookModel.SD3)),
+    "pixart-alpha": ("PixArtAlpha", lambda: comfy_host.tiny_hook_model(comfy_host.HookModel.PIXART)),
+    "ltxv": ("LTXV", lambda: comfy_host.tiny_hook_model(comfy_host.HookModel.LTXV)),
+    "ltx-2": ("LTXAV", lambda: comfy_host.tiny_hook_model(comfy_host.HookModel.LTXAV)),
+    "nunchaku-like flux": ("Flux, diffusion_model replaced", lambda: comfy_host.nunchaku_like_flux()),
+}
+
+
+def print_row(key: str, config: str, cfg: float, r: dict[str, str]) -> None:
+    print(f"| {key} | {config} | {cfg:g} | {r['full']} | {r['forecast']} | {r['forecast psnr']} |"
+          f" {r['l2p']} | {r['l2p psnr']} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration-seeds", type=int, default=4)
     p.add_argument("--eval-seeds", type=int, default=3)
     p.add_argument("--families", nargs="*", default=None, help="spec keys (tests/comfy_families.py); default all")
+    p.add_argument("--hook-models", nargs="*", default=None,
+                   help=f"of {sorted(HOOK_MODELS)} (reached through APPLY_MODEL, or LTX); default all, none: --hook-models")
     args = p.parse_args(argv)
     if comfy_host.comfyui_path() is None:
         print(comfy_host.SKIP_REASON)
@@ -98,10 +138,20 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         tiny = comfy_families.build(spec, seed=0)
         for cfg in args.cfg:
-            r = measure(pack, tiny, cfg, args)
-            print(f"| {spec.key} | {spec.config} | {cfg:g} | {r['full']} | {r['forecast']} | {r['forecast psnr']} |"
-                  f" {r['l2p']} | {r['l2p psnr']} |", flush=True)
+            print_row(spec.key, spec.config, cfg, measure(pack, tiny, tiny.patcher, family_runner(tiny, args, cfg),
+                                                          cfg, args))
         print(f"<!-- {spec.key}: {time.perf_counter() - start:.0f} s -->", file=sys.stderr, flush=True)
+    for key, (config, make) in HOOK_MODELS.items():
+        if args.hook_models is not None and key not in args.hook_models:
+            continue
+        try:
+            tiny = make()
+        except comfy_host.ComfyHostError:
+            print(f"| {key} | {config} | - | not in this ComfyUI | | | | |")
+            continue
+        for cfg in args.cfg:
+            print_row(key, config, cfg, measure(pack, tiny, tiny.patcher, hook_model_runner(tiny, args, cfg),
+                                                cfg, args))
     return 0
 
 
