@@ -40,12 +40,12 @@ def summary(values: list[float]) -> str:
     return f"{sum(values) / len(values):.1f} ({min(values):.1f})"
 
 
-def measure(pack, tiny, patcher, run, cfg: float, args) -> dict[str, str]:
+def measure(pack, key: str, tiny, patcher, run, cfg: float, args) -> dict[str, str]:
     """One model at one CFG scale: passes and PSNR of the full run, Forecast Cache and L2P Cache.
 
-    ``tiny``: what comfy_host.count_passes counts; ``patcher``: its ModelPatcher (the nodes' input);
+    ``key``: the table's row name (names the calibration file: every model calibrates its own); ``tiny``: what comfy_host.count_passes counts; ``patcher``: its ModelPatcher (the nodes' input);
     ``run(patched, seed)``: the model's output latent as one tensor (``patched`` None: the model itself)."""
-    name = f"{tiny_key(tiny)}-cfg{cfg:g}.safetensors"
+    name = f"{key}-cfg{cfg:g}.safetensors".replace(" ", "-")
     calibrating = comfy_families.apply_node(pack.nodes["L2PCalibrate"], patcher, file_name=name)
     for seed in range(args.calibration_seeds):
         run(calibrating, seed)
@@ -67,11 +67,6 @@ def measure(pack, tiny, patcher, run, cfg: float, args) -> dict[str, str]:
     row = {k: "/".join(str(p) for p in sorted(v)) for k, v in passes.items()}
     row.update({f"{k} psnr": summary(v) for k, v in quality.items()})
     return row
-
-
-def tiny_key(tiny) -> str:
-    spec = getattr(tiny, "spec", None)
-    return spec.key if spec is not None else str(getattr(tiny.family, "name", tiny.family)).lower()
 
 
 def family_runner(tiny, args, cfg: float):
@@ -138,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         tiny = comfy_families.build(spec, seed=0)
         for cfg in args.cfg:
-            print_row(spec.key, spec.config, cfg, measure(pack, tiny, tiny.patcher, family_runner(tiny, args, cfg),
+            print_row(spec.key, spec.config, cfg, measure(pack, spec.key, tiny, tiny.patcher, family_runner(tiny, args, cfg),
                                                           cfg, args))
         print(f"<!-- {spec.key}: {time.perf_counter() - start:.0f} s -->", file=sys.stderr, flush=True)
     for key, (config, make) in HOOK_MODELS.items():
@@ -150,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {key} | {config} | - | not in this ComfyUI | | | | |")
             continue
         for cfg in args.cfg:
-            print_row(key, config, cfg, measure(pack, tiny, tiny.patcher, hook_model_runner(tiny, args, cfg),
+            print_row(key, config, cfg, measure(pack, key, tiny, tiny.patcher, hook_model_runner(tiny, args, cfg),
                                                 cfg, args))
     return 0
 

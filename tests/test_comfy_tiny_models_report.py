@@ -26,7 +26,8 @@ def load_script():
 
 def test_the_report_counts_real_passes_and_measures_both_nodes(comfy, capsys):
     report = load_script()
-    hook_models = ["sd3", "ltx-2"] if comfy_host.host_has(comfy_host.HookModel.LTXAV) else ["sd3"]
+    hook_models = ["sd3"] + (["ltx-2"] if comfy_host.host_has(comfy_host.HookModel.LTXAV) else [])
+    hook_models.append("nunchaku-like flux")  # after FLUX in one run: each row calibrates its own file
     assert report.main(["--families", "flux", "--hook-models", *hook_models, "--steps", str(STEPS), "--cfg", "1",
                         "--calibration-seeds", "1", "--eval-seeds", "1"]) == 0
     rows = [line.strip("| ").split(" | ") for line in capsys.readouterr().out.splitlines()
