@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (the pack as comfyui_l2p)
 import comfy_families  # noqa: E402
 import comfy_host  # noqa: E402
+import pass_counter  # noqa: E402
 
 
 def psnr(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -52,11 +53,11 @@ def measure(pack, tiny, cfg: float, args) -> dict[str, str]:
     passes: dict[str, set[int]] = {"full": set(), "forecast": set(), "l2p": set()}
     quality: dict[str, list[float]] = {"forecast": [], "l2p": []}
     for seed in range(100, 100 + args.eval_seeds):
-        with comfy_host.count_passes(tiny) as counter:
+        with pass_counter.count_passes(tiny) as counter:
             full = comfy_families.sample(tiny, steps=args.steps, cfg=cfg, seed=seed)
         passes["full"].add(counter.forwards)
         for variant, patched in variants.items():
-            with comfy_host.count_passes(tiny) as counter:
+            with pass_counter.count_passes(tiny) as counter:
                 out = comfy_families.sample(tiny, patched=patched, steps=args.steps, cfg=cfg, seed=seed)
             passes[variant].add(counter.forwards)
             quality[variant].append(psnr(out, full))

@@ -2,11 +2,12 @@
 
 Use in a test module (works today, no conftest change needed):
 
+    import tiny_models
     from comfy_fixtures import comfy, requires_comfyui   # noqa: F401  (pytest finds fixtures by name)
 
     @requires_comfyui
     def test_something(comfy):
-        tiny = comfy_host.tiny_flux()
+        tiny = tiny_models.tiny_flux()
         ...
 
 Tests that need ComfyUI are SKIPPED, with ``comfy_host.SKIP_REASON`` as the reason, when ``COMFYUI_PATH`` is

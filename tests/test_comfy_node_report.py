@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 import comfy_host
+import tiny_models
 import comfy_prompt
 import comfy_ui
 
@@ -41,7 +42,7 @@ def queue(ui, tiny, node, steps=10, cfg=1.0):
 
 
 def test_calibrate_shows_its_report_and_quality_plot_on_the_node(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=70)
+    tiny = tiny_models.tiny_flux(seed=70)
     with comfy_ui.ui_server("client-1") as ui:
         queue(ui, tiny, CALIBRATE)
         (text, sid, index), = ui.texts("l2p")
@@ -61,7 +62,7 @@ def test_calibrate_shows_its_report_and_quality_plot_on_the_node(pack, l2p_dir):
 
 
 def test_l2p_cache_learning_and_forecasting_and_forecast_cache_show_their_reports(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=71)
+    tiny = tiny_models.tiny_flux(seed=71)
     auto = {"class_type": "L2PCache", "inputs": {"predictor_file": module(pack, "nodes.learn_setup").AUTO_FILE,
                                                  **CACHE_INPUTS, "learning_images": 1}}
     with comfy_ui.ui_server("client-2") as ui:
@@ -90,7 +91,7 @@ def test_l2p_cache_learning_and_forecasting_and_forecast_cache_show_their_report
 
 
 def test_a_failing_report_never_fails_the_run(pack, l2p_dir, monkeypatch):
-    tiny = comfy_host.tiny_flux(seed=72)
+    tiny = tiny_models.tiny_flux(seed=72)
     with comfy_ui.ui_server("client-3") as ui:
         def broken(*args, **kwargs):
             raise ConnectionError("the browser went away")
