@@ -108,7 +108,7 @@ def _timed_run(patcher, subject: Subject, model, device: torch.device, label: st
         _synchronize(device)
         start = time.perf_counter()
         comfy_sampling.sample(patcher, steps=STEPS, cfg=1.0, seed=7, latent_shape=subject.latent, positive=cond,
-                          negative=cond)
+                              negative=cond)
         _synchronize(device)
         seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None

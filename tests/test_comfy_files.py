@@ -93,14 +93,14 @@ def test_calibration_records_where_its_runs_came_from(pack, l2p_dir, comfy):
     advanced = __import__("comfy_extras.nodes_model_advanced", fromlist=["ModelSamplingAuraFlow"])
     (shifted,) = comfy_host.run_node(advanced.ModelSamplingAuraFlow, model=qwen.patcher, shift=3.1)
     comfy_sampling.sample(calibrate(pack, shifted, "qwen.safetensors"), steps=6, cfg=3.0, seed=1,
-                      sampler_name="uni_pc", scheduler="karras")
+                          sampler_name="uni_pc", scheduler="karras")
     pf = load(pack, l2p_dir / "qwen.safetensors")
     assert (pf.sampler, pf.scheduler, pf.cfg_mode, pf.extra["shift"]) == ("unipc", "karras", "cfg 3", "3.1")
     assert identity(pack, pf).model_class == "comfy.ldm.qwen_image.model.QwenImageTransformer2DModel"
 
     latent = torch.randn(tiny.latent_shape(1), generator=torch.Generator().manual_seed(0))
     comfy_sampling.sample(calibrate(pack, tiny, "partial.safetensors"), steps=6, cfg=1.0, seed=1, denoise=0.5,
-                      latent=latent)
+                          latent=latent)
     pf = load(pack, l2p_dir / "partial.safetensors")
     assert re.fullmatch(r"partial \(sigmas 0\.\d+ to 0 of 1\)", pf.extra["denoise"]) and pf.scheduler == "unknown"
 

@@ -218,7 +218,7 @@ def test_history_on_cpu_gives_the_same_result(pack):
     shape = tiny.latent_shape(1, frames=3)
     a = comfy_sampling.sample(forecast_cache(pack, tiny), steps=8, cfg=1.0, seed=1, latent_shape=shape)
     b = comfy_sampling.sample(forecast_cache(pack, tiny, history_device="cpu"), steps=8, cfg=1.0, seed=1,
-                          latent_shape=shape)
+                              latent_shape=shape)
     assert a.ndim == 5 and torch.equal(a, b)
 
 

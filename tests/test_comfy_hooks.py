@@ -64,8 +64,8 @@ def wrapper_types(patched) -> set[str]:
 
 
 def sample(model, tiny, **kwargs):
-    return comfy_sampling.sample(model, latent=hook_models.hook_model_latent(tiny) if tiny.family in HookModel else None,
-                             **kwargs)
+    latent = hook_models.hook_model_latent(tiny) if tiny.family in HookModel else None
+    return comfy_sampling.sample(model, latent=latent, **kwargs)
 
 
 def equal(a, b) -> bool:

@@ -347,7 +347,7 @@ def test_flux_from_state_dict_reproduces_the_model(flux):
     assert torch.equal(a, b)
 
     prefixed = tiny_models.flux_from_state_dict({"model.diffusion_model." + k: v for k, v in state.items()},
-                                               tiny_specs.FLUX_TINY)
+                                                tiny_specs.FLUX_TINY)
     assert torch.equal(comfy_sampling.sample(prefixed, steps=STEPS, cfg=1.0, seed=9), a)
 
     del state["final_layer.linear.bias"]

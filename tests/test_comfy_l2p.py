@@ -68,7 +68,7 @@ def test_calibrate_then_cache_end_to_end(pack, l2p_dir):
     assert counter.forwards == 4 == len(report.planned_computed) and report.planned_computed[:2] == (0, 1)
     full = comfy_sampling.sample(tiny, steps=10, cfg=1.0, seed=7)
     fora = comfy_sampling.sample(l2p_cache(pack, tiny, placement="even", predictor="published rollout"), steps=10,
-                             cfg=1.0, seed=7)
+                                 cfg=1.0, seed=7)
     assert torch.isfinite(out).all() and psnr(out, full) > 10
     assert psnr(out, full) != psnr(fora, full)
 

@@ -57,7 +57,8 @@ def test_the_table_has_a_row_per_run_and_per_forecast(measured):
 def test_full_size_models_have_the_released_shapes(comfy, subject):
     """FLUX.1-dev: 19 double + 38 single blocks, hidden 3072, 11.9 B parameters; HunyuanVideo: 20 + 40 blocks,
     12.8 B; latents of 1024x1024 (128 x 128) and 848x480x25 (7 x 60 x 106)."""
-    model = tiny_models.model_skeleton(subject.family, dtype=torch.bfloat16, device=torch.device("meta"), **subject.unet)
+    model = tiny_models.model_skeleton(subject.family, dtype=torch.bfloat16, device=torch.device("meta"),
+                                       **subject.unet)
     dm = model.diffusion_model
     billions = sum(p.numel() for p in dm.parameters()) / 1e9
     blocks = (len(dm.double_blocks), len(dm.single_blocks), dm.hidden_size)

@@ -136,8 +136,8 @@ def test_model_fn_is_what_comfyuis_model_base_computes(qwen):
     path: supported_models.QwenImage -> model_base.QwenImage.apply_model, which returns x - sigma * output."""
     import tiny_models
 
-    tiny = tiny_models.qwen_image_from_state_dict(qwen.diffusion_model.state_dict(),
-                                                 {"image_model": "qwen_image", **qwen.config.qwen_image.comfy_kwargs()})
+    unet_config = {"image_model": "qwen_image", **qwen.config.qwen_image.comfy_kwargs()}
+    tiny = tiny_models.qwen_image_from_state_dict(qwen.diffusion_model.state_dict(), unet_config)
     cond, _ = qwen.conditioning(torch.tensor([1, 4, 9]))
     x = torch.randn(3, 16, 8, 8, generator=torch.Generator().manual_seed(11))
     sigma = torch.tensor([0.9, 0.5, 0.1])
