@@ -6,7 +6,7 @@ latent_noise / codec and ``diffusion_model`` (the module whose class names the f
 
 The reference sampler calls ``model_fn(x, sigma, cond)`` once per stream and step (cond, then uncond with CFG).
 ``CachedModelFn`` turns each call into what ComfyUI's DIFFUSION_MODEL wrapper sees (x, transformer_options with
-sigmas / uuids / cond_or_uncond) and hands it to ``nodes.run_state.RunState``: the same plan, engine, guards,
+sigmas / uuids / cond_or_uncond) and hands it to ``nodes.run_calls.RunState``: the same plan, engine, guards,
 calibration sink and report as inside ComfyUI, so the benchmark measures the code users run.
 """
 from __future__ import annotations
