@@ -1,7 +1,8 @@
 """Where L2P hooks, inside real ComfyUI sampling on tiny models built from ComfyUI's own classes: models that reach
 it only through APPLY_MODEL (SD3, PixArt, a Nunchaku-like replacement of diffusion_model), the LTX models
 (transformer_options sixth of seven arguments; LTX-2's list latents, where the host has it), the two hooks against
-each other, torch.compile, what other packs' wrappers see, and the runs and models no hook reaches.
+each other, what other packs' wrappers see, and the runs and models no hook reaches (torch.compile:
+test_comfy_compile.py; shared helpers: comfy_hook_cases.py).
 Skipped, with the reason printed, when COMFYUI_PATH is unset."""
 from __future__ import annotations
 
@@ -16,45 +17,15 @@ import comfy_sampling
 import hook_models
 import pass_counter
 import tiny_models
+from comfy_hook_cases import PLANNED, forecast_cache, glue, last_report
 from tiny_specs import HookModel
 
 pytestmark = pytest.mark.comfy
-
-DEFAULTS = dict(method="TaylorSeer order 1", time_axis="step", speedup=2.5, placement="even", warmup_steps=2,
-                compute_last_step=False, residual_budget=0.05, history_device="model device", spectrum_degree=4,
-                spectrum_lambda=0.1, spectrum_blend=0.5)
-PLANNED = [0, 1, 4, 7]  # 10 steps at speedup 2.5: K = 4, warm-up 0 and 1, then equal gaps
 
 
 @pytest.fixture(scope="module")
 def pack(comfy):
     return comfy_host.load_pack_in_comfyui()
-
-
-def glue(pack):
-    return pack.module.nodes
-
-
-def forecast_cache(pack, model, hook: str | None = None, **overrides):
-    """Forecast Cache on ``model``: through the node (every hook that reaches the model, one chosen per run), or
-    installed at ``hook`` (a HookPoint name) only."""
-    inputs = {**DEFAULTS, **overrides}
-    patcher = tiny_models.as_tiny(model).patcher if isinstance(model, tiny_models.TinyModel) else model
-    if hook is None:
-        (patched,) = comfy_host.run_node(pack.nodes["L2PForecastCache"], model=patcher, **inputs)
-        return patched
-    holder = glue(pack).setups.forecast_cache_holder(
-        method=inputs["method"], time_axis=inputs["time_axis"], speedup=inputs["speedup"],
-        placement=inputs["placement"], warmup=inputs["warmup_steps"], compute_last=inputs["compute_last_step"],
-        residual_budget=inputs["residual_budget"], history_device=inputs["history_device"],
-        spectrum_degree=inputs["spectrum_degree"], spectrum_lambda=inputs["spectrum_lambda"],
-        spectrum_blend=inputs["spectrum_blend"],
-    )
-    return glue(pack).cache_nodes.install(patcher, holder, hooks=(glue(pack).hook_points.HookPoint[hook],))
-
-
-def last_report(patched):
-    return patched.model_options["transformer_options"]["l2p"].reports[-1]
 
 
 def wrapper_types(patched) -> set[str]:
@@ -249,96 +220,6 @@ def test_a_model_no_hook_reaches_is_refused_at_graph_time_naming_it(pack):
     with pytest.raises(Exception, match=r"cannot drive the model WithoutWrappers \(diffusion model \S*NunchakuLikeFlux\)"
                                         r".*every model ComfyUI samples through its BaseModel.apply_model"):
         forecast_cache(pack, tiny)
-
-
-# ------------------------------------------------------------------------------------------- torch.compile
-
-
-class CountingBackend:
-    """A torch.compile backend that runs dynamo's graph as traced (no codegen) and counts compiles and runs."""
-
-    def __init__(self) -> None:
-        self.compiles = 0
-        self.graph_runs = 0
-
-    def __call__(self, graph_module, example_inputs):
-        self.compiles += 1
-
-        def run(*args):
-            self.graph_runs += 1
-            return graph_module.forward(*args)
-        return run
-
-
-def host_compile_options() -> dict:
-    """The options the host's TorchCompileModel node passes (0.33 and later: guards on transformer_options off)."""
-    try:
-        from comfy_extras.nodes_torch_compile import skip_torch_compile_dict
-    except ImportError:
-        return {}
-    return {"options": {"guard_filter_fn": skip_torch_compile_dict}}
-
-
-@pytest.fixture(scope="module")
-def compiled(comfy):
-    """A tiny FLUX compiled the way core TorchCompileModel compiles it, and its compiled 10-step run.
-
-    FLUX's attention is swapped for torch's SDPA here (ComfyUI's choice on a GPU): on a CPU ComfyUI picks
-    sub-quadratic attention, which asks psutil for free memory inside the forward and gives dynamo a graph break
-    per block (20 graphs, about 45 s per compile on this machine)."""
-    import comfy.ldm.flux.math
-    import comfy.ldm.modules.attention
-    from comfy_api.torch_helpers import set_torch_compile_wrapper
-    import torch._dynamo
-
-    torch._dynamo.reset()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(comfy.ldm.flux.math, "optimized_attention", comfy.ldm.modules.attention.attention_pytorch)
-        tiny = tiny_models.tiny_flux(seed=16)
-        backend = CountingBackend()
-
-        def compile_model(model):
-            model = model.clone()
-            set_torch_compile_wrapper(model, backend=backend, **host_compile_options())
-            return model
-
-        model = compile_model(tiny.patcher)
-        reference = comfy_sampling.sample(model, steps=10, cfg=1.0, seed=1)
-        assert backend.compiles >= 1 and backend.graph_runs == 10
-        yield tiny, model, compile_model, backend, reference
-    torch._dynamo.reset()
-
-
-@pytest.mark.parametrize("order", ["compile-then-L2P", "L2P-then-compile"])
-def test_compile_forecast_steps_never_run_the_compiled_model_and_nothing_recompiles_per_step(pack, compiled, order):
-    from torch._dynamo.utils import counters
-
-    tiny, compiled_model, compile_model, backend, _ = compiled
-    patched = (forecast_cache(pack, compiled_model) if order == "compile-then-L2P"
-               else compile_model(forecast_cache(pack, tiny)))
-    eager = comfy_sampling.sample(forecast_cache(pack, tiny), steps=10, cfg=1.0, seed=1)
-    breaks = sum(counters["graph_break"].values())
-    compiles = [backend.compiles]
-    for _ in range(2):
-        before = backend.graph_runs
-        out = comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=1)
-        compiles.append(backend.compiles)
-        report = last_report(patched)
-        assert backend.graph_runs - before == 4 == report.transformer_calls  # computed steps only
-        assert report.streams["cond"].computed == PLANNED and report.reached_hook
-        assert report.hook == "apply_model (torch.compile: outside the compiled region)"
-        assert torch.equal(out, eager)  # compiled passes, the same forecasts
-    # adding L2P's entries to the options compiles at most once more (0.3.64 guards on them; 0.33's node does not),
-    # and a second run compiles nothing
-    assert compiles[1] - compiles[0] <= 1 and compiles[2] == compiles[1]
-    assert sum(counters["graph_break"].values()) == breaks
-
-
-def test_compile_speedup_one_is_bit_identical_to_the_compiled_model(pack, compiled):
-    tiny, compiled_model, _, backend, reference = compiled
-    before = backend.graph_runs
-    out = comfy_sampling.sample(forecast_cache(pack, compiled_model, speedup=1.0), steps=10, cfg=1.0, seed=1)
-    assert backend.graph_runs - before == 10 and torch.equal(out, reference)
 
 
 # ----------------------------------------------------------------------- calibration with list outputs
