@@ -11,6 +11,7 @@ from comfyui_l2p.nodes.report import RunReport
 from comfyui_l2p.nodes.run_state import RUN_KEY, RunPieces, RunState, run_options
 from comfyui_l2p.predictors import StepGrid, TaylorSeer, TimeAxis
 
+
 # ------------------------------------------------------------------------------ where transformer_options is
 
 
