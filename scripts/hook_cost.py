@@ -123,11 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--sizes", type=int, nargs="+", default=[8, 32], help="latent height = width")
     args = p.parse_args(argv)
-    if comfy_host.comfyui_path() is None:
-        print(comfy_host.SKIP_REASON)
+    pack = comfy_host.pack_for_script()
+    if pack is None:
         return 2
-    comfy_host.bootstrap()
-    pack = comfy_host.load_pack_in_comfyui()
     flux = tiny_models.tiny_flux(seed=0)
     null = tiny_models.tiny_flux(seed=0)
     null.patcher.model.diffusion_model = NullTransformer()

@@ -75,13 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-seeds", type=int, default=3)
     p.add_argument("--families", nargs="*", default=None, help="spec keys (tests/comfy_families.py); default all")
     args = p.parse_args(argv)
-    if comfy_host.comfyui_path() is None:
-        print(comfy_host.SKIP_REASON)
+    pack = comfy_host.pack_for_script()
+    if pack is None:
         return 2
-    comfy_host.bootstrap()
-    import folder_paths
+    import folder_paths  # ComfyUI's, importable once the pack is loaded in it
 
-    pack = comfy_host.load_pack_in_comfyui()
     folder = tempfile.mkdtemp(prefix="l2p-tiny-")
     folder_paths.folder_names_and_paths["l2p"] = ([folder], {".safetensors"})
     specs = [comfy_families.spec(k) for k in args.families] if args.families else comfy_families.SPECS

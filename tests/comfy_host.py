@@ -16,7 +16,7 @@ Public API (all functions bootstrap on first use):
     comfyui_path() -> Path | None
     comfyui_version(path) -> str / host_line() -> str  (which host the tests run on)
     bootstrap() -> ComfyModules
-    load_pack_in_comfyui(pack_dir=ROOT) -> LoadedPack
+    load_pack_in_comfyui(pack_dir=ROOT) -> LoadedPack / pack_for_script() -> LoadedPack | None
     run_node(node_cls, **inputs) -> tuple of outputs
 """
 from __future__ import annotations
@@ -232,6 +232,15 @@ def load_pack_in_comfyui(pack_dir: str | os.PathLike = ROOT) -> LoadedPack:
     names = {k: v for k, v in nodes.NODE_DISPLAY_NAME_MAPPINGS.items() if display_before.get(k) != v or k in added}
     _LOADED_PACKS[pack_dir] = LoadedPack(module=sys.modules[sys_module_name], nodes=added, display_names=names)
     return _LOADED_PACKS[pack_dir]
+
+
+def pack_for_script() -> LoadedPack | None:
+    """What a measuring script (scripts/) does first: the pack loaded in the host at ``COMFYUI_PATH``, or None,
+    with ``SKIP_REASON`` printed, when the variable is unset (the script then exits 2)."""
+    if comfyui_path() is None:
+        print(SKIP_REASON)
+        return None
+    return load_pack_in_comfyui()
 
 
 def run_node(node_cls: type, **inputs: Any) -> tuple:
