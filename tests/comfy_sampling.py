@@ -10,6 +10,7 @@ Public API:
     scheduler_sigmas(model, *, steps, scheduler="simple") -> Tensor (steps + 1,)
     sample_sigmas(model, *, sigmas, cfg, seed, add_noise=True, ...) -> latent Tensor
     one_thread() -> context manager: torch on one thread while sampling tiny models
+    cancelled_at_call(model, call) -> a clone that a user cancels at its call-th model call
 """
 from __future__ import annotations
 
@@ -151,3 +152,20 @@ def sample_sigmas(
             tiny.patcher, noise, cfg, sampler, sigmas, positive, negative, samples, disable_pbar=True, seed=seed,
         )
 
+
+def cancelled_at_call(model: Any, call: int) -> Any:
+    """A clone of ``model`` whose DIFFUSION_MODEL wrapper raises ComfyUI's InterruptProcessingException at its
+    ``call``-th call, as a user pressing cancel mid-run. L2P's wrapper runs innermost, so this one sees every call
+    the sampler makes (the third of a cfg-1 run is step 2)."""
+    comfy = bootstrap()
+    calls: list[int] = []
+
+    def cancel(executor, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise comfy.model_management.InterruptProcessingException()
+        return executor(*args, **kwargs)
+
+    clone = patcher_of(model).clone()
+    clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-cancel", cancel)
+    return clone

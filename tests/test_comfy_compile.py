@@ -9,7 +9,7 @@ import torch
 import comfy_host
 import comfy_sampling
 import tiny_models
-from comfy_hook_cases import PLANNED, forecast_cache, last_report
+from comfy_forecast_cases import PLANNED, forecast_cache, last_report
 
 pytestmark = pytest.mark.comfy
 

@@ -14,28 +14,15 @@ import comfy_host
 import comfy_sampling
 import pass_counter
 import tiny_models
+from comfy_forecast_cases import forecast_cache, last_report
 from tiny_specs import Family
 
 pytestmark = pytest.mark.comfy
-
-DEFAULTS = dict(method="TaylorSeer order 1", time_axis="step", speedup=2.5, placement="even", warmup_steps=2,
-                compute_last_step=False, residual_budget=0.05, history_device="model device", spectrum_degree=4,
-                spectrum_lambda=0.1, spectrum_blend=0.5)
 
 
 @pytest.fixture(scope="module")
 def pack(comfy):
     return comfy_host.load_pack_in_comfyui()
-
-
-def forecast_cache(pack, model, **overrides):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PForecastCache"], model=tiny_models.as_tiny(model).patcher,
-                                     **{**DEFAULTS, **overrides})
-    return patched
-
-
-def last_report(patched):
-    return patched.model_options["transformer_options"]["l2p"].reports[-1]
 
 
 def test_pack_registers_three_nodes_with_permanent_ids(pack):
@@ -122,16 +109,7 @@ def test_cancelled_run_then_a_new_run_matches_a_clean_run(pack, comfy):
     tiny = tiny_models.tiny_flux(seed=7)
     patched = forecast_cache(pack, tiny)
     clean = comfy_sampling.sample(patched, steps=8, cfg=1.0, seed=4)
-    cancelling = patched.clone()
-    calls = []
-
-    def cancel_at_step_4(executor, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:  # L2P's wrapper runs innermost: this one sees every call; the third is step 2
-            raise comfy.model_management.InterruptProcessingException()
-        return executor(*args, **kwargs)
-
-    cancelling.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-cancel", cancel_at_step_4)
+    cancelling = comfy_sampling.cancelled_at_call(patched, 3)
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         comfy_sampling.sample(cancelling, steps=8, cfg=1.0, seed=4)
     assert last_report(cancelling).status.startswith("failed")

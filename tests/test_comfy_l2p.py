@@ -159,16 +159,7 @@ def test_cancelled_calibration_never_reaches_the_file(pack, l2p_dir, comfy):
     tiny = tiny_models.tiny_flux(seed=29)
     cal = calibrate(pack, tiny)
     comfy_sampling.sample(cal, steps=6, cfg=1.0, seed=1)
-    cancelling = cal.clone()
-    calls = []
-
-    def cancel(executor, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise comfy.model_management.InterruptProcessingException()
-        return executor(*args, **kwargs)
-
-    cancelling.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-cancel", cancel)
+    cancelling = comfy_sampling.cancelled_at_call(cal, 3)
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         comfy_sampling.sample(cancelling, steps=6, cfg=1.0, seed=2)
     assert load_file(pack, os.path.join(l2p_dir, "cal.safetensors")).sample_count == 1

@@ -126,15 +126,7 @@ def test_a_cancelled_learning_run_adds_nothing(pack, l2p_dir, comfy):
     run(patched, tiny, 0)
     (name,) = learned(l2p_dir)
     before = (l2p_dir / name).read_bytes()
-    cancelling, calls = patched.clone(), []
-
-    def cancel(executor, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise comfy.model_management.InterruptProcessingException()
-        return executor(*args, **kwargs)
-
-    cancelling.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-cancel", cancel)
+    cancelling = comfy_sampling.cancelled_at_call(patched, 3)
     with pytest.raises(comfy.model_management.InterruptProcessingException):
         comfy_sampling.sample(cancelling, steps=STEPS, cfg=1.0, seed=1)
     report = cancelling.model_options["transformer_options"]["l2p"].reports[-1]

@@ -18,12 +18,10 @@ import comfy_host
 import comfy_sampling
 import pass_counter
 import tiny_models
+from comfy_forecast_cases import forecast_cache
 
 pytestmark = pytest.mark.comfy
 
-FORECAST = dict(method="TaylorSeer order 1", time_axis="step", speedup=2.5, placement="even", warmup_steps=2,
-                compute_last_step=False, residual_budget=0.05, history_device="model device", spectrum_degree=4,
-                spectrum_lambda=0.1, spectrum_blend=0.5)
 DM = "diffusion_model"  # WrappersMP.DIFFUSION_MODEL
 TWO_DEVICES = (torch.device("cpu"), torch.device("cpu", 0))
 
@@ -31,12 +29,6 @@ TWO_DEVICES = (torch.device("cpu"), torch.device("cpu", 0))
 @pytest.fixture(scope="module")
 def pack(comfy):
     return comfy_host.load_pack_in_comfyui()
-
-
-def forecast_cache(pack, model, **overrides):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PForecastCache"], model=tiny_models.as_tiny(model).patcher,
-                                     **{**FORECAST, **overrides})
-    return patched
 
 
 def calibrate(pack, model, name):

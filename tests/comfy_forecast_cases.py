@@ -1,5 +1,6 @@
-"""What the real-ComfyUI hook tests share (test_comfy_hooks.py, test_comfy_compile.py): Forecast Cache's inputs, the
-schedule they plan, the node or one hook installed on a model, and the run's report."""
+"""Forecast Cache in the real-ComfyUI tests (test_comfy_forecast_cache.py, test_comfy_runtime.py, test_comfy_hooks.py,
+test_comfy_compile.py): the inputs they share, the schedule those plan, the node (or one hook) on a model, and the
+run's report."""
 from __future__ import annotations
 
 import comfy_host
