@@ -1,4 +1,5 @@
-"""pytest glue for real-ComfyUI tests: the ``comfy`` fixture, the ``requires_comfyui`` mark, a skip summary.
+"""pytest glue for real-ComfyUI tests: the ``comfy`` and ``pack`` fixtures, the ``requires_comfyui`` mark, a skip
+summary.
 
 Use in a test module (works today, no conftest change needed):
 
@@ -40,6 +41,12 @@ def comfy() -> comfy_host.ComfyModules:
     if comfy_host.comfyui_path() is None:
         pytest.skip(comfy_host.SKIP_REASON)
     return comfy_host.bootstrap()
+
+
+@pytest.fixture(scope="session")
+def pack(comfy) -> comfy_host.LoadedPack:
+    """This pack, loaded into ComfyUI the way its startup loads custom nodes (once per process)."""
+    return comfy_host.load_pack_in_comfyui()
 
 
 @pytest.fixture()

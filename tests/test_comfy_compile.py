@@ -6,17 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-import comfy_host
 import comfy_sampling
 import tiny_models
 from comfy_forecast_cases import PLANNED, forecast_cache, last_report
 
 pytestmark = pytest.mark.comfy
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 class CountingBackend:

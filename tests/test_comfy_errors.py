@@ -25,11 +25,6 @@ CACHE = dict(speedup=2.5, placement="even", warmup_steps=2, compute_last_step=Fa
 CALIBRATE = dict(ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def calibrate(pack, tiny, name: str, steps: int, cfg: float = 1.0, runs: int = 2):
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name=name, **CALIBRATE)
     for seed in range(runs):

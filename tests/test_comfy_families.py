@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import comfy_families
-import comfy_host
 import pass_counter
 from comfy_families import SPECS, apply_node, reports
 
@@ -18,11 +17,6 @@ pytestmark = pytest.mark.comfy
 
 STEPS = 12
 SPEEDUP = 4.0  # the setting: Forecast Cache with its defaults at speedup 4
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 @pytest.fixture(scope="module")

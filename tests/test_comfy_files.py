@@ -33,11 +33,6 @@ CACHE = dict(speedup=2.5, placement="even", warmup_steps=2, compute_last_step=Fa
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def module(pack, name):
     return sys.modules[f"{pack.module.__name__}.{name}"]
 

@@ -20,11 +20,6 @@ from tiny_specs import Family
 pytestmark = pytest.mark.comfy
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def test_pack_registers_three_nodes_with_permanent_ids(pack):
     assert {"L2PCache", "L2PCalibrate", "L2PForecastCache"} <= set(pack.nodes)
 

@@ -23,11 +23,6 @@ from tiny_specs import HookModel
 pytestmark = pytest.mark.comfy
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def wrapper_types(patched) -> set[str]:
     """The wrapper types our key is registered for on a patched model."""
     key = "comfyui_l2p"

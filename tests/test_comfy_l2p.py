@@ -20,11 +20,6 @@ CACHE = dict(speedup=2.5, placement="optimized", warmup_steps=2, compute_last_st
              history_device="model device", predictor="direct", step_grid_mismatch="refuse")
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def calibrate(pack, model, name="cal.safetensors", mode="teacher-forced", ridge=1e-3, speedup=2.5):
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny_models.as_tiny(model).patcher,
                                      file_name=name, ridge_lambda=ridge, mode=mode, on_policy_speedup=speedup)

@@ -33,11 +33,6 @@ NODE = dict(speedup=SPEEDUP, placement="optimized", warmup_steps=1, compute_last
 NAME = re.compile(r"auto-flux-10steps-simple-cfg1-[0-9a-f]{8}\.safetensors")
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def module(pack, name):
     return importlib.import_module(f"{pack.module.__name__}.{name}")
 

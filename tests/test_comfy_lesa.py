@@ -27,11 +27,6 @@ CACHE = dict(speedup=2.5, placement="even", warmup_steps=2, compute_last_step=Fa
 CALIBRATE = dict(ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 @pytest.fixture()
 def short_training(pack, monkeypatch):
     lesa_setup = sys.modules[f"{pack.module.__name__}.nodes.lesa_setup"]

@@ -11,7 +11,6 @@ import re
 import pytest
 from PIL import Image
 
-import comfy_host
 import tiny_models
 import comfy_prompt
 import comfy_ui
@@ -23,11 +22,6 @@ CALIBRATE = {"class_type": "L2PCalibrate", "inputs": {"file_name": "ui.safetenso
 CACHE_INPUTS = {"speedup": 2.5, "placement": "optimized", "warmup_steps": 1, "compute_last_step": False,
                 "residual_budget": 0.05, "history_device": "model device", "predictor": "direct",
                 "step_grid_mismatch": "refuse"}
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 def module(pack, name):

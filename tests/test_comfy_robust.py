@@ -19,11 +19,6 @@ pytestmark = pytest.mark.comfy
 STEPS = 10
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def calibrated(pack, l2p_dir, tiny, cfg, name):
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name=name,
                                      ridge_lambda=1e-6, mode="teacher-forced", on_policy_speedup=2.5)

@@ -26,11 +26,6 @@ DM = "diffusion_model"  # WrappersMP.DIFFUSION_MODEL
 TWO_DEVICES = (torch.device("cpu"), torch.device("cpu", 0))
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def calibrate(pack, model, name):
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny_models.as_tiny(model).patcher,
                                      file_name=name, ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)

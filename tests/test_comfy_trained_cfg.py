@@ -70,11 +70,6 @@ class Trained:
         return ((decoded[0, 0] + 1) / 2).double().numpy()
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 @pytest.mark.parametrize("name", ["flux", "qwen"])
 def test_l2p_beats_training_free_forecasting_under_cfg_in_real_comfyui(pack, l2p_dir, name):
     trained = Trained(name)

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import comfy_families
-import comfy_host
 import comfy_sampling
 import pass_counter
 from comfy_families import apply_node, reports
@@ -19,11 +18,6 @@ pytestmark = pytest.mark.comfy
 
 STEPS, SPLIT = 8, 4  # the experts hand over at step 4 (the high-noise expert denoises sigma 1 .. sigmas[4])
 CFG_HIGH, CFG_LOW = 3.0, 1.0  # e.g. a low-noise expert with a distilled (cfg 1) LoRA
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 @pytest.fixture(scope="module")
