@@ -7,7 +7,6 @@ Skipped, with the reason printed, when COMFYUI_PATH is unset."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ import hook_models
 import pass_counter
 import tiny_models
 from comfy_forecast_cases import PLANNED, forecast_cache, glue, last_report
+from script_modules import load_script
 from tiny_specs import HookModel
 
 pytestmark = pytest.mark.comfy
@@ -245,12 +245,7 @@ def test_calibrate_then_cache_end_to_end(pack, l2p_dir, kind):
 
 
 def test_hook_cost_script_measures_every_variant(comfy, capsys):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "hook_cost.py"
-    spec = importlib.util.spec_from_file_location("hook_cost", script)
-    hook_cost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hook_cost)
+    hook_cost = load_script("hook_cost")
     assert hook_cost.main(["--steps", "10", "--repeats", "1", "--sizes", "8"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line.split(" | ") for line in lines if line.startswith(("| tiny", "| null"))]

@@ -4,22 +4,16 @@ and its full-size configs are checked to be FLUX.1-dev's and HunyuanVideo's shap
 device: no memory, no time). No timing is asserted: the numbers depend on the machine."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import tiny_models
 import tiny_specs
+from script_modules import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("gpu_timing", ROOT / "scripts" / "gpu_timing.py")
-gpu_timing = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = gpu_timing  # dataclasses look their module up while the file executes
-spec.loader.exec_module(gpu_timing)
+gpu_timing = load_script("gpu_timing")
 
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
 
