@@ -1,5 +1,6 @@
 """Synthetic calibration data for the schedule tests (test_schedules.py, test_schedule_search.py, test_cfg_streams.py):
-a shifted flow-matching grid, smooth trajectories, their Gram, and a schedule's error measured on the trajectories."""
+a shifted flow-matching grid, smooth trajectories, their Gram, a schedule's error measured on the trajectories, and
+the final-error coefficients built step by step (also test_validation.py)."""
 import numpy as np
 
 from comfyui_l2p.predictors.calibration import fit
@@ -44,3 +45,20 @@ def materialised_final_error(traj, grid, computed, ridge, step_weights=None) -> 
         w = fit.direct_weights(gram, s, past, ridge)
         err += d[s] * (np.einsum("j,njd->nd", w, traj[:, past]) - traj[:, s])
     return float(np.sum(err**2))
+
+
+def brute_force_coefficients(gram: np.ndarray, grid: StepGrid, computed, ridge: float, prior=None) -> np.ndarray:
+    """float64 [S]: the final-latent error's coefficients c (the error is c^T G c), built step by step from the
+    direct fit of each forecast step on ``gram`` (shrunk toward ``prior``'s weights when given): what
+    ``optimizer.final_error_coefficients`` computes in one pass."""
+    d = np.abs(grid.dsigma())
+    coef = np.zeros(grid.num_steps)
+    for s in range(grid.num_steps):
+        if s in computed:
+            continue
+        past = [c for c in computed if c < s]
+        shrink_to = None if prior is None else prior.coefficients(s, past, grid)
+        coef[past] += d[s] * fit.direct_weights(gram, s, past, ridge, prior=shrink_to)
+        coef[s] -= d[s]
+    return coef
+

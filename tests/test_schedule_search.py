@@ -4,11 +4,12 @@ objective."""
 import numpy as np
 import pytest
 
-from comfyui_l2p.predictors.calibration import fit
 from comfyui_l2p.predictors.engine.grid import StepGrid
 from comfyui_l2p.predictors.schedules.optimizer import Spread, final_error_coefficients
 from comfyui_l2p.predictors.schedules.placements import even_schedule, expected_final_error, optimized_schedule
-from schedule_cases import flux_like_grid, gram_of, materialised_final_error, random_gram, smooth_trajectories
+from schedule_cases import (
+    brute_force_coefficients, flux_like_grid, gram_of, materialised_final_error, random_gram, smooth_trajectories,
+)
 
 
 # ------------------------------------------------------------------ expected final error
@@ -115,14 +116,7 @@ def test_spread_objective_is_mean_plus_k_std_of_the_per_trajectory_errors():
 
 def _own_error(fit_gram, own_gram, grid, steps):
     """Trajectory n's final-latent error when the weights are fitted on ``fit_gram``: c^T G_n c, by brute force."""
-    d = np.abs(grid.dsigma())
-    coef = np.zeros(grid.num_steps)
-    for s in range(grid.num_steps):
-        if s in steps:
-            continue
-        past = [c for c in steps if c < s]
-        coef[past] += d[s] * fit.direct_weights(fit_gram, s, past, 1e-3)
-        coef[s] -= d[s]
+    coef = brute_force_coefficients(fit_gram, grid, steps, 1e-3)
     return float(coef @ own_gram @ coef)
 
 
