@@ -8,7 +8,7 @@ import torch
 
 import comfy_sampling
 import tiny_models
-from comfy_forecast_cases import PLANNED, forecast_cache, last_report
+from comfy_node_cases import PLANNED, forecast_cache, last_report
 
 pytestmark = pytest.mark.comfy
 

@@ -16,13 +16,11 @@ import comfy_host
 import comfy_sampling
 import pass_counter
 import tiny_models
+from comfy_node_cases import CACHE, CALIBRATE
 from comfy_prompt import run_graph, sampler_graph, sampler_sources
 
 pytestmark = pytest.mark.comfy
 
-CACHE = dict(speedup=2.5, placement="even", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
-             history_device="model device", predictor="direct", step_grid_mismatch="refuse")
-CALIBRATE = dict(ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
 
 
 def calibrate(pack, tiny, name: str, steps: int, cfg: float = 1.0, runs: int = 2):

@@ -23,34 +23,17 @@ import comfy_host
 import comfy_sampling
 import tiny_models
 import tiny_specs
+from comfy_node_cases import calibrate, l2p_cache, last_report
 from file_cases import read_only
 
 pytestmark = pytest.mark.comfy
 
 HERE = Path(__file__).resolve().parent
-CACHE = dict(speedup=2.5, placement="even", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
-             history_device="model device", predictor="direct", step_grid_mismatch="refuse")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def module(pack, name):
     return sys.modules[f"{pack.module.__name__}.{name}"]
-
-
-def calibrate(pack, model, name="cal.safetensors"):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny_models.as_tiny(model).patcher,
-                                     file_name=name, ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
-    return patched
-
-
-def l2p_cache(pack, model, name="cal.safetensors", **overrides):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PCache"], model=tiny_models.as_tiny(model).patcher,
-                                     predictor_file=name, **{**CACHE, **overrides})
-    return patched
-
-
-def last_report(patched):
-    return patched.model_options["transformer_options"]["l2p"].reports[-1]
 
 
 def load(pack, path):

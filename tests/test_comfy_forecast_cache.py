@@ -14,7 +14,7 @@ import comfy_host
 import comfy_sampling
 import pass_counter
 import tiny_models
-from comfy_forecast_cases import forecast_cache, last_report
+from comfy_node_cases import forecast_cache, last_report
 from tiny_specs import Family
 
 pytestmark = pytest.mark.comfy

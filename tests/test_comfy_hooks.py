@@ -2,7 +2,7 @@
 it only through APPLY_MODEL (SD3, PixArt, a Nunchaku-like replacement of diffusion_model), the LTX models
 (transformer_options sixth of seven arguments; LTX-2's list latents, where the host has it), the two hooks against
 each other, what other packs' wrappers see, and the runs and models no hook reaches (torch.compile:
-test_comfy_compile.py; shared helpers: comfy_forecast_cases.py).
+test_comfy_compile.py; shared helpers: comfy_node_cases.py).
 Skipped, with the reason printed, when COMFYUI_PATH is unset."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import comfy_sampling
 import hook_models
 import pass_counter
 import tiny_models
-from comfy_forecast_cases import PLANNED, forecast_cache, glue, last_report
+from comfy_node_cases import PLANNED, forecast_cache, glue, last_report
 from script_modules import load_script
 from tiny_specs import HookModel
 

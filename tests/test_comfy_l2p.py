@@ -9,31 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-import comfy_host
+import comfy_node_cases as node_cases
 import comfy_sampling
 import pass_counter
 import tiny_models
+from comfy_node_cases import calibrate, reports
 
 pytestmark = pytest.mark.comfy
 
-CACHE = dict(speedup=2.5, placement="optimized", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
-             history_device="model device", predictor="direct", step_grid_mismatch="refuse")
-
-
-def calibrate(pack, model, name="cal.safetensors", mode="teacher-forced", ridge=1e-3, speedup=2.5):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny_models.as_tiny(model).patcher,
-                                     file_name=name, ridge_lambda=ridge, mode=mode, on_policy_speedup=speedup)
-    return patched
 
 
 def l2p_cache(pack, model, name="cal.safetensors", **overrides):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PCache"], model=tiny_models.as_tiny(model).patcher,
-                                     predictor_file=name, **{**CACHE, **overrides})
-    return patched
-
-
-def reports(patched):
-    return patched.model_options["transformer_options"]["l2p"].reports
+    """L2P Cache on the optimized placement, its default (comfy_node_cases.CACHE spreads the steps evenly)."""
+    return node_cases.l2p_cache(pack, model, name, **{"placement": "optimized", **overrides})
 
 
 def psnr(a, b):

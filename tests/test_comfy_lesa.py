@@ -17,6 +17,7 @@ import torch
 import comfy_host
 import comfy_sampling
 import tiny_models
+from comfy_node_cases import CALIBRATE
 from comfy_prompt import run_graph, sampler_graph, sampler_sources
 
 pytestmark = pytest.mark.comfy
@@ -24,7 +25,6 @@ pytestmark = pytest.mark.comfy
 LESA = "LESA (non-linear, stage-aware)"
 CACHE = dict(speedup=2.5, placement="even", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
              history_device="model device", predictor=LESA, step_grid_mismatch="refuse")
-CALIBRATE = dict(ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
 
 
 @pytest.fixture()

@@ -18,18 +18,12 @@ import comfy_host
 import comfy_sampling
 import pass_counter
 import tiny_models
-from comfy_forecast_cases import forecast_cache
+from comfy_node_cases import calibrate, forecast_cache
 
 pytestmark = pytest.mark.comfy
 
 DM = "diffusion_model"  # WrappersMP.DIFFUSION_MODEL
 TWO_DEVICES = (torch.device("cpu"), torch.device("cpu", 0))
-
-
-def calibrate(pack, model, name):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny_models.as_tiny(model).patcher,
-                                     file_name=name, ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
-    return patched
 
 
 def holder(patched):
