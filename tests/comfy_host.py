@@ -264,8 +264,9 @@ def run_node(node_cls: type, **inputs: Any) -> tuple:
 
 
 
-# Names the harness had here before it was split, still read as ``comfy_host.<name>`` by tests/test_workflows*.py and
-# scripts/make_workflows.py (kept by another branch for now); every other caller imports the module that defines it.
+# Names the harness had here before it was split, still read as ``comfy_host.<name>`` by tests/test_workflows*.py
+# (another branch edits those now; switch them to the defining modules, then drop this); every other caller imports
+# the module that defines the name.
 _MOVED = {"Family": "tiny_specs", "tiny_model": "tiny_models", "make_conditioning": "comfy_sampling",
           "sample": "comfy_sampling", "count_passes": "pass_counter"}
 
