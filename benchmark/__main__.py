@@ -10,7 +10,6 @@ L2P Calibrate. Outputs land in --out: benchmark.md, benchmark.json, quality.png,
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import time
@@ -29,6 +28,11 @@ from comfyui_l2p.nodes import calibrate_setup, setups  # noqa: E402  (harness re
 
 SPEEDUPS = (4.55, 5.56, 7.14)
 SCENARIOS = (Scenario("no CFG (cond only)", cfg_scale=1.0), Scenario("CFG 3.0", cfg_scale=3.0))
+
+
+def chosen_scenarios(choice: str) -> list[Scenario]:
+    """The scenarios a command's ``--scenario`` picks: all, "no" (no CFG) or "cfg"."""
+    return [s for s in SCENARIOS if choice in ("all", s.name.split()[0].lower())]
 CAL_CLASSES, EVAL_CLASSES = range(0, 7), range(7, 10)
 
 
@@ -65,7 +69,7 @@ def run(args) -> int:
         print(f"python3 -m benchmark: --variants {args.variants} matches no variant; names: "
               f"{[v.name for v in VARIANTS]}", file=sys.stderr)
         return 2
-    scenarios = [s for s in SCENARIOS if args.scenario in ("all", s.name.split()[0].lower())]
+    scenarios = chosen_scenarios(args.scenario)
     speedups = list(args.speedups)
     rows: list[Row] = []
     notes = []
@@ -137,16 +141,12 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = harness.command_parser("python3 -m benchmark", __doc__, scenario=True)
     parser.add_argument("--demo", action="store_true", help="the README demo: fewer variants and samples")
-    harness.add_model_option(parser)
     parser.add_argument("--out", default=None,
                         help="output folder (default out/benchmark, out/benchmark-<model> for other models)")
     parser.add_argument("--variants", nargs="+", default=None,
                         help="only the variants whose names contain one of these (case-insensitive) substrings")
-    parser.add_argument("--scenario", choices=["all", "no", "cfg"], default="all",
-                        help="'no' = no CFG only, 'cfg' = CFG only")
     parser.add_argument("--speedups", type=float, nargs="+", default=SPEEDUPS)
     parser.add_argument("--cal-seeds", type=int, default=None, help="calibration seeds per class (default 6, demo 3)")
     parser.add_argument("--eval-seeds", type=int, default=None, help="held-out seeds per class (default 8, demo 4)")

@@ -8,7 +8,6 @@ TaylorSeer-2 and FORA. Prints PSNR dB mean (worst sample) against the full run a
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,12 +25,10 @@ def _variant(name: str):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m benchmark.cfg_scales", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.command_parser("python3 -m benchmark.cfg_scales", __doc__)
     p.add_argument("--speedups", type=float, nargs="+", default=[4.55, 7.14])
     p.add_argument("--scales", type=float, nargs="+", default=[1.5, 3.0, 5.0, 7.0])
     p.add_argument("--out", default=None, help="default out/cfg_scales (reference) or out/cfg_scales-qwen")
-    harness.add_model_option(p)
     p.add_argument("--cal-seeds", type=int, default=6)
     p.add_argument("--eval-seeds", type=int, default=8)
     args = p.parse_args(argv)

@@ -12,14 +12,14 @@ for each (least squares in log-log): the growth model's power is 1 - a.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 import torch
 
 from . import harness
-from .__main__ import EVAL_CLASSES, SCENARIOS, batch
+from .__main__ import EVAL_CLASSES, batch, chosen_scenarios
+from .outputs import table_head, table_row
 from comfyui_l2p.reference.sampling import guided_velocity  # noqa: E402  (harness registered the package)
 
 QUANTILES = (("median", 0.5), ("90th percentile", 0.9), ("max", 1.0))
@@ -66,10 +66,7 @@ def growth_exponents(steps: list[int], gains: np.ndarray, dsigma: np.ndarray) ->
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m benchmark.gains", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    harness.add_model_option(p)
-    p.add_argument("--scenario", choices=["all", "no", "cfg"], default="all")
+    p = harness.command_parser("python3 -m benchmark.gains", __doc__, scenario=True)
     p.add_argument("--eval-seeds", type=int, default=8)
     p.add_argument("--stride", type=int, default=3)
     p.add_argument("--eps", type=float, default=1e-3)
@@ -82,16 +79,13 @@ def main(argv=None) -> int:
     samples = batch(EVAL_CLASSES, range(1000, 1000 + args.eval_seeds))
     lines = [f"# Error growth through sampling: model `{args.model}`", "",
              f"{len(samples.labels)} held-out samples, a random unit perturbation of size {args.eps:g} per sample.", ""]
-    for scenario in SCENARIOS:
-        if args.scenario not in ("all", scenario.name.split()[0].lower()):
-            continue
+    for scenario in chosen_scenarios(args.scenario):
         steps, gains = gain_profile(model, scenario, samples, args.stride, args.eps)
         exps = growth_exponents(steps, gains, scenario.grid().dsigma())
         lines += [f"## {scenario.name}", "",
                   "fit gain ~ |dsigma|^-a: " + ", ".join(f"{n} a = {a:.2f} (power {1 - a:.2f})" for n, a in exps.items()),
-                  "", "| step | " + " | ".join(n for n, _ in QUANTILES) + " |", "|---|---|---|---|"]
-        lines += [f"| {s} | " + " | ".join(f"{np.quantile(row, q):.2f}" for _, q in QUANTILES) + " |"
-                  for s, row in zip(steps, gains)]
+                  "", *table_head("step", *(n for n, _ in QUANTILES))]
+        lines += [table_row(s, *(f"{np.quantile(row, q):.2f}" for _, q in QUANTILES)) for s, row in zip(steps, gains)]
         lines.append("")
     text = "\n".join(lines)
     (out / "gains.md").write_text(text)

@@ -6,11 +6,12 @@ latent_noise / codec and ``diffusion_model`` (the module whose class names the f
 
 The reference sampler calls ``model_fn(x, sigma, cond)`` once per stream and step (cond, then uncond with CFG).
 ``CachedModelFn`` turns each call into what ComfyUI's DIFFUSION_MODEL wrapper sees (x, transformer_options with
-sigmas / uuids / cond_or_uncond) and hands it to ``nodes.run_state.RunState``: the same plan, engine, guards,
+sigmas / uuids / cond_or_uncond) and hands it to ``nodes.run_calls.RunState``: the same plan, engine, guards,
 calibration sink and report as inside ComfyUI, so the benchmark measures the code users run.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -149,6 +150,17 @@ def decode_images(model: Model, latents: torch.Tensor):
     """(B, 64, 64) float64 numpy images in [0, 1] (the data's [-1, 1] range mapped and clipped)."""
     images = model.codec.decode(latents).clamp(-1, 1)
     return ((images[:, 0] + 1) / 2).double().numpy()
+
+
+def command_parser(prog: str, doc: str | None, *, scenario: bool = False) -> argparse.ArgumentParser:
+    """The parser a benchmark command starts from: its module docstring as the help text, ``--model`` and, with
+    ``scenario``, ``--scenario`` (see ``__main__.chosen_scenarios``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_option(parser)
+    if scenario:
+        parser.add_argument("--scenario", choices=["all", "no", "cfg"], default="all",
+                            help="'no' = no CFG only, 'cfg' = CFG only")
+    return parser
 
 
 def add_model_option(parser) -> None:

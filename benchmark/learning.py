@@ -11,7 +11,6 @@ sample of any draw). Outputs: learning.md, learning.json and learning.png (the c
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -19,8 +18,9 @@ import tempfile
 import numpy as np
 
 from . import harness
-from .__main__ import CAL_CLASSES, EVAL_CLASSES, SCENARIOS, SPEEDUPS, batch
+from .__main__ import CAL_CLASSES, EVAL_CLASSES, SPEEDUPS, batch, chosen_scenarios
 from .metrics import psnr
+from .outputs import draws_cell, speedup_columns, table_head, table_row
 
 from comfyui_l2p.nodes import learn_setup, setups  # noqa: E402  (harness registered the package)
 from comfyui_l2p.nodes.report import LearningAction  # noqa: E402
@@ -69,8 +69,7 @@ def measure(model, scenario, pool, ev, full, counts, draws, speedups) -> dict[in
                     per_speedup[k].append([psnr(a, b) for a, b in zip(images_out, full)])
         cells[count] = [(float(np.mean([np.mean(d) for d in c])), float(np.min([np.mean(d) for d in c])),
                          float(np.min(c))) for c in per_speedup]
-        print(f"[learning] {scenario.name} N={count}: " + " | ".join(
-            f"{m:.2f} [{lo:.2f}] ({w:.2f})" for m, lo, w in cells[count]), flush=True)
+        print(f"[learning] {scenario.name} N={count}: " + " | ".join(draws_cell(*c) for c in cells[count]), flush=True)
     return cells
 
 
@@ -104,10 +103,7 @@ def plot(results: dict[str, dict[int, list]], speedups, path) -> bool:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m benchmark.learning", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    harness.add_model_option(p)
-    p.add_argument("--scenario", choices=["all", "no", "cfg"], default="all")
+    p = harness.command_parser("python3 -m benchmark.learning", __doc__, scenario=True)
     p.add_argument("--counts", type=int, nargs="+", default=list(COUNTS))
     p.add_argument("--draws", type=int, default=3)
     p.add_argument("--speedups", type=float, nargs="+", default=list(SPEEDUPS))
@@ -123,20 +119,17 @@ def main(argv=None) -> int:
     ev = batch(EVAL_CLASSES, range(1000, 1000 + args.eval_seeds))
     counts = sorted(c for c in set(args.counts) if 1 <= c <= len(pool.labels))
     results = {}
-    for scenario in SCENARIOS:
-        if args.scenario in ("all", scenario.name.split()[0].lower()):
-            full = harness.decode_images(model, harness.sample_full(model, scenario, ev).latents)
-            results[scenario.name] = measure(model, scenario, pool, ev, full, counts, args.draws, args.speedups)
+    for scenario in chosen_scenarios(args.scenario):
+        full = harness.decode_images(model, harness.sample_full(model, scenario, ev).latents)
+        results[scenario.name] = measure(model, scenario, pool, ev, full, counts, args.draws, args.speedups)
     lines = [f"# L2P Cache learning from a user's first images: model `{args.model}`", "",
              f"{harness.MODELS[args.model]}. N images (one per run, drawn from {len(pool.labels)} of classes 0-6,"
              f" {args.draws} draws per N) taught L2P Cache on an empty folder; then {len(ev.labels)} held-out"
              f" samples (classes 7-9) were forecast. Cell: PSNR dB against the full run, mean over the draws"
              f" [lowest draw's mean] (worst sample of any draw).", ""]
     for name, cells in results.items():
-        lines += [f"## {name}", "", "| images learned | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |",
-                  "|---|" + "---|" * len(args.speedups)]
-        lines += [f"| {c} | " + " | ".join(f"{m:.2f} [{lo:.2f}] ({w:.2f})" for m, lo, w in cells[c]) + " |"
-                  for c in sorted(cells)]
+        lines += [f"## {name}", "", *table_head("images learned", *speedup_columns(args.speedups))]
+        lines += [table_row(c, *(draws_cell(*cell) for cell in cells[c])) for c in sorted(cells)]
         lines.append("")
     (out / "learning.md").write_text("\n".join(lines))
     (out / "learning.json").write_text(json.dumps({n: {str(c): v for c, v in cells.items()}

@@ -16,7 +16,6 @@ and as this process's CPU time (the cost on an idle core, whatever else runs).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -71,9 +70,7 @@ def forecast_costs(lesa_model, grid, repeats: int) -> list[tuple[str, float]]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m benchmark.lesa_cost", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    harness.add_model_option(p)
+    p = harness.command_parser("python3 -m benchmark.lesa_cost", __doc__)
     p.add_argument("--out", default=None, help="default out/lesa-cost (reference) or out/lesa-cost-<model>")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads for the forecasts and the model (LESA's training always uses 1, as in the node)")

@@ -37,6 +37,26 @@ class Row:
         return self.full_wall_seconds / self.wall_seconds
 
 
+def table_row(*cells) -> str:
+    """One row of a markdown table."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table_head(*columns) -> list[str]:
+    """A markdown table's header row and its rule."""
+    return [table_row(*columns), "|" + "---|" * len(columns)]
+
+
+def speedup_columns(speedups) -> list[str]:
+    """One column per speedup: "4.55x"."""
+    return [f"{s:.2f}x" for s in speedups]
+
+
+def draws_cell(mean: float, lowest: float, worst: float) -> str:
+    """A result over several draws: the mean over the draws [the lowest draw's mean] (the worst sample)."""
+    return f"{mean:.2f} [{lowest:.2f}] ({worst:.2f})"
+
+
 def _fmt(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.2f}"
 
@@ -45,8 +65,7 @@ def markdown(rows: list[Row], scenarios: list[str], speedups: list[float], conte
     out = [f"# Reference benchmark\n\n{context}\n"]
     for scenario in scenarios:
         out.append(f"\n## {scenario}: PSNR dB mean (worst sample) / SSIM mean, against the full 50-step run\n")
-        header = "| predictor | " + " | ".join(f"{s:.2f}x" for s in speedups) + " |"
-        out += [header, "|---|" + "---|" * len(speedups)]
+        out += table_head("predictor", *speedup_columns(speedups))
         variants = list(dict.fromkeys(r.variant for r in rows if r.scenario == scenario))
         for v in variants:
             cells = []
@@ -54,7 +73,7 @@ def markdown(rows: list[Row], scenarios: list[str], speedups: list[float], conte
                 r = next((r for r in rows if r.scenario == scenario and r.variant == v and r.target_speedup == s), None)
                 cells.append("" if r is None else
                              f"{_fmt(r.psnr_mean)} ({_fmt(r.psnr_worst)}) / {r.ssim_mean:.3f}")
-            out.append(f"| {v} | " + " | ".join(cells) + " |")
+            out.append(table_row(v, *cells))
         out.append(f"\n### {scenario}: cost\n")
         out += ["| predictor | speedup | real passes | pass ratio | wall-clock ratio | wall / pass ratio |"
                 " setup ms | history KiB | computed steps |",

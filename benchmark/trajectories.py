@@ -11,15 +11,15 @@ every draw's mean (the lowest draw counts). Outputs: trajectories.md and traject
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
 
 from . import harness
-from .__main__ import CAL_CLASSES, EVAL_CLASSES, SCENARIOS, SPEEDUPS, batch, calibrate
+from .__main__ import CAL_CLASSES, EVAL_CLASSES, SPEEDUPS, batch, calibrate, chosen_scenarios
 from .metrics import psnr
+from .outputs import draws_cell, speedup_columns, table_head, table_row
 from .variants import VARIANTS
 
 COUNTS = (1, 2, 4, 8, 16)
@@ -59,22 +59,18 @@ def render(saved: dict) -> str:
             cells = {int(c): [tuple(x) for x in v] for c, v in by_count.items()}
             if total not in cells:
                 continue
-            lines += [f"### {name}", "", "| N | " + " | ".join(f"{s:.2f}x" for s in saved["speedups"])
-                      + f" | within {tolerance:g} dB |", "|---|" + "---|" * (len(saved["speedups"]) + 1)]
+            lines += [f"### {name}", "",
+                      *table_head("N", *speedup_columns(saved["speedups"]), f"within {tolerance:g} dB")]
             for count in sorted(cells):
                 ok = enough({count: cells[count], total: cells[total]}, total, tolerance) == count
-                lines.append(f"| {count} | " + " | ".join(f"{m:.2f} [{lo:.2f}] ({w:.2f})" for m, lo, w in cells[count])
-                             + f" | {'yes' if ok else 'no'} |")
+                lines.append(table_row(count, *(draws_cell(*cell) for cell in cells[count]), "yes" if ok else "no"))
             lines += ["", f"Enough (the smallest N within {tolerance:g} dB): **{enough(cells, total, tolerance)}**"
                           " trajectories", ""]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m benchmark.trajectories", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    harness.add_model_option(p)
-    p.add_argument("--scenario", choices=["all", "no", "cfg"], default="all")
+    p = harness.command_parser("python3 -m benchmark.trajectories", __doc__, scenario=True)
     p.add_argument("--counts", type=int, nargs="+", default=list(COUNTS))
     p.add_argument("--draws", type=int, default=3)
     p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), help="exact variant names")
@@ -108,9 +104,7 @@ def main(argv=None) -> int:
              f" mean over the draws [lowest draw's mean] (worst sample of any draw). Enough: the smallest N whose"
              f" lowest draw is within {args.tolerance:g} dB of all {total} at every speedup.", ""]
     record = {}
-    for scenario in SCENARIOS:
-        if args.scenario not in ("all", scenario.name.split()[0].lower()):
-            continue
+    for scenario in chosen_scenarios(args.scenario):
         full = harness.decode_images(model, harness.sample_full(model, scenario, ev).latents)
         tag = "cfg" if scenario.cfg_scale != 1.0 else "nocfg"
         results: dict[str, dict[int, list[tuple[float, float, float]]]] = {v.name: {} for v in variants}
@@ -134,7 +128,7 @@ def main(argv=None) -> int:
                     results[name][count] = [(float(np.mean([np.mean(v) for v in c])),
                                              float(np.min([np.mean(v) for v in c])), float(np.min(c))) for c in cells]
             print(f"[trajectories] {scenario.name} N={count}: " + "; ".join(
-                f"{n}: " + " | ".join(f"{m:.2f} [{lo:.2f}] ({w:.2f})" for m, lo, w in r[count])
+                f"{n}: " + " | ".join(draws_cell(*cell) for cell in r[count])
                 for n, r in results.items() if count in r), flush=True)
         record[scenario.name] = {name: {str(c): v for c, v in cells.items()} for name, cells in results.items()}
     (out / "trajectories.json").write_text(json.dumps({"header": lines, "speedups": args.speedups, "total": total,

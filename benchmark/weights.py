@@ -15,7 +15,6 @@ as a unit vector, so a forecast returns its own weights. Needs no model calls af
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 
 from . import harness
 from .__main__ import CAL_CLASSES, SCENARIOS, SPEEDUPS, batch, calibrate
+from .outputs import speedup_columns, table_head, table_row
 from .variants import VARIANTS
 
 from comfyui_l2p.nodes.report import RunReport  # noqa: E402
@@ -62,11 +62,9 @@ def guided_weights(holder, model, scenario, speedup: float) -> np.ndarray | None
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m benchmark.weights", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = harness.command_parser("python3 -m benchmark.weights", __doc__)
     p.add_argument("--speedups", type=float, nargs="+", default=list(SPEEDUPS))
     p.add_argument("--out", default=None, help="default out/weights (reference) or out/weights-qwen")
-    harness.add_model_option(p)
     p.add_argument("--cal-seeds", type=int, default=6)
     args = p.parse_args(argv)
     started = harness.start_command("python3 -m benchmark.weights", "weights", args)
@@ -94,9 +92,9 @@ def main(argv=None) -> int:
             k = weights.shape[1] // 2
             norm_cells.append(f"{l1.max():.1f} ({np.median(l1):.1f})")
             sum_cells.append(f"{np.median(weights[:, :k].sum(axis=1)):.2f} / {np.median(weights[:, k:].sum(axis=1)):.2f}")
-        norms.append(f"| {variant.name} | " + " | ".join(norm_cells) + " |")
-        sums.append(f"| {variant.name} | " + " | ".join(sum_cells) + " |")
-    header = "| predictor | " + " | ".join(f"{s:.2f}x" for s in args.speedups) + " |\n|---|" + "---|" * len(args.speedups)
+        norms.append(table_row(variant.name, *norm_cells))
+        sums.append(table_row(variant.name, *sum_cells))
+    header = "\n".join(table_head("predictor", *speedup_columns(args.speedups)))
     g = scenario.cfg_scale
     print(f"Guided-output weights on the computed outputs, {scenario.name}: max (median) L1 norm over skipped steps\n")
     print(header + "\n" + "\n".join(norms))

@@ -26,7 +26,7 @@ def all_finite(tensor: torch.Tensor | list | tuple) -> bool:
     if isinstance(tensor, (list, tuple)):
         return all(all_finite(part) for part in tensor)
     if not torch.is_tensor(tensor):
-        return True  # an output the run state does not track (run_state.py notes it); nothing to check
+        return True  # an output the run state does not track (run_calls.py notes it); nothing to check
     if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
         return True
     return bool(torch.isfinite(tensor).all())  # the sum alone can overflow float32: decide exactly

@@ -1,7 +1,7 @@
 """What a node's setup builds for one sampling run, and the two protocols the run state drives.
 
 ``L2PHolder.start_run(RunContext, RunReport) -> RunPieces``: the predictor (or an engine factory), the step plan
-and, for L2P Calibrate, the calibration sink. ``run_state.RunState`` runs them.
+and, for L2P Calibrate, the calibration sink. ``run_calls.RunState`` runs them.
 """
 from __future__ import annotations
 

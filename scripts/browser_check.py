@@ -39,20 +39,21 @@ HELPER = '''
 import sys
 from comfy_api.latest import ComfyExtension, io
 
-_HOST = None
+_HARNESS = None
 
 
-def host():
-    global _HOST
-    if _HOST is None:
+def harness():
+    """The test harness's model builder and conditioning (tests/tiny_models.py, tests/comfy_sampling.py)."""
+    global _HARNESS
+    if _HARNESS is None:
         sys.path.insert(0, {tests!r})
-        import comfy_host
+        import comfy_host, comfy_sampling, tiny_models
         import comfy.utils
 
         comfy_host.bootstrap()  # the running server's modules; only re-enables the progress bar it turns off
         comfy.utils.set_progress_bar_enabled(True)
-        _HOST = comfy_host
-    return _HOST
+        _HARNESS = (tiny_models, comfy_sampling)
+    return _HARNESS
 
 
 class TinyFlux(io.ComfyNode):
@@ -63,7 +64,8 @@ class TinyFlux(io.ComfyNode):
 
     @classmethod
     def execute(cls, seed):
-        return io.NodeOutput(host().tiny_flux(seed=seed).patcher)
+        tiny_models, _sampling = harness()
+        return io.NodeOutput(tiny_models.tiny_flux(seed=seed).patcher)
 
 
 class TinyConditioning(io.ComfyNode):
@@ -75,7 +77,8 @@ class TinyConditioning(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, seed):
-        return io.NodeOutput(host().make_conditioning(model, seed=seed))
+        _tiny_models, sampling = harness()
+        return io.NodeOutput(sampling.make_conditioning(model, seed=seed))
 
 
 class Extension(ComfyExtension):

@@ -34,7 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (the pack as comfyui_l2p)
 import comfy_host  # noqa: E402
-from comfy_host import Family  # noqa: E402
+import comfy_sampling  # noqa: E402
+import pass_counter  # noqa: E402
+import tiny_models  # noqa: E402
+from tiny_specs import Family  # noqa: E402
 
 from comfyui_l2p.predictors import ForecastEngine, L2PDirect, load_predictor_file  # noqa: E402
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
@@ -98,14 +101,14 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _timed_run(patcher, subject: Subject, model, device: torch.device, label: str) -> RunTiming:
-    cond = comfy_host.make_conditioning(model, seed=1, text_len=subject.text_tokens)
+    cond = comfy_sampling.make_conditioning(model, seed=1, text_len=subject.text_tokens)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with comfy_host.count_passes(model) as counter:
+    with pass_counter.count_passes(model) as counter:
         _synchronize(device)
         start = time.perf_counter()
-        comfy_host.sample(patcher, steps=STEPS, cfg=1.0, seed=7, latent_shape=subject.latent, positive=cond,
-                          negative=cond)
+        comfy_sampling.sample(patcher, steps=STEPS, cfg=1.0, seed=7, latent_shape=subject.latent, positive=cond,
+                              negative=cond)
         _synchronize(device)
         seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
@@ -149,7 +152,7 @@ def measure(preset: str, device_name: str, on_subject: Callable[[str], None] = l
         try:
             for subject in PRESETS[preset]:
                 on_subject(f"building {subject.name} ({dtype}, {device})")
-                model = comfy_host.tiny_model(subject.family, seed=0, dtype=dtype, device=device, **subject.unet)
+                model = tiny_models.tiny_model(subject.family, seed=0, dtype=dtype, device=device, **subject.unet)
                 calibration = f"gpu-timing-{subject.family.name.lower()}.safetensors"  # a file per model family
                 _timed_run(model.patcher, subject, model, device, "warm-up")
                 runs.append(_timed_run(model.patcher, subject, model, device, "full"))

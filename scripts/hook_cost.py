@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (the pack as comfyui_l2p)
 import comfy_host  # noqa: E402
+import comfy_sampling  # noqa: E402
+import pass_counter  # noqa: E402
+import tiny_models  # noqa: E402
 
 FORA = dict(method="FORA (reuse)", time_axis="step", placement="even", warmup_steps=2, compute_last_step=False,
             residual_budget=0.05, history_device="model device", spectrum_degree=4, spectrum_lambda=0.1,
@@ -66,7 +69,7 @@ def timed(model, tiny, calls: list):
         return out
 
     handles = [module.register_forward_pre_hook(lambda *_: ran.append(True))
-               for block in comfy_host.first_blocks(tiny.diffusion_model) for module in block.modules()]
+               for block in pass_counter.first_blocks(tiny.diffusion_model) for module in block.modules()]
     clone = model.clone()
     clone.add_wrapper_with_key("apply_model", "hook_cost.timer", timer)
     return clone, handles
@@ -99,11 +102,11 @@ def measure(pack, tiny, size: int, steps: int, repeats: int) -> dict:
     shape = (1, 16, size, size)
     try:
         for variant in VARIANTS:  # warm-up
-            comfy_host.sample(models[variant], steps=steps, cfg=1.0, seed=0, latent_shape=shape)
+            comfy_sampling.sample(models[variant], steps=steps, cfg=1.0, seed=0, latent_shape=shape)
             calls[variant].clear()
         for seed in range(repeats):
             for variant in VARIANTS:
-                comfy_host.sample(models[variant], steps=steps, cfg=1.0, seed=seed, latent_shape=shape)
+                comfy_sampling.sample(models[variant], steps=steps, cfg=1.0, seed=seed, latent_shape=shape)
     finally:
         for handle in handles:
             handle.remove()
@@ -120,13 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--sizes", type=int, nargs="+", default=[8, 32], help="latent height = width")
     args = p.parse_args(argv)
-    if comfy_host.comfyui_path() is None:
-        print(comfy_host.SKIP_REASON)
+    pack = comfy_host.pack_for_script()
+    if pack is None:
         return 2
-    comfy_host.bootstrap()
-    pack = comfy_host.load_pack_in_comfyui()
-    flux = comfy_host.tiny_flux(seed=0)
-    null = comfy_host.tiny_flux(seed=0)
+    flux = tiny_models.tiny_flux(seed=0)
+    null = tiny_models.tiny_flux(seed=0)
     null.patcher.model.diffusion_model = NullTransformer()
     print(f"{comfy_host.host_line()}; {args.steps} euler steps, cfg 1, {args.repeats} runs, medians of CPU time")
     print("| model | variant | computed / forecast calls per run | ms per computed call | ms per forecast call"

@@ -1,6 +1,6 @@
 """Real passes and quality of the nodes inside real ComfyUI, per model family, on the tiny models of
 tests/comfy_families.py (ComfyUI's own config and model classes, seeded random weights), then the hook-point models
-of tests/comfy_host.py (SD3, PixArt and a Nunchaku-like FLUX reached through APPLY_MODEL; LTXV, LTX-2's lists).
+of tests/hook_models.py (SD3, PixArt and a Nunchaku-like FLUX reached through APPLY_MODEL; LTXV, LTX-2's lists).
 
     COMFYUI_PATH=/path/to/ComfyUI python3 scripts/tiny_models_report.py [--steps 20] [--speedup 4] [--cfg 1 4]
         [--calibration-seeds 4] [--eval-seeds 3] [--families flux wan2.1-t2v ...] [--hook-models sd3 ...]
@@ -28,6 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 import conftest  # noqa: E402,F401  (the pack as comfyui_l2p)
 import comfy_families  # noqa: E402
 import comfy_host  # noqa: E402
+import comfy_sampling  # noqa: E402
+import hook_models  # noqa: E402
+import pass_counter  # noqa: E402
+from tiny_specs import HookModel  # noqa: E402
 
 
 def psnr(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -43,7 +47,8 @@ def summary(values: list[float]) -> str:
 def measure(pack, key: str, tiny, patcher, run, cfg: float, args) -> dict[str, str]:
     """One model at one CFG scale: passes and PSNR of the full run, Forecast Cache and L2P Cache.
 
-    ``key``: the table's row name (names the calibration file: every model calibrates its own); ``tiny``: what comfy_host.count_passes counts; ``patcher``: its ModelPatcher (the nodes' input);
+    ``key``: the table's row name (names the calibration file: every model calibrates its own); ``tiny``: what
+    pass_counter.count_passes counts; ``patcher``: its ModelPatcher (the nodes' input);
     ``run(patched, seed)``: the model's output latent as one tensor (``patched`` None: the model itself)."""
     name = f"{key}-cfg{cfg:g}.safetensors".replace(" ", "-")
     calibrating = comfy_families.apply_node(pack.nodes["L2PCalibrate"], patcher, file_name=name)
@@ -56,11 +61,11 @@ def measure(pack, key: str, tiny, patcher, run, cfg: float, args) -> dict[str, s
     passes: dict[str, set[int]] = {"full": set(), "forecast": set(), "l2p": set()}
     quality: dict[str, list[float]] = {"forecast": [], "l2p": []}
     for seed in range(100, 100 + args.eval_seeds):
-        with comfy_host.count_passes(tiny) as counter:
+        with pass_counter.count_passes(tiny) as counter:
             full = run(None, seed)
         passes["full"].add(counter.forwards)
         for variant, patched in variants.items():
-            with comfy_host.count_passes(tiny) as counter:
+            with pass_counter.count_passes(tiny) as counter:
                 out = run(patched, seed)
             passes[variant].add(counter.forwards)
             quality[variant].append(psnr(out, full))
@@ -74,22 +79,22 @@ def family_runner(tiny, args, cfg: float):
 
 
 def hook_model_runner(tiny, args, cfg: float):
-    """Hook-point models (SD3, PixArt, LTXV, LTX-2, a Nunchaku-like FLUX) through comfy_host.sample; LTX-2's
+    """Hook-point models (SD3, PixArt, LTXV, LTX-2, a Nunchaku-like FLUX) through comfy_sampling.sample; LTX-2's
     [video, audio] output flattened into one tensor for the PSNR."""
     def run(patched, seed):
-        latent = comfy_host.hook_model_latent(tiny) if tiny.family in comfy_host.HookModel else None
-        out = comfy_host.sample(patched if patched is not None else tiny, latent=latent, steps=args.steps, cfg=cfg,
+        latent = hook_models.hook_model_latent(tiny) if tiny.family in HookModel else None
+        out = comfy_sampling.sample(patched if patched is not None else tiny, latent=latent, steps=args.steps, cfg=cfg,
                                 seed=seed)
-        return torch.cat([part.reshape(-1) for part in comfy_host.latent_parts(out)])
+        return torch.cat([part.reshape(-1) for part in hook_models.latent_parts(out)])
     return run
 
 
 HOOK_MODELS = {  # row name -> (config shown, builder); the models L2P reaches through APPLY_MODEL, and the LTXs
-    "sd3": ("SD3", lambda: comfy_host.tiny_hook_model(comfy_host.HookModel.SD3)),
-    "pixart-alpha": ("PixArtAlpha", lambda: comfy_host.tiny_hook_model(comfy_host.HookModel.PIXART)),
-    "ltxv": ("LTXV", lambda: comfy_host.tiny_hook_model(comfy_host.HookModel.LTXV)),
-    "ltx-2": ("LTXAV", lambda: comfy_host.tiny_hook_model(comfy_host.HookModel.LTXAV)),
-    "nunchaku-like flux": ("Flux, diffusion_model replaced", lambda: comfy_host.nunchaku_like_flux()),
+    "sd3": ("SD3", lambda: hook_models.tiny_hook_model(HookModel.SD3)),
+    "pixart-alpha": ("PixArtAlpha", lambda: hook_models.tiny_hook_model(HookModel.PIXART)),
+    "ltxv": ("LTXV", lambda: hook_models.tiny_hook_model(HookModel.LTXV)),
+    "ltx-2": ("LTXAV", lambda: hook_models.tiny_hook_model(HookModel.LTXAV)),
+    "nunchaku-like flux": ("Flux, diffusion_model replaced", lambda: hook_models.nunchaku_like_flux()),
 }
 
 
@@ -109,13 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hook-models", nargs="*", default=None,
                    help=f"of {sorted(HOOK_MODELS)} (reached through APPLY_MODEL, or LTX); default all, none: --hook-models")
     args = p.parse_args(argv)
-    if comfy_host.comfyui_path() is None:
-        print(comfy_host.SKIP_REASON)
+    pack = comfy_host.pack_for_script()
+    if pack is None:
         return 2
-    comfy_host.bootstrap()
-    import folder_paths
+    import folder_paths  # ComfyUI's, importable once the pack is loaded in it
 
-    pack = comfy_host.load_pack_in_comfyui()
     folder = tempfile.mkdtemp(prefix="l2p-tiny-")
     folder_paths.folder_names_and_paths["l2p"] = ([folder], {".safetensors"})
     specs = [comfy_families.spec(k) for k in args.families] if args.families else comfy_families.SPECS

@@ -16,6 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import conftest  # noqa: E402,F401  (registers the pack as comfyui_l2p)
 import comfy_host  # noqa: E402
+import comfy_sampling
+import tiny_models
 
 
 def calibrate(pack, tiny, name: str):
@@ -37,14 +39,14 @@ def main(folder: str, worker: int, runs: int, go: str, shared_by: str = "calibra
     import folder_paths
 
     folder_paths.folder_names_and_paths["l2p"] = ([folder], {".safetensors"})
-    tiny = comfy_host.tiny_flux(seed=50)
+    tiny = tiny_models.tiny_flux(seed=50)
     shared = learn(pack, tiny) if shared_by == "learn" else calibrate(pack, tiny, "shared.safetensors")
     nodes = [shared, calibrate(pack, tiny, f"own{worker}.safetensors")]
     while not os.path.exists(go):
         time.sleep(0.001)
     for run in range(runs):
         for patched in nodes:
-            comfy_host.sample(patched, steps=3, cfg=1.0, seed=100 * worker + run)
+            comfy_sampling.sample(patched, steps=3, cfg=1.0, seed=100 * worker + run)
     for patched in nodes:
         lost = [n for r in patched.model_options["transformer_options"]["l2p"].reports for n in r.notes
                 if "NOT saved" in n]

@@ -2,7 +2,7 @@
 (the table, as data, is tests/family_specs.py), sampled through the KSampler / KSamplerAdvanced bodies.
 
 The model is built the way ``comfy/sd.py`` builds a loaded checkpoint (config -> ``get_model`` -> ``ModelPatcher``),
-fp32 on the CPU, with seeded random weights (``comfy_host.init_weights``). The config is instantiated directly, not
+fp32 on the CPU, with seeded random weights (``tiny_models.init_weights``). The config is instantiated directly, not
 through ``model_detection`` matching: some configs match on a real size (Z-Image's ``dim`` 3840), which a tiny model
 does not have, yet it must run as that config's model (its model_base class, sampling settings, latent format).
 Entries a newer ComfyUI added to a class (``optional``) are passed only where the host's class takes them; a spec
@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 import comfy_host
+import comfy_sampling
+import tiny_models
 from family_specs import SPECS, CondRecipe, TinySpec, randn, spec  # noqa: F401  (re-exported)
 
 
@@ -106,17 +108,11 @@ def build(tiny: TinySpec, seed: int = 0) -> FamilyModel:
     model_config = getattr(comfy.supported_models, tiny.config)(unet_config)
     model_config.set_inference_dtype(torch.float32, None)
     model = model_config.get_model({}, "").to(comfy.model_management.unet_offload_device())
-    comfy_host.init_weights(model.diffusion_model, seed)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
-                                               offload_device=comfy.model_management.unet_offload_device())
-    return FamilyModel(tiny, patcher)
+    tiny_models.init_weights(model.diffusion_model, seed)
+    return FamilyModel(tiny, tiny_models.patch_model(model))
 
 
 # ------------------------------------------------------------------------------------------------ sampling
-def _patcher(model: Any):
-    return model.patcher if isinstance(model, FamilyModel) else model
-
-
 def sample(model: FamilyModel, *, steps: int, cfg: float, seed: int, patched: Any = None, sampler_name: str = "euler",
            scheduler: str = "simple", batch: int = 1, negative_text_len: int | None = None) -> torch.Tensor:
     """The KSampler node's body on ``patched`` (default the model itself) with the family's conditioning
@@ -138,10 +134,10 @@ def sample_advanced(model: FamilyModel, *, steps: int, cfg: float, seed: int, pa
     negative = model.conditioning(seed + 2, negative_text_len)
     samples = torch.zeros(model.latent_shape(batch)) if latent is None else latent
     latent_dict = {"samples": samples} if noise_mask is None else {"samples": samples, "noise_mask": noise_mask}
-    with comfy_host.one_thread():
+    with comfy_sampling.one_thread():
         (out,) = comfy.nodes.common_ksampler(
-            _patcher(patched if patched is not None else model), seed, steps, cfg, sampler_name, scheduler, positive,
-            negative, latent_dict, denoise=1.0, disable_noise=not add_noise, start_step=start,
+            tiny_models.patcher_of(patched if patched is not None else model), seed, steps, cfg, sampler_name,
+            scheduler, positive, negative, latent_dict, denoise=1.0, disable_noise=not add_noise, start_step=start,
             last_step=end, force_full_denoise=not return_with_leftover_noise,
         )
     return out["samples"]
@@ -165,7 +161,7 @@ def apply_node(node_cls: type, model: Any, **inputs: Any) -> Any:
             values[item.id] = item.options[0]
     if inputs:
         raise comfy_host.ComfyHostError(f"{schema.node_id} has no inputs {sorted(inputs)}")
-    (patched,) = comfy_host.run_node(node_cls, model=_patcher(model), **values)
+    (patched,) = comfy_host.run_node(node_cls, model=tiny_models.patcher_of(model), **values)
     return patched
 
 

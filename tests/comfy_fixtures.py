@@ -1,12 +1,14 @@
-"""pytest glue for real-ComfyUI tests: the ``comfy`` fixture, the ``requires_comfyui`` mark, a skip summary.
+"""pytest glue for real-ComfyUI tests: the ``comfy`` and ``pack`` fixtures, the ``requires_comfyui`` mark, a skip
+summary.
 
 Use in a test module (works today, no conftest change needed):
 
+    import tiny_models
     from comfy_fixtures import comfy, requires_comfyui   # noqa: F401  (pytest finds fixtures by name)
 
     @requires_comfyui
     def test_something(comfy):
-        tiny = comfy_host.tiny_flux()
+        tiny = tiny_models.tiny_flux()
         ...
 
 Tests that need ComfyUI are SKIPPED, with ``comfy_host.SKIP_REASON`` as the reason, when ``COMFYUI_PATH`` is
@@ -39,6 +41,12 @@ def comfy() -> comfy_host.ComfyModules:
     if comfy_host.comfyui_path() is None:
         pytest.skip(comfy_host.SKIP_REASON)
     return comfy_host.bootstrap()
+
+
+@pytest.fixture(scope="session")
+def pack(comfy) -> comfy_host.LoadedPack:
+    """This pack, loaded into ComfyUI the way its startup loads custom nodes (once per process)."""
+    return comfy_host.load_pack_in_comfyui()
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ What a user sees of an error (the node it is shown on, the exception type string
 ``PromptExecutor`` sends as its "execution_error" message; this harness returns those messages, formed by the
 host's own code. The graph is a prompt in API format ({node id: {"class_type", "inputs"}}); inputs that are
 links are [node id, output index]. Models, conditionings and latents come from source nodes registered only
-for the call (``Source``), with the values a test built (e.g. with ``comfy_host.tiny_flux``), and every graph
+for the call (``Source``), with the values a test built (e.g. with ``tiny_models.tiny_flux``), and every graph
 ends in ``SINK`` (an output node that takes a LATENT), because ComfyUI executes only graphs with an output node.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any, Iterator
 import torch
 
 import comfy_host
+import comfy_sampling
+import tiny_models
 
 SINK = "L2PTestLatentSink"
 
@@ -122,7 +124,7 @@ def run_graph(prompt: dict, sources: dict[str, Source], server=None, client_id: 
     server = _Server() if server is None else server
     prompt_id = str(uuid.uuid4())
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: more threads only contend (see comfy_host._one_thread)
+    torch.set_num_threads(1)  # tiny models: more threads only contend (see comfy_sampling.one_thread)
     try:
         with _registered(classes):
             valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
@@ -153,11 +155,11 @@ def sampler_graph(model_node: dict, *, steps: int, cfg: float = 1.0, seed: int =
     }
 
 
-def sampler_sources(tiny: comfy_host.TinyModel, seed: int = 0) -> dict[str, Source]:
-    """The sources ``sampler_graph`` uses, for a TinyModel (conditionings as comfy_host.sample makes them)."""
+def sampler_sources(tiny: tiny_models.TinyModel, seed: int = 0) -> dict[str, Source]:
+    """The sources ``sampler_graph`` uses, for a TinyModel (conditionings as comfy_sampling.sample makes them)."""
     return {
         "L2PTestModel": Source("MODEL", tiny.patcher),
-        "L2PTestPositive": Source("CONDITIONING", comfy_host.make_conditioning(tiny, seed=seed + 1)),
-        "L2PTestNegative": Source("CONDITIONING", comfy_host.make_conditioning(tiny, seed=seed + 2)),
+        "L2PTestPositive": Source("CONDITIONING", comfy_sampling.make_conditioning(tiny, seed=seed + 1)),
+        "L2PTestNegative": Source("CONDITIONING", comfy_sampling.make_conditioning(tiny, seed=seed + 2)),
         "L2PTestLatent": Source("LATENT", {"samples": torch.zeros(tiny.latent_shape(1))}),
     }

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-import comfy_host
+import tiny_specs
 
 Extras = Callable[[torch.Generator, tuple, int], dict]  # (generator, latent shape at batch 1, text_len) -> entries
 
@@ -79,9 +79,9 @@ def _hidream_llama(gen, shape, text_len):  # the Llama 3 hidden states HiDream's
 
 
 # ------------------------------------------------------------------------------------------------ specs
-_FLUX = comfy_host.FLUX_TINY  # the sizes comfy_host's own tiny FLUX / Qwen-Image / HunyuanVideo use
+_FLUX = tiny_specs.FLUX_TINY  # the sizes comfy_host's own tiny FLUX / Qwen-Image / HunyuanVideo use
 _FLUX_TXT_IDS = {"txt_ids_dims": []}
-_HUNYUAN = comfy_host.HUNYUAN_VIDEO_TINY
+_HUNYUAN = tiny_specs.HUNYUAN_VIDEO_TINY
 _HUNYUAN_V1 = {"use_cond_type_embedding": False, "vision_in_dim": None, "meanflow_sum": False}
 _WAN = {
     "image_model": "wan2.1", "model_type": "t2v", "patch_size": (1, 2, 2), "in_dim": 16, "out_dim": 16, "dim": 32,
@@ -134,8 +134,8 @@ SPECS: tuple[TinySpec, ...] = (
         "nerf_depth": 1, "nerf_max_freqs": 4, "nerf_tile_size": 16, "nerf_final_head_type": "linear",
         "nerf_embedder_dtype": torch.float32}, (3, 16, 16), CondRecipe(16),
         optional={"txt_ids_dims": [], "vec_in_dim": None, "use_x0": False, "use_sequential_txt_ids": False}),
-    TinySpec("qwen-image", "qwen_image", "QwenImage", comfy_host.QWEN_IMAGE_TINY, (16, 1, 8, 8), CondRecipe(16)),
-    TinySpec("qwen-image-edit", "qwen_image", "QwenImage", comfy_host.QWEN_IMAGE_TINY, (16, 1, 8, 8),
+    TinySpec("qwen-image", "qwen_image", "QwenImage", tiny_specs.QWEN_IMAGE_TINY, (16, 1, 8, 8), CondRecipe(16)),
+    TinySpec("qwen-image-edit", "qwen_image", "QwenImage", tiny_specs.QWEN_IMAGE_TINY, (16, 1, 8, 8),
              CondRecipe(16, extras=_reference_latent)),
     TinySpec("hunyuan-video", "hunyuan_video", "HunyuanVideo", _HUNYUAN, (16, 2, 8, 8),
              CondRecipe(16, pooled_dim=8, guidance=6.0), optional=_HUNYUAN_V1),

@@ -2,8 +2,9 @@
 import pytest
 
 from comfyui_l2p.benchmark import harness
+from comfyui_l2p.benchmark.__main__ import calibrate as calibrate_over
 from comfyui_l2p.benchmark.harness import Batch, Scenario
-from comfyui_l2p.nodes import calibrate_setup, l2p_setup, setups
+from comfyui_l2p.nodes import l2p_setup
 from comfyui_l2p.nodes.cfg_record import calibrated_cfg_scales, cfg_record
 from comfyui_l2p.predictors import load_predictor_file
 
@@ -24,9 +25,7 @@ def model():
 
 
 def calibrate(model, path, cfg_scale):
-    holder = calibrate_setup.calibrate_holder(str(path), ridge=setups.DEFAULT_RIDGE, mode="teacher-forced",
-                                              on_policy_speedup=4.0)
-    harness.sample_with(model, Scenario("t", cfg_scale, steps=12), Batch((1, 2), (0, 1)), holder)
+    calibrate_over(model, Scenario("t", cfg_scale, steps=12), Batch((1, 2), (0, 1)), path, speedup=4.0)
 
 
 def cache_report(model, path, cfg_scale):

@@ -13,7 +13,7 @@ from comfyui_l2p.predictors.forecasters.l2p_joint import JointL2PEngine
 from comfyui_l2p.predictors.schedules.optimizer import shrink_cross_streams
 from comfyui_l2p.predictors.schedules.placements import even_schedule, expected_final_error, optimized_schedule
 
-from test_schedules import flux_like_grid, smooth_trajectories
+from schedule_cases import flux_like_grid, smooth_trajectories
 
 
 def cfg_trajectories(grid: StepGrid, samples: int = 4, dim: int = 48, seed: int = 0):

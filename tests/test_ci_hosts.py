@@ -2,7 +2,6 @@
 default folder next to the repository), on fake checkouts in a temporary folder."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from script_modules import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("ci_hosts", ROOT / "scripts" / "ci_hosts.py")
-ci_hosts = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ci_hosts)
+ci_hosts = load_script("ci_hosts")
 
 
 def fake_checkout(path: Path, version: str | None) -> Path:

@@ -13,24 +13,20 @@ import pytest
 import torch
 
 import comfy_host
+import comfy_sampling
+import pass_counter
+import tiny_models
+from comfy_node_cases import CACHE, CALIBRATE
 from comfy_prompt import run_graph, sampler_graph, sampler_sources
 
 pytestmark = pytest.mark.comfy
 
-CACHE = dict(speedup=2.5, placement="even", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
-             history_device="model device", predictor="direct", step_grid_mismatch="refuse")
-CALIBRATE = dict(ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 def calibrate(pack, tiny, name: str, steps: int, cfg: float = 1.0, runs: int = 2):
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name=name, **CALIBRATE)
     for seed in range(runs):
-        comfy_host.sample(patched, steps=steps, cfg=cfg, seed=seed)
+        comfy_sampling.sample(patched, steps=steps, cfg=cfg, seed=seed)
     return patched
 
 
@@ -59,7 +55,7 @@ def nan_from_call(tiny, first_bad_call: int):
     (8, 3.0, "calibrated without CFG"),
 ], ids=["step grid", "cfg"])
 def test_a_file_that_does_not_fit_the_run_is_an_l2p_error_at_the_sampler(pack, l2p_dir, steps, cfg, expected):
-    tiny = comfy_host.tiny_flux(seed=41)
+    tiny = tiny_models.tiny_flux(seed=41)
     calibrate(pack, tiny, "fit.safetensors", steps=8)
     result = run_graph(sampler_graph(cache_node("fit.safetensors"), steps=steps, cfg=cfg), sampler_sources(tiny))
     error = result.error
@@ -71,7 +67,7 @@ def test_a_file_that_does_not_fit_the_run_is_an_l2p_error_at_the_sampler(pack, l
 
 
 def test_a_broken_file_is_an_l2p_error_at_the_cache_node(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=42)
+    tiny = tiny_models.tiny_flux(seed=42)
     (l2p_dir / "broken.safetensors").write_bytes(b"\x80\x04 a pickle, not a predictor file")
     error = run_graph(sampler_graph(cache_node("broken.safetensors"), steps=6), sampler_sources(tiny)).error
     assert error["node_type"] == "L2PCache" and error["exception_type"] == "l2p.PredictorFileError"
@@ -80,7 +76,7 @@ def test_a_broken_file_is_an_l2p_error_at_the_cache_node(pack, l2p_dir):
 
 
 def test_a_file_name_outside_models_l2p_is_an_l2p_error_at_calibrate(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=43)
+    tiny = tiny_models.tiny_flux(seed=43)
     node = {"class_type": "L2PCalibrate", "inputs": {"file_name": "../escape.safetensors", **CALIBRATE}}
     error = run_graph(sampler_graph(node, steps=4), sampler_sources(tiny)).error
     assert error["node_type"] == "L2PCalibrate" and error["exception_type"] == "l2p.NodeInputError"
@@ -88,7 +84,7 @@ def test_a_file_name_outside_models_l2p_is_an_l2p_error_at_calibrate(pack, l2p_d
 
 
 def test_nan_output_stops_calibration_at_that_step_and_leaves_the_file_untouched(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=44)
+    tiny = tiny_models.tiny_flux(seed=44)
     calibrate(pack, tiny, "nan.safetensors", steps=8)  # an existing file with two good runs
     path = l2p_dir / "nan.safetensors"
     before = path.read_bytes()
@@ -105,12 +101,12 @@ def test_nan_output_stops_calibration_at_that_step_and_leaves_the_file_untouched
 
 
 def test_nan_output_under_a_cache_keeps_the_run_going_without_forecasts(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=45)
+    tiny = tiny_models.tiny_flux(seed=45)
     calibrate(pack, tiny, "cache-nan.safetensors", steps=10)
     (patched,) = comfy_host.run_node(pack.nodes["L2PCache"], model=tiny.patcher,
                                      predictor_file="cache-nan.safetensors", **CACHE)
-    with nan_from_call(tiny, first_bad_call=3) as calls, comfy_host.count_passes(tiny) as counter:
-        out = comfy_host.sample(patched, steps=10, cfg=1.0, seed=3)
+    with nan_from_call(tiny, first_bad_call=3) as calls, pass_counter.count_passes(tiny) as counter:
+        out = comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=3)
     report = patched.model_options["transformer_options"]["l2p"].reports[-1]
     assert report.status == "finished" and torch.isnan(out).all()  # what the model gives without the cache
     planned = report.planned_computed  # even at 2.5x with warm-up 2: (0, 1, 5, 8)

@@ -10,18 +10,13 @@ import pytest
 import torch
 
 import comfy_families
-import comfy_host
+import pass_counter
 from comfy_families import SPECS, apply_node, reports
 
 pytestmark = pytest.mark.comfy
 
 STEPS = 12
 SPEEDUP = 4.0  # the setting: Forecast Cache with its defaults at speedup 4
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +51,7 @@ def test_the_family_table_names_the_model_exactly(tiny):
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
 def test_forecast_cache_real_passes_equal_the_schedule(pack, tiny, cfg):
     patched = apply_node(pack.nodes["L2PForecastCache"], tiny, speedup=SPEEDUP)
-    with comfy_host.count_passes(tiny) as counter:
+    with pass_counter.count_passes(tiny) as counter:
         out = comfy_families.sample(tiny, patched=patched, steps=STEPS, cfg=cfg, seed=3)
     report = reports(patched)[-1]
     planned = report.planned_computed
@@ -82,7 +77,7 @@ def test_calibrate_then_l2p_cache_end_to_end(pack, tiny, l2p_dir):
     assert (pf.model_family, pf.sample_count, pf.steps) == (tiny.spec.family, 2, STEPS)
 
     cached = apply_node(pack.nodes["L2PCache"], tiny, predictor_file=name, speedup=SPEEDUP)
-    with comfy_host.count_passes(tiny) as counter:
+    with pass_counter.count_passes(tiny) as counter:
         out = comfy_families.sample(tiny, patched=cached, steps=STEPS, cfg=1.0, seed=9)
     report = reports(cached)[-1]
     assert report.status == "finished" and report.predictor.startswith("L2P direct")
@@ -112,7 +107,7 @@ def test_a_few_step_model_never_fails_and_says_what_it_computed(pack, built, ste
         built[spec.key] = comfy_families.build(spec, seed=0)
     tiny = built[spec.key]
     patched = apply_node(pack.nodes["L2PForecastCache"], tiny, speedup=4.0)
-    with comfy_host.count_passes(tiny) as counter:
+    with pass_counter.count_passes(tiny) as counter:
         out = comfy_families.sample(tiny, patched=patched, steps=steps, cfg=1.0, seed=1)
     report = reports(patched)[-1]
     assert report.status == "finished" and counter.forwards == computed and torch.isfinite(out).all()

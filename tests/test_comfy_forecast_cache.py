@@ -11,28 +11,13 @@ import pytest
 import torch
 
 import comfy_host
-from comfy_host import Family
+import comfy_sampling
+import pass_counter
+import tiny_models
+from comfy_node_cases import forecast_cache, last_report
+from tiny_specs import Family
 
 pytestmark = pytest.mark.comfy
-
-DEFAULTS = dict(method="TaylorSeer order 1", time_axis="step", speedup=2.5, placement="even", warmup_steps=2,
-                compute_last_step=False, residual_budget=0.05, history_device="model device", spectrum_degree=4,
-                spectrum_lambda=0.1, spectrum_blend=0.5)
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
-def forecast_cache(pack, model, **overrides):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PForecastCache"], model=comfy_host.as_tiny(model).patcher,
-                                     **{**DEFAULTS, **overrides})
-    return patched
-
-
-def last_report(patched):
-    return patched.model_options["transformer_options"]["l2p"].reports[-1]
 
 
 def test_pack_registers_three_nodes_with_permanent_ids(pack):
@@ -41,10 +26,10 @@ def test_pack_registers_three_nodes_with_permanent_ids(pack):
 
 @pytest.mark.parametrize("family", list(Family))
 def test_real_passes_equal_the_schedule(pack, family):
-    tiny = comfy_host.tiny_model(family, seed=1)
+    tiny = tiny_models.tiny_model(family, seed=1)
     patched = forecast_cache(pack, tiny)
-    with comfy_host.count_passes(tiny) as counter:
-        out = comfy_host.sample(patched, steps=10, cfg=1.0, seed=3)
+    with pass_counter.count_passes(tiny) as counter:
+        out = comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=3)
     report = last_report(patched)
     assert report.status == "finished"
     assert report.planned_computed == (0, 1, 4, 7)  # K = 10 / 2.5 = 4: warm-up 0, 1, then equal gaps
@@ -55,9 +40,9 @@ def test_real_passes_equal_the_schedule(pack, family):
 
 @pytest.mark.parametrize("family", list(Family))
 def test_speedup_one_is_bit_identical(pack, family):
-    tiny = comfy_host.tiny_model(family, seed=2)
-    ref = comfy_host.sample(tiny, steps=6, cfg=1.0, seed=5)
-    out = comfy_host.sample(forecast_cache(pack, tiny, speedup=1.0), steps=6, cfg=1.0, seed=5)
+    tiny = tiny_models.tiny_model(family, seed=2)
+    ref = comfy_sampling.sample(tiny, steps=6, cfg=1.0, seed=5)
+    out = comfy_sampling.sample(forecast_cache(pack, tiny, speedup=1.0), steps=6, cfg=1.0, seed=5)
     assert torch.equal(ref, out)
 
 
@@ -66,11 +51,11 @@ def test_loading_the_pack_changes_nothing_for_unpatched_models(comfy):
     code = textwrap.dedent("""
         import sys, torch
         sys.path.insert(0, sys.argv[1])
-        import comfy_host
-        tiny = comfy_host.tiny_flux(seed=4)
-        before = comfy_host.sample(tiny, steps=5, cfg=3.0, seed=9)
+        import comfy_host, comfy_sampling, tiny_models
+        tiny = tiny_models.tiny_flux(seed=4)
+        before = comfy_sampling.sample(tiny, steps=5, cfg=3.0, seed=9)
         comfy_host.load_pack_in_comfyui()
-        after = comfy_host.sample(tiny, steps=5, cfg=3.0, seed=9)
+        after = comfy_sampling.sample(tiny, steps=5, cfg=3.0, seed=9)
         print("IDENTICAL" if torch.equal(before, after) else "DIFFERENT")
     """)
     out = subprocess.run([sys.executable, "-c", code, os.path.dirname(comfy_host.__file__)], capture_output=True,
@@ -81,10 +66,10 @@ def test_loading_the_pack_changes_nothing_for_unpatched_models(comfy):
 
 @pytest.mark.parametrize("negative_text_len", [None, 7], ids=["one-call", "two-calls"])
 def test_cfg_cond_and_uncond_follow_one_schedule(pack, negative_text_len):
-    tiny = comfy_host.tiny_qwen_image(seed=3)
+    tiny = tiny_models.tiny_qwen_image(seed=3)
     patched = forecast_cache(pack, tiny)
-    with comfy_host.count_passes(tiny) as counter:
-        out = comfy_host.sample(patched, steps=10, cfg=3.0, seed=1, negative_text_len=negative_text_len)
+    with pass_counter.count_passes(tiny) as counter:
+        out = comfy_sampling.sample(patched, steps=10, cfg=3.0, seed=1, negative_text_len=negative_text_len)
     report = last_report(patched)
     calls_per_step = 1 if negative_text_len is None else 2
     assert counter.forwards == 4 * calls_per_step
@@ -94,21 +79,21 @@ def test_cfg_cond_and_uncond_follow_one_schedule(pack, negative_text_len):
 
 
 def test_batch_rows_are_forecast_independently(pack):
-    tiny = comfy_host.tiny_flux(seed=5)
+    tiny = tiny_models.tiny_flux(seed=5)
     patched = forecast_cache(pack, tiny, speedup=1.0)
-    full = comfy_host.sample(patched, steps=8, cfg=1.0, seed=2, batch=3)
-    cached = comfy_host.sample(forecast_cache(pack, tiny), steps=8, cfg=1.0, seed=2, batch=3)
-    singles = [comfy_host.sample(forecast_cache(pack, tiny), steps=8, cfg=1.0, seed=2, batch=3)[i] for i in (0,)]
+    full = comfy_sampling.sample(patched, steps=8, cfg=1.0, seed=2, batch=3)
+    cached = comfy_sampling.sample(forecast_cache(pack, tiny), steps=8, cfg=1.0, seed=2, batch=3)
+    singles = [comfy_sampling.sample(forecast_cache(pack, tiny), steps=8, cfg=1.0, seed=2, batch=3)[i] for i in (0,)]
     assert cached.shape == full.shape and torch.isfinite(cached).all()
     torch.testing.assert_close(singles[0], cached[0])  # deterministic across runs
     assert not torch.equal(cached[0], cached[1])  # rows are not collapsed onto one history
 
 
 def test_second_sampler_with_partial_denoise_gets_its_own_run(pack):
-    tiny = comfy_host.tiny_flux(seed=6)
+    tiny = tiny_models.tiny_flux(seed=6)
     patched = forecast_cache(pack, tiny)
-    first = comfy_host.sample(patched, steps=10, cfg=1.0, seed=1)
-    second = comfy_host.sample(patched, steps=10, cfg=1.0, seed=1, latent=first, denoise=0.5)
+    first = comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=1)
+    second = comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=1, latent=first, denoise=0.5)
     reports = patched.model_options["transformer_options"]["l2p"].reports
     assert [r.status for r in reports[-2:]] == ["finished", "finished"]
     assert reports[-1].num_steps == 10 and reports[-1].computed_steps[:2] == [0, 1]
@@ -116,40 +101,31 @@ def test_second_sampler_with_partial_denoise_gets_its_own_run(pack):
 
 
 def test_cancelled_run_then_a_new_run_matches_a_clean_run(pack, comfy):
-    tiny = comfy_host.tiny_flux(seed=7)
+    tiny = tiny_models.tiny_flux(seed=7)
     patched = forecast_cache(pack, tiny)
-    clean = comfy_host.sample(patched, steps=8, cfg=1.0, seed=4)
-    cancelling = patched.clone()
-    calls = []
-
-    def cancel_at_step_4(executor, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:  # L2P's wrapper runs innermost: this one sees every call; the third is step 2
-            raise comfy.model_management.InterruptProcessingException()
-        return executor(*args, **kwargs)
-
-    cancelling.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-cancel", cancel_at_step_4)
+    clean = comfy_sampling.sample(patched, steps=8, cfg=1.0, seed=4)
+    cancelling = comfy_sampling.cancelled_at_call(patched, 3)
     with pytest.raises(comfy.model_management.InterruptProcessingException):
-        comfy_host.sample(cancelling, steps=8, cfg=1.0, seed=4)
+        comfy_sampling.sample(cancelling, steps=8, cfg=1.0, seed=4)
     assert last_report(cancelling).status.startswith("failed")
-    again = comfy_host.sample(patched, steps=8, cfg=1.0, seed=4)
+    again = comfy_sampling.sample(patched, steps=8, cfg=1.0, seed=4)
     assert torch.equal(clean, again)
 
 
 def test_resolution_change_between_runs(pack):
-    tiny = comfy_host.tiny_flux(seed=8)
+    tiny = tiny_models.tiny_flux(seed=8)
     patched = forecast_cache(pack, tiny)
-    small = comfy_host.sample(patched, steps=6, cfg=1.0, seed=1, latent_shape=(1, 16, 8, 8))
-    large = comfy_host.sample(patched, steps=6, cfg=1.0, seed=1, latent_shape=(1, 16, 12, 16))
+    small = comfy_sampling.sample(patched, steps=6, cfg=1.0, seed=1, latent_shape=(1, 16, 8, 8))
+    large = comfy_sampling.sample(patched, steps=6, cfg=1.0, seed=1, latent_shape=(1, 16, 12, 16))
     assert small.shape[-2:] == (8, 8) and large.shape[-2:] == (12, 16)
     assert torch.isfinite(large).all()
 
 
 def test_heun_repeats_are_computed_and_reported(pack):
-    tiny = comfy_host.tiny_flux(seed=9)
+    tiny = tiny_models.tiny_flux(seed=9)
     patched = forecast_cache(pack, tiny)
-    with comfy_host.count_passes(tiny) as counter:
-        out = comfy_host.sample(patched, steps=8, cfg=1.0, seed=1, sampler_name="heun")
+    with pass_counter.count_passes(tiny) as counter:
+        out = comfy_sampling.sample(patched, steps=8, cfg=1.0, seed=1, sampler_name="heun")
     report = last_report(patched)
     reasons = {reason for _, _, reason in report.forced}
     assert any("multi-evaluation" in r for r in reasons)
@@ -158,45 +134,45 @@ def test_heun_repeats_are_computed_and_reported(pack):
 
 
 def test_dpmpp_2m_follows_the_schedule(pack):
-    tiny = comfy_host.tiny_flux(seed=10)
+    tiny = tiny_models.tiny_flux(seed=10)
     patched = forecast_cache(pack, tiny)
-    with comfy_host.count_passes(tiny) as counter:
-        comfy_host.sample(patched, steps=10, cfg=1.0, seed=1, sampler_name="dpmpp_2m")
+    with pass_counter.count_passes(tiny) as counter:
+        comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=1, sampler_name="dpmpp_2m")
     assert counter.forwards == 4 and not last_report(patched).forced[2:]
 
 
 def test_lora_patched_model(pack, comfy):
-    tiny = comfy_host.tiny_flux(seed=11)
+    tiny = tiny_models.tiny_flux(seed=11)
     lora = tiny.patcher.clone()
     sd = lora.model.diffusion_model.state_dict()
     key = next(k for k in sd if k.endswith("img_in.weight"))
     lora.add_patches({f"diffusion_model.{key}": (0.1 * torch.randn_like(sd[key]),)}, strength_patch=1.0)
-    plain = comfy_host.sample(forecast_cache(pack, tiny, speedup=1.0), steps=6, cfg=1.0, seed=1)
+    plain = comfy_sampling.sample(forecast_cache(pack, tiny, speedup=1.0), steps=6, cfg=1.0, seed=1)
     patched = forecast_cache(pack, lora, speedup=1.0)
-    with_lora = comfy_host.sample(patched, steps=6, cfg=1.0, seed=1)
+    with_lora = comfy_sampling.sample(patched, steps=6, cfg=1.0, seed=1)
     assert not torch.equal(plain, with_lora)  # the LoRA patch is active under our node
-    with comfy_host.count_passes(tiny) as counter:
-        comfy_host.sample(forecast_cache(pack, lora), steps=10, cfg=1.0, seed=1)
+    with pass_counter.count_passes(tiny) as counter:
+        comfy_sampling.sample(forecast_cache(pack, lora), steps=10, cfg=1.0, seed=1)
     assert counter.forwards == 4
 
 
 def test_applying_twice_replaces_and_input_is_not_mutated(pack, comfy):
-    tiny = comfy_host.tiny_flux(seed=12)
+    tiny = tiny_models.tiny_flux(seed=12)
     before_options = repr(sorted(tiny.patcher.model_options.get("transformer_options", {}).keys()))
     before_wrappers = {k: {kk: list(vv) for kk, vv in v.items()} for k, v in tiny.patcher.wrappers.items()}
     once = forecast_cache(pack, tiny, speedup=5.0)
     twice = forecast_cache(pack, once, speedup=2.5)
     assert repr(sorted(tiny.patcher.model_options.get("transformer_options", {}).keys())) == before_options
     assert {k: {kk: list(vv) for kk, vv in v.items()} for k, v in tiny.patcher.wrappers.items()} == before_wrappers
-    with comfy_host.count_passes(tiny) as counter:
-        comfy_host.sample(twice, steps=10, cfg=1.0, seed=1)
+    with pass_counter.count_passes(tiny) as counter:
+        comfy_sampling.sample(twice, steps=10, cfg=1.0, seed=1)
     assert counter.forwards == 4  # the second install's schedule, applied once
     dm_wrappers = twice.wrappers[comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL]
     assert sum(len(v) for v in dm_wrappers.values()) == 1
 
 
 def test_other_packs_wrappers_keep_working(pack, comfy):
-    tiny = comfy_host.tiny_flux(seed=13)
+    tiny = tiny_models.tiny_flux(seed=13)
     other = tiny.patcher.clone()
     seen = []
 
@@ -206,23 +182,23 @@ def test_other_packs_wrappers_keep_working(pack, comfy):
 
     other.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "other-pack", other_pack)
     patched = forecast_cache(pack, other)
-    comfy_host.sample(patched, steps=10, cfg=1.0, seed=1)
+    comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=1)
     assert len(seen) in (4, 10)  # runs on computed steps (inside ours) or every call (outside ours)
 
 
 def test_history_on_cpu_gives_the_same_result(pack):
-    tiny = comfy_host.tiny_hunyuan_video(seed=14)
+    tiny = tiny_models.tiny_hunyuan_video(seed=14)
     shape = tiny.latent_shape(1, frames=3)
-    a = comfy_host.sample(forecast_cache(pack, tiny), steps=8, cfg=1.0, seed=1, latent_shape=shape)
-    b = comfy_host.sample(forecast_cache(pack, tiny, history_device="cpu"), steps=8, cfg=1.0, seed=1,
-                          latent_shape=shape)
+    a = comfy_sampling.sample(forecast_cache(pack, tiny), steps=8, cfg=1.0, seed=1, latent_shape=shape)
+    b = comfy_sampling.sample(forecast_cache(pack, tiny, history_device="cpu"), steps=8, cfg=1.0, seed=1,
+                              latent_shape=shape)
     assert a.ndim == 5 and torch.equal(a, b)
 
 
 @pytest.mark.parametrize("method", ["FORA (reuse)", "TaylorSeer order 2", "Spectrum", "FoCa"])
 def test_every_method_and_placement_runs(pack, method):
-    tiny = comfy_host.tiny_flux(seed=15)
+    tiny = tiny_models.tiny_flux(seed=15)
     for placement in ("even", "progressive", "adaptive"):
         patched = forecast_cache(pack, tiny, method=method, placement=placement, time_axis="sigma")
-        out = comfy_host.sample(patched, steps=10, cfg=1.0, seed=1)
+        out = comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=1)
         assert torch.isfinite(out).all() and last_report(patched).status == "finished"

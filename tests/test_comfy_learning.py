@@ -19,6 +19,9 @@ import pytest
 import torch
 
 import comfy_host
+import comfy_sampling
+import pass_counter
+import tiny_models
 from file_cases import read_only
 
 pytestmark = pytest.mark.comfy
@@ -30,11 +33,6 @@ NODE = dict(speedup=SPEEDUP, placement="optimized", warmup_steps=1, compute_last
 NAME = re.compile(r"auto-flux-10steps-simple-cfg1-[0-9a-f]{8}\.safetensors")
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def module(pack, name):
     return importlib.import_module(f"{pack.module.__name__}.{name}")
 
@@ -42,14 +40,14 @@ def module(pack, name):
 def cache(pack, model, **overrides):
     """L2P Cache with the node's defaults (predictor_file auto, learning as the node defaults it) at 2.5x."""
     inputs = {"predictor_file": module(pack, "nodes.learn_setup").AUTO_FILE, **NODE, **overrides}
-    (patched,) = comfy_host.run_node(pack.nodes["L2PCache"], model=comfy_host.as_tiny(model).patcher, **inputs)
+    (patched,) = comfy_host.run_node(pack.nodes["L2PCache"], model=tiny_models.as_tiny(model).patcher, **inputs)
     return patched
 
 
 def run(patched, tiny, seed, steps=STEPS, **kwargs):
     """(output latent, the run's report, real transformer forwards)."""
-    with comfy_host.count_passes(tiny) as counter:
-        out = comfy_host.sample(patched, steps=steps, cfg=kwargs.pop("cfg", 1.0), seed=seed, **kwargs)
+    with pass_counter.count_passes(tiny) as counter:
+        out = comfy_sampling.sample(patched, steps=steps, cfg=kwargs.pop("cfg", 1.0), seed=seed, **kwargs)
     return out, patched.model_options["transformer_options"]["l2p"].reports[-1], counter.forwards
 
 
@@ -66,14 +64,14 @@ def test_default_l2p_cache_learns_on_an_empty_folder_then_forecasts(pack, l2p_di
     widget = next(i for i in pack.nodes["L2PCache"].define_schema().inputs if i.id == "predictor_file")
     assert widget.options[0] == widget.default == learn_setup.AUTO_FILE  # never 'undefined' on an empty folder
     assert learn_setup.LEARNING_TRAJECTORIES == 4
-    tiny = comfy_host.tiny_flux(seed=60)
+    tiny = tiny_models.tiny_flux(seed=60)
     patched = cache(pack, tiny)
     trajectories = 0
     for seed, batch in enumerate((1, 2, 1)):  # batch rows count: 1, 3, 4 trajectories
         out, report, forwards = run(patched, tiny, seed, batch=batch)
         trajectories += batch
         assert forwards == STEPS and report.forecast_calls == 0  # every step computed...
-        assert torch.equal(out, comfy_host.sample(tiny, steps=STEPS, cfg=1.0, seed=seed, batch=batch))  # ...as is
+        assert torch.equal(out, comfy_sampling.sample(tiny, steps=STEPS, cfg=1.0, seed=seed, batch=batch))  # ...as is
         assert (report.learning.action, report.learning.saved, report.learning.trajectories) == \
             (action.RECORD, True, trajectories)
         (name,) = learned(l2p_dir)
@@ -96,7 +94,7 @@ def test_default_l2p_cache_learns_on_an_empty_folder_then_forecasts(pack, l2p_di
 
 def test_each_setup_learns_into_its_own_file(pack, l2p_dir):
     action = module(pack, "nodes.report").LearningAction
-    tiny = comfy_host.tiny_flux(seed=61)
+    tiny = tiny_models.tiny_flux(seed=61)
     patched = cache(pack, tiny, learning_images=1)
     runs = [(dict(), action.RECORD), (dict(steps=8), action.RECORD), (dict(cfg=3.0), action.RECORD),
             (dict(scheduler="beta"), action.RECORD), (dict(steps=8, sampler_name="dpmpp_2m"), action.FORECAST)]
@@ -108,7 +106,7 @@ def test_each_setup_learns_into_its_own_file(pack, l2p_dir):
     assert NAME.fullmatch(names[0]) and names[1].startswith("auto-flux-8steps-simple-cfg1-")
     assert names[2].startswith("auto-flux-10steps-simple-cfg3-") and names[3].startswith("auto-flux-10steps-beta-cfg1-")
     assert names[4] == names[1]  # another sampler on the same sigmas is the same setup: it forecasts
-    other = comfy_host.tiny_flux(seed=62)  # another model: same class and config, other weights
+    other = tiny_models.tiny_flux(seed=62)  # another model: same class and config, other weights
     _, report, _ = run(cache(pack, other, learning_images=1), other, 9)
     names.append(report.learning.file)
     assert len(set(names)) == 5 and learned(l2p_dir) == sorted(set(names))
@@ -118,22 +116,14 @@ def test_each_setup_learns_into_its_own_file(pack, l2p_dir):
 
 
 def test_a_cancelled_learning_run_adds_nothing(pack, l2p_dir, comfy):
-    tiny = comfy_host.tiny_flux(seed=63)
+    tiny = tiny_models.tiny_flux(seed=63)
     patched = cache(pack, tiny)
     run(patched, tiny, 0)
     (name,) = learned(l2p_dir)
     before = (l2p_dir / name).read_bytes()
-    cancelling, calls = patched.clone(), []
-
-    def cancel(executor, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise comfy.model_management.InterruptProcessingException()
-        return executor(*args, **kwargs)
-
-    cancelling.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test-cancel", cancel)
+    cancelling = comfy_sampling.cancelled_at_call(patched, 3)
     with pytest.raises(comfy.model_management.InterruptProcessingException):
-        comfy_host.sample(cancelling, steps=STEPS, cfg=1.0, seed=1)
+        comfy_sampling.sample(cancelling, steps=STEPS, cfg=1.0, seed=1)
     report = cancelling.model_options["transformer_options"]["l2p"].reports[-1]
     assert report.learning.saved is False and (l2p_dir / name).read_bytes() == before
     node_report = module(pack, "nodes.node_report")
@@ -144,7 +134,7 @@ def test_a_cancelled_learning_run_adds_nothing(pack, l2p_dir, comfy):
 def test_stop_learning_keep_learning_and_start_over(pack, l2p_dir):
     action = module(pack, "nodes.report").LearningAction
     keep_every = module(pack, "nodes.learn_setup").KEEP_LEARNING_EVERY
-    tiny = comfy_host.tiny_flux(seed=64)
+    tiny = tiny_models.tiny_flux(seed=64)
     _, report, forwards = run(cache(pack, tiny, learning="stop learning"), tiny, 0)
     assert forwards == STEPS and report.learning.action is action.UNLEARNED and learned(l2p_dir) == []
 
@@ -178,9 +168,9 @@ def test_stop_learning_keep_learning_and_start_over(pack, l2p_dir):
 
 def test_a_read_only_models_folder_loses_only_the_recording(pack, l2p_dir):
     action = module(pack, "nodes.report").LearningAction
-    tiny = comfy_host.tiny_flux(seed=65)
+    tiny = tiny_models.tiny_flux(seed=65)
     patched = cache(pack, tiny)
-    plain = comfy_host.sample(tiny, steps=STEPS, cfg=1.0, seed=1)
+    plain = comfy_sampling.sample(tiny, steps=STEPS, cfg=1.0, seed=1)
     with read_only(l2p_dir):
         for _ in range(2):  # nothing is learned, so the next run learns again
             out, report, forwards = run(patched, tiny, 1)
@@ -195,7 +185,7 @@ def test_a_read_only_models_folder_loses_only_the_recording(pack, l2p_dir):
 
 
 def test_a_bad_file_under_the_learned_name_is_named_and_never_modified(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=66)
+    tiny = tiny_models.tiny_flux(seed=66)
     patched = cache(pack, tiny)
     run(patched, tiny, 0)
     (name,) = learned(l2p_dir)

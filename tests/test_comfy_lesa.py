@@ -15,6 +15,9 @@ import pytest
 import torch
 
 import comfy_host
+import comfy_sampling
+import tiny_models
+from comfy_node_cases import CALIBRATE
 from comfy_prompt import run_graph, sampler_graph, sampler_sources
 
 pytestmark = pytest.mark.comfy
@@ -22,12 +25,6 @@ pytestmark = pytest.mark.comfy
 LESA = "LESA (non-linear, stage-aware)"
 CACHE = dict(speedup=2.5, placement="even", warmup_steps=2, compute_last_step=False, residual_budget=0.05,
              history_device="model device", predictor=LESA, step_grid_mismatch="refuse")
-CALIBRATE = dict(ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 @pytest.fixture()
@@ -63,7 +60,7 @@ def calibrate(pack, tiny, name, lesa_sample, seeds=(0, 1), steps=10):
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name=name,
                                      lesa_sample=lesa_sample, **CALIBRATE)
     for seed in seeds:
-        comfy_host.sample(patched, steps=steps, cfg=1.0, seed=seed)
+        comfy_sampling.sample(patched, steps=steps, cfg=1.0, seed=seed)
 
 
 def cache_graph(name, **overrides):
@@ -72,7 +69,7 @@ def cache_graph(name, **overrides):
 
 
 def test_without_lesa_sample_the_file_stays_small_and_lesa_says_what_to_do(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=51)
+    tiny = tiny_models.tiny_flux(seed=51)
     calibrate(pack, tiny, "small.safetensors", lesa_sample=False)
     assert (l2p_dir / "small.safetensors").stat().st_size < 8 * 1024  # Gram, counts, sigmas, paper matrix
     error = run_graph(cache_graph("small.safetensors"), sampler_sources(tiny)).error
@@ -82,7 +79,7 @@ def test_without_lesa_sample_the_file_stays_small_and_lesa_says_what_to_do(pack,
 
 def test_lesa_trains_once_per_file_with_a_progress_bar_and_retrains_when_the_sample_changes(pack, l2p_dir,
                                                                                          short_training, caplog):
-    tiny = comfy_host.tiny_flux(seed=52)
+    tiny = tiny_models.tiny_flux(seed=52)
     calibrate(pack, tiny, "lesa.safetensors", lesa_sample=True)
     path = l2p_dir / "lesa.safetensors"
     load = pack.module.predictors.load_predictor_file
@@ -113,14 +110,14 @@ def test_lesa_trains_once_per_file_with_a_progress_bar_and_retrains_when_the_sam
 
 def test_a_file_in_the_pack_folder_is_used_but_never_rewritten(pack, l2p_dir, short_training, tmp_path,
                                                                monkeypatch):
-    tiny = comfy_host.tiny_flux(seed=53)
+    tiny = tiny_models.tiny_flux(seed=53)
     calibrate(pack, tiny, "packed.safetensors", lesa_sample=True)
     path = l2p_dir / "packed.safetensors"
     before = path.read_bytes()
     monkeypatch.setattr(short_training, "PACK_ROOT", str(l2p_dir))  # as if the file shipped in the pack's weights/
     (patched,) = comfy_host.run_node(pack.nodes["L2PCache"], model=tiny.patcher, predictor_file="packed.safetensors",
                                      **CACHE)
-    assert torch.isfinite(comfy_host.sample(patched, steps=10, cfg=1.0, seed=4)).all()
+    assert torch.isfinite(comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=4)).all()
     assert path.read_bytes() == before
 
 
@@ -131,7 +128,7 @@ def test_cancelling_during_training_stops_it_and_leaves_the_file_untouched(pack,
     import comfy.model_management
     import comfy.utils
 
-    tiny = comfy_host.tiny_flux(seed=54)
+    tiny = tiny_models.tiny_flux(seed=54)
     calibrate(pack, tiny, "cancel.safetensors", lesa_sample=True)
     path = l2p_dir / "cancel.safetensors"
     before = path.read_bytes()

@@ -11,7 +11,7 @@ import re
 import pytest
 from PIL import Image
 
-import comfy_host
+import tiny_models
 import comfy_prompt
 import comfy_ui
 
@@ -22,11 +22,6 @@ CALIBRATE = {"class_type": "L2PCalibrate", "inputs": {"file_name": "ui.safetenso
 CACHE_INPUTS = {"speedup": 2.5, "placement": "optimized", "warmup_steps": 1, "compute_last_step": False,
                 "residual_budget": 0.05, "history_device": "model device", "predictor": "direct",
                 "step_grid_mismatch": "refuse"}
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 def module(pack, name):
@@ -41,7 +36,7 @@ def queue(ui, tiny, node, steps=10, cfg=1.0):
 
 
 def test_calibrate_shows_its_report_and_quality_plot_on_the_node(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=70)
+    tiny = tiny_models.tiny_flux(seed=70)
     with comfy_ui.ui_server("client-1") as ui:
         queue(ui, tiny, CALIBRATE)
         (text, sid, index), = ui.texts("l2p")
@@ -61,7 +56,7 @@ def test_calibrate_shows_its_report_and_quality_plot_on_the_node(pack, l2p_dir):
 
 
 def test_l2p_cache_learning_and_forecasting_and_forecast_cache_show_their_reports(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=71)
+    tiny = tiny_models.tiny_flux(seed=71)
     auto = {"class_type": "L2PCache", "inputs": {"predictor_file": module(pack, "nodes.learn_setup").AUTO_FILE,
                                                  **CACHE_INPUTS, "learning_images": 1}}
     with comfy_ui.ui_server("client-2") as ui:
@@ -90,7 +85,7 @@ def test_l2p_cache_learning_and_forecasting_and_forecast_cache_show_their_report
 
 
 def test_a_failing_report_never_fails_the_run(pack, l2p_dir, monkeypatch):
-    tiny = comfy_host.tiny_flux(seed=72)
+    tiny = tiny_models.tiny_flux(seed=72)
     with comfy_ui.ui_server("client-3") as ui:
         def broken(*args, **kwargs):
             raise ConnectionError("the browser went away")

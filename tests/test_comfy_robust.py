@@ -10,22 +10,20 @@ import os
 import pytest
 
 import comfy_host
+import comfy_sampling
+import pass_counter
+import tiny_models
 
 pytestmark = pytest.mark.comfy
 
 STEPS = 10
 
 
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
 def calibrated(pack, l2p_dir, tiny, cfg, name):
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name=name,
                                      ridge_lambda=1e-6, mode="teacher-forced", on_policy_speedup=2.5)
     for seed in range(2):
-        comfy_host.sample(patched, steps=STEPS, cfg=cfg, seed=seed, batch=2)
+        comfy_sampling.sample(patched, steps=STEPS, cfg=cfg, seed=seed, batch=2)
     return os.path.join(l2p_dir, name)
 
 
@@ -41,7 +39,7 @@ def cache_with_net(pack, tiny, path, margin):
 
 @pytest.mark.parametrize("negative_len", [None, 7])  # None: cond and uncond batched in one call; 7: two calls
 def test_the_safety_net_computes_what_it_reports(pack, l2p_dir, negative_len):
-    tiny = comfy_host.tiny_flux(seed=31)
+    tiny = tiny_models.tiny_flux(seed=31)
     path = calibrated(pack, l2p_dir, tiny, 3.0, f"net{negative_len}.safetensors")
     pf = pack.module.predictors.load_predictor_file(path)
     assert pf.sample_count == 4 and pf.trajectories["trajectory_keys"].shape == (4,)  # one Gram per batch row
@@ -50,8 +48,8 @@ def test_the_safety_net_computes_what_it_reports(pack, l2p_dir, negative_len):
     runs = {}
     for margin in (1e6, 1e-9):  # never / always above the margin
         patched = cache_with_net(pack, tiny, path, margin)
-        with comfy_host.count_passes(tiny) as counter:
-            comfy_host.sample(patched, steps=STEPS, cfg=3.0, seed=5, negative_text_len=negative_len)
+        with pass_counter.count_passes(tiny) as counter:
+            comfy_sampling.sample(patched, steps=STEPS, cfg=3.0, seed=5, negative_text_len=negative_len)
         report = patched.model_options["transformer_options"]["l2p"].reports[-1]
         runs[margin] = (counter.forwards, report)
     (quiet_passes, quiet), (eager_passes, eager) = runs[1e6], runs[1e-9]

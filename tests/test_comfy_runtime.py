@@ -15,31 +15,15 @@ import pytest
 import torch
 
 import comfy_host
+import comfy_sampling
+import pass_counter
+import tiny_models
+from comfy_node_cases import calibrate, forecast_cache
 
 pytestmark = pytest.mark.comfy
 
-FORECAST = dict(method="TaylorSeer order 1", time_axis="step", speedup=2.5, placement="even", warmup_steps=2,
-                compute_last_step=False, residual_budget=0.05, history_device="model device", spectrum_degree=4,
-                spectrum_lambda=0.1, spectrum_blend=0.5)
 DM = "diffusion_model"  # WrappersMP.DIFFUSION_MODEL
 TWO_DEVICES = (torch.device("cpu"), torch.device("cpu", 0))
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
-def forecast_cache(pack, model, **overrides):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PForecastCache"], model=comfy_host.as_tiny(model).patcher,
-                                     **{**FORECAST, **overrides})
-    return patched
-
-
-def calibrate(pack, model, name):
-    (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=comfy_host.as_tiny(model).patcher,
-                                     file_name=name, ridge_lambda=1e-3, mode="teacher-forced", on_policy_speedup=2.5)
-    return patched
 
 
 def holder(patched):
@@ -59,12 +43,12 @@ def test_callback_and_wrapper_names_are_the_hosts(pack, comfy):
 
 
 def test_each_clone_keeps_its_own_reports(pack):
-    tiny = comfy_host.tiny_flux(seed=31)
+    tiny = tiny_models.tiny_flux(seed=31)
     patched = forecast_cache(pack, tiny)
-    comfy_host.sample(patched, steps=6, cfg=1.0, seed=1)
-    comfy_host.sample(patched, steps=6, cfg=1.0, seed=2)
+    comfy_sampling.sample(patched, steps=6, cfg=1.0, seed=1)
+    comfy_sampling.sample(patched, steps=6, cfg=1.0, seed=2)
     clone = patched.clone()  # what a downstream node (LoRA, ModelSampling..., a second sampler branch) does
-    comfy_host.sample(clone, steps=6, cfg=1.0, seed=3)
+    comfy_sampling.sample(clone, steps=6, cfg=1.0, seed=3)
     assert holder(clone) is not holder(patched) and holder(clone).start_run is holder(patched).start_run
     assert [len(holder(patched).reports), len(holder(clone).reports)] == [2, 1]
     assert len(holder(clone.clone()).reports) == 0
@@ -84,15 +68,15 @@ def test_other_packs_wrappers_see_every_call_wherever_they_are(pack, comfy):
     outside patcher ones (#10362), 0.3.64 the other way round."""
     pe = comfy.patcher_extension
     log: list[str] = []
-    tiny = comfy_host.tiny_flux(seed=32)
+    tiny = tiny_models.tiny_flux(seed=32)
     base = tiny.patcher.clone()
     base.add_wrapper_with_key(DM, "before.patcher", _counting("before.patcher", log))
     pe.add_wrapper_with_key(DM, "before.options", _counting("before.options", log), base.model_options, True)
     after = forecast_cache(pack, base, speedup=2.0).clone()
     after.add_wrapper_with_key(DM, "after.patcher", _counting("after.patcher", log))
     pe.add_wrapper_with_key(DM, "after.options", _counting("after.options", log), after.model_options, True)
-    with comfy_host.count_passes(tiny) as counter:
-        comfy_host.sample(after, steps=8, cfg=1.0, seed=1)
+    with pass_counter.count_passes(tiny) as counter:
+        comfy_sampling.sample(after, steps=8, cfg=1.0, seed=1)
     assert counter.dm_calls == 8 and counter.forwards == 4 == len(holder(after).reports[-1].planned_computed)
     names = ["before.patcher", "before.options", "after.patcher", "after.options"]
     assert {n: log.count(n) for n in names} == {n: 8 for n in names}
@@ -105,31 +89,31 @@ def test_other_packs_wrappers_see_every_call_wherever_they_are(pack, comfy):
 def test_input_with_extra_concat_channels(pack):
     """A FLUX with 32 input channels (16 latent + 16 concat image, as FLUX depth/canny/Kontext-style models):
     ComfyUI concatenates the extra channels into x; L2P keeps and forecasts the 16-channel output only."""
-    tiny = comfy_host.tiny_flux(seed=33, in_channels=32)
-    recorder, records = comfy_host.record_diffusion_model_args(forecast_cache(pack, tiny))
-    with comfy_host.count_passes(tiny) as counter:
-        out = comfy_host.sample(recorder, steps=10, cfg=1.0, seed=2)
+    tiny = tiny_models.tiny_flux(seed=33, in_channels=32)
+    recorder, records = pass_counter.record_diffusion_model_args(forecast_cache(pack, tiny))
+    with pass_counter.count_passes(tiny) as counter:
+        out = comfy_sampling.sample(recorder, steps=10, cfg=1.0, seed=2)
     assert {args[0].shape[1] for args, _ in records} == {32} and out.shape == (1, 16, 8, 8)
     assert counter.forwards == 4 and counter.dm_calls == 10 and torch.isfinite(out).all()
-    full = comfy_host.sample(tiny, steps=10, cfg=1.0, seed=2)
-    assert torch.equal(comfy_host.sample(forecast_cache(pack, tiny, speedup=1.0), steps=10, cfg=1.0, seed=2), full)
+    full = comfy_sampling.sample(tiny, steps=10, cfg=1.0, seed=2)
+    assert torch.equal(comfy_sampling.sample(forecast_cache(pack, tiny, speedup=1.0), steps=10, cfg=1.0, seed=2), full)
 
 
 def _ranged_positive(tiny, switch: float):
     """Two positive prompts by timestep range (ConditioningSetTimestepRange): A until ``switch``, then B (both
     ranges include the switch: pick one that falls between two steps' sigmas)."""
-    a = comfy_host.make_conditioning(tiny, seed=11)[0]
-    b = comfy_host.make_conditioning(tiny, seed=12)[0]
+    a = comfy_sampling.make_conditioning(tiny, seed=11)[0]
+    b = comfy_sampling.make_conditioning(tiny, seed=12)[0]
     return [[a[0], {**a[1], "start_percent": 0.0, "end_percent": switch}],
             [b[0], {**b[1], "start_percent": switch, "end_percent": 1.0}]]
 
 
 def test_conditioning_that_changes_during_the_run(pack):
-    tiny = comfy_host.tiny_flux(seed=34)
+    tiny = tiny_models.tiny_flux(seed=34)
     patched = forecast_cache(pack, tiny)  # planned (0, 1, 4, 7) of 10
     positive = _ranged_positive(tiny, 0.55)
-    with comfy_host.count_passes(tiny) as counter:
-        out = comfy_host.sample(patched, steps=10, cfg=2.0, seed=3, positive=positive, negative_text_len=6)
+    with pass_counter.count_passes(tiny) as counter:
+        out = comfy_sampling.sample(patched, steps=10, cfg=2.0, seed=3, positive=positive, negative_text_len=6)
     report = holder(patched).reports[-1]
     b = report.streams["cond#2"]
     switch = min(b.computed + b.forecast)
@@ -141,9 +125,9 @@ def test_conditioning_that_changes_during_the_run(pack):
 
 
 def test_calibration_records_a_conditioning_that_changes_during_the_run_by_role(pack, l2p_dir):
-    tiny = comfy_host.tiny_flux(seed=35)
+    tiny = tiny_models.tiny_flux(seed=35)
     cal = calibrate(pack, tiny, "ranged.safetensors")
-    comfy_host.sample(cal, steps=6, cfg=2.0, seed=1, positive=_ranged_positive(tiny, 0.55))
+    comfy_sampling.sample(cal, steps=6, cfg=2.0, seed=1, positive=_ranged_positive(tiny, 0.55))
     assert holder(cal).reports[-1].status == "finished"
     pf = pack.module.predictors.load_predictor_file(os.path.join(l2p_dir, "ranged.safetensors"))
     assert pf.roles == ("cond", "uncond") and pf.sample_count == 1 and pf.steps == 6
@@ -169,8 +153,8 @@ def two_cpu_devices(comfy, monkeypatch):
 def loadable_tiny_flux(seed: int):
     """A tiny FLUX whose patcher can be loaded again, as a core loader's can (cached_patcher_init): the host
     deep-clones it per device from a fresh load."""
-    tiny = comfy_host.tiny_flux(seed=seed)
-    tiny.patcher.cached_patcher_init = (lambda: comfy_host.tiny_flux(seed=seed).patcher, ())
+    tiny = tiny_models.tiny_flux(seed=seed)
+    tiny.patcher.cached_patcher_init = (lambda: tiny_models.tiny_flux(seed=seed).patcher, ())
     return tiny
 
 
@@ -209,13 +193,13 @@ def test_multigpu_split_matches_a_single_device_run(pack, two_cpu_devices, order
     single = node(tiny.patcher)
     # a negative of another length: one device also runs cond and uncond as separate calls, the same passes
     kw = dict(steps=10, cfg=2.0, seed=4, negative_text_len=6)
-    ref = comfy_host.sample(single, **kw)
+    ref = comfy_sampling.sample(single, **kw)
     split = order(two_cpu_devices, node, tiny)
     log = ThreadLog()
     split.add_wrapper_with_key(DM, "test.threads", log)
     (replica,) = replicas(split)
-    with comfy_host.count_passes(tiny) as main, comfy_host.count_passes(replica) as other:
-        out = comfy_host.sample(split, **kw)
+    with pass_counter.count_passes(tiny) as main, pass_counter.count_passes(replica) as other:
+        out = comfy_sampling.sample(split, **kw)
     assert torch.equal(out, ref)
     got, want = holder(split).reports[-1], holder(single).reports[-1]
     assert got.status == "finished" and got.transformer_calls == want.transformer_calls
@@ -235,9 +219,9 @@ def test_multigpu_split_matches_a_single_device_run(pack, two_cpu_devices, order
 def test_multigpu_calibration_records_every_threads_conds_once(pack, two_cpu_devices, l2p_dir):
     tiny = loadable_tiny_flux(seed=37)
     kw = dict(steps=6, cfg=2.0, seed=5, negative_text_len=6)
-    comfy_host.sample(calibrate(pack, tiny, "single.safetensors"), **kw)
+    comfy_sampling.sample(calibrate(pack, tiny, "single.safetensors"), **kw)
     split = l2p_then_split(two_cpu_devices, lambda p: calibrate(pack, p, "split.safetensors"), tiny)
-    comfy_host.sample(split, **kw)
+    comfy_sampling.sample(split, **kw)
     load = pack.module.predictors.load_predictor_file
     single, multi = (load(os.path.join(l2p_dir, f"{n}.safetensors")) for n in ("single", "split"))
     assert multi.roles == single.roles == ("cond", "uncond") and multi.sample_count == single.sample_count == 1
@@ -260,10 +244,10 @@ def test_a_failing_device_thread_leaves_no_state_behind(pack, two_cpu_devices, l
     failing = split.clone()
     failing.add_wrapper_with_key(DM, "test.fail", fail_on_the_second_device)
     with pytest.raises(RuntimeError, match="device lost"):
-        comfy_host.sample(failing, **kw)
+        comfy_sampling.sample(failing, **kw)
     report = holder(failing).reports[-1]
     assert report.status.startswith("failed") and "l2p_run" not in failing.model_options["transformer_options"]
     assert not os.path.exists(os.path.join(l2p_dir, "failed.safetensors"))  # nothing of the run was recorded
-    comfy_host.sample(split, **kw)  # the same MODEL runs clean afterwards and records exactly one trajectory
+    comfy_sampling.sample(split, **kw)  # the same MODEL runs clean afterwards and records exactly one trajectory
     pf = pack.module.predictors.load_predictor_file(os.path.join(l2p_dir, "failed.safetensors"))
     assert pf.sample_count == 1

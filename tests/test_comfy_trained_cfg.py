@@ -17,6 +17,8 @@ import pytest
 import torch
 
 import comfy_host
+import comfy_sampling
+import tiny_models
 from comfyui_l2p.benchmark.metrics import psnr
 from comfyui_l2p.reference import load_reference
 
@@ -37,13 +39,13 @@ class Trained:
         if name == "flux":
             self.reference = load_reference()
             unet = {"image_model": "flux", **self.reference.config.flux.comfy_kwargs()}
-            self.tiny = comfy_host.flux_from_state_dict(self.reference.flux.state_dict(), unet)
+            self.tiny = tiny_models.flux_from_state_dict(self.reference.flux.state_dict(), unet)
         else:
             from comfyui_l2p.reference.qwen_model import load_qwen_reference
 
             self.reference = load_qwen_reference()
             unet = {"image_model": "qwen_image", **self.reference.config.qwen_image.comfy_kwargs()}
-            self.tiny = comfy_host.qwen_image_from_state_dict(self.reference.diffusion_model.state_dict(), unet)
+            self.tiny = tiny_models.qwen_image_from_state_dict(self.reference.diffusion_model.state_dict(), unet)
         self.name = name
 
     def conds(self, label: int) -> tuple[list, list]:
@@ -57,7 +59,7 @@ class Trained:
 
     def sample(self, patcher, label: int, seed: int) -> torch.Tensor:
         positive, negative = self.conds(label)
-        return comfy_host.sample(patcher, steps=STEPS, cfg=CFG, seed=seed, positive=positive, negative=negative)
+        return comfy_sampling.sample(patcher, steps=STEPS, cfg=CFG, seed=seed, positive=positive, negative=negative)
 
     def image(self, latent: torch.Tensor) -> np.ndarray:
         """(64, 64) float64 in [0, 1]: ComfyUI's output latent back in model space, decoded by the codec."""
@@ -66,11 +68,6 @@ class Trained:
             model_space = model_space[:, :, 0]
         decoded = self.reference.codec.decode(model_space.float()).clamp(-1, 1)
         return ((decoded[0, 0] + 1) / 2).double().numpy()
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 @pytest.mark.parametrize("name", ["flux", "qwen"])

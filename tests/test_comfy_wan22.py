@@ -10,18 +10,14 @@ import pytest
 import torch
 
 import comfy_families
-import comfy_host
+import comfy_sampling
+import pass_counter
 from comfy_families import apply_node, reports
 
 pytestmark = pytest.mark.comfy
 
 STEPS, SPLIT = 8, 4  # the experts hand over at step 4 (the high-noise expert denoises sigma 1 .. sigmas[4])
 CFG_HIGH, CFG_LOW = 3.0, 1.0  # e.g. a low-noise expert with a distilled (cfg 1) LoRA
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +40,7 @@ def split_run(experts, seed, high=None, low=None):
 
 
 def full_sigmas(model) -> np.ndarray:
-    return comfy_host.scheduler_sigmas(model.patcher, steps=STEPS).double().numpy()
+    return comfy_sampling.scheduler_sigmas(model.patcher, steps=STEPS).double().numpy()
 
 
 def test_each_expert_calibrates_its_own_range_in_one_graph_then_caches(pack, experts, l2p_dir):
@@ -63,7 +59,7 @@ def test_each_expert_calibrates_its_own_range_in_one_graph_then_caches(pack, exp
 
     high = apply_node(pack.nodes["L2PCache"], high_model, predictor_file="wan22-high.safetensors", speedup=2.0)
     low = apply_node(pack.nodes["L2PCache"], low_model, predictor_file="wan22-low.safetensors", speedup=2.0)
-    with comfy_host.count_passes(high_model) as high_count, comfy_host.count_passes(low_model) as low_count:
+    with pass_counter.count_passes(high_model) as high_count, pass_counter.count_passes(low_model) as low_count:
         out = split_run(experts, 11, high, low)
     high_report, low_report = reports(high)[-1], reports(low)[-1]
     assert (high_report.num_steps, low_report.num_steps) == (SPLIT, STEPS - SPLIT)
@@ -100,7 +96,7 @@ def test_short_expert_runs_compute_their_guards_and_say_so(pack, experts):
     """8 steps as 4 + 4 at speedup 4: one computed step per expert is fewer than Forecast Cache's warm-up (2)."""
     high_model, low_model = experts
     high, low = (apply_node(pack.nodes["L2PForecastCache"], m, speedup=4.0) for m in experts)
-    with comfy_host.count_passes(high_model) as high_count, comfy_host.count_passes(low_model) as low_count:
+    with pass_counter.count_passes(high_model) as high_count, pass_counter.count_passes(low_model) as low_count:
         out = split_run(experts, 2, high, low)
     for report, count in ((reports(high)[-1], high_count), (reports(low)[-1], low_count)):
         assert report.status == "finished" and report.planned_computed == (0, 1) and count.forwards == 2
@@ -120,7 +116,7 @@ def test_wan22_5b_ti2v_keeps_the_start_frame(pack, comfy):
     mask = torch.ones((1, 1) + tuple(latent.shape[2:]))
     mask[:, :, :1] = 0.0
     patched = apply_node(pack.nodes["L2PForecastCache"], model, speedup=3.0)
-    with comfy_host.count_passes(model) as count:
+    with pass_counter.count_passes(model) as count:
         out = comfy_families.sample_advanced(model, patched=patched, steps=12, cfg=3.0, seed=4, latent=latent,
                                              noise_mask=mask)
     report = reports(patched)[-1]

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from comfyui_l2p.benchmark import harness
+from comfyui_l2p.benchmark.__main__ import calibrate
 from comfyui_l2p.benchmark.harness import Batch, Scenario
-from comfyui_l2p.nodes import calibrate_setup, l2p_setup, setups
+from comfyui_l2p.nodes import l2p_setup, setups
 from comfyui_l2p.predictors import load_predictor_file, save_predictor_file, stats_from_file
 from comfyui_l2p.predictors.files.update import extend_calibration_file
 from comfyui_l2p.predictors.files.predictor_file import PredictorFileError
@@ -46,9 +47,7 @@ def test_the_recorded_power_per_guidance_and_the_legacy_default():
 def calibrated(tmp_path_factory):
     model = harness.load_model()
     path = tmp_path_factory.mktemp("growth") / "cal.safetensors"
-    holder = calibrate_setup.calibrate_holder(str(path), ridge=setups.DEFAULT_RIDGE, mode="teacher-forced",
-                                              on_policy_speedup=4.0)
-    harness.sample_with(model, Scenario("t", 1.0, steps=STEPS), Batch((1, 2, 3), (0, 1, 2)), holder)
+    calibrate(model, Scenario("t", 1.0, steps=STEPS), Batch((1, 2, 3), (0, 1, 2)), path, speedup=4.0)
     return model, path
 
 

@@ -61,11 +61,13 @@ def test_the_readme_states_the_calibration_file_sizes(tmp_path, cfg):
 @pytest.mark.parametrize("cfg", [1.0, 3.0], ids=["no CFG", "CFG"])
 def test_a_file_written_inside_comfyui_has_the_readme_size(l2p_dir, cfg):
     import comfy_host
+    import comfy_sampling
+    import tiny_models
 
     pack = comfy_host.load_pack_in_comfyui()
-    tiny = comfy_host.tiny_flux(seed=1)
+    tiny = tiny_models.tiny_flux(seed=1)
     (patched,) = comfy_host.run_node(pack.nodes["L2PCalibrate"], model=tiny.patcher, file_name="size.safetensors",
                                      ridge_lambda=1e-6, mode="teacher-forced", on_policy_speedup=5.0)
-    comfy_host.sample(patched, steps=50, cfg=cfg, seed=0, batch=ROWS)
+    comfy_sampling.sample(patched, steps=50, cfg=cfg, seed=0, batch=ROWS)
     claimed = readme_sizes()["CFG" if cfg != 1.0 else "no CFG"]
     assert abs((l2p_dir / "size.safetensors").stat().st_size - claimed) <= (0.006e6 if cfg == 1.0 else 0.05e6)

@@ -4,21 +4,16 @@ and its full-size configs are checked to be FLUX.1-dev's and HunyuanVideo's shap
 device: no memory, no time). No timing is asserted: the numbers depend on the machine."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-import comfy_host
+import tiny_models
+import tiny_specs
+from script_modules import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("gpu_timing", ROOT / "scripts" / "gpu_timing.py")
-gpu_timing = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = gpu_timing  # dataclasses look their module up while the file executes
-spec.loader.exec_module(gpu_timing)
+gpu_timing = load_script("gpu_timing")
 
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
 
@@ -56,11 +51,12 @@ def test_the_table_has_a_row_per_run_and_per_forecast(measured):
 def test_full_size_models_have_the_released_shapes(comfy, subject):
     """FLUX.1-dev: 19 double + 38 single blocks, hidden 3072, 11.9 B parameters; HunyuanVideo: 20 + 40 blocks,
     12.8 B; latents of 1024x1024 (128 x 128) and 848x480x25 (7 x 60 x 106)."""
-    model = comfy_host.model_skeleton(subject.family, dtype=torch.bfloat16, device=torch.device("meta"), **subject.unet)
+    model = tiny_models.model_skeleton(subject.family, dtype=torch.bfloat16, device=torch.device("meta"),
+                                       **subject.unet)
     dm = model.diffusion_model
     billions = sum(p.numel() for p in dm.parameters()) / 1e9
     blocks = (len(dm.double_blocks), len(dm.single_blocks), dm.hidden_size)
-    if subject.family is comfy_host.Family.FLUX:
+    if subject.family is tiny_specs.Family.FLUX:
         assert blocks == (19, 38, 3072) and round(billions, 1) == 11.9 and subject.latent == (1, 16, 128, 128)
     else:
         assert blocks == (20, 40, 3072) and round(billions, 1) == 12.8 and subject.latent == (1, 16, 7, 60, 106)

@@ -13,6 +13,7 @@ import types
 import pytest
 
 import comfy_host
+import tiny_models
 from comfy_fixtures import comfy, requires_comfyui  # noqa: F401  (pytest finds fixtures by name)
 from conftest import ROOT
 
@@ -133,7 +134,7 @@ def test_the_node_refuses_at_graph_time_on_a_host_without_diffusion_model(comfy,
     import comfyui_version
 
     pack = comfy_host.load_pack_in_comfyui()
-    tiny = comfy_host.tiny_flux(seed=0)
+    tiny = tiny_models.tiny_flux(seed=0)
     stand_in = types.SimpleNamespace(OUTER_SAMPLE=comfy.patcher_extension.WrappersMP.OUTER_SAMPLE)
     monkeypatch.setattr(comfy.patcher_extension, "WrappersMP", stand_in)
     inputs = dict(method="FORA (reuse)", time_axis="step", speedup=2.0, placement="even", warmup_steps=2,

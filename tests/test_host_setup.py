@@ -3,27 +3,19 @@ CPU guards run as code: the guarded torchaudio loader and torchvision registrati
 idempotent (also over a hand-applied guard with the same marker), and an unknown file is refused, not patched."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 import types
 from pathlib import Path
 
 import pytest
 
+from script_modules import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_setup():
-    spec = importlib.util.spec_from_file_location("comfyui_host_setup", ROOT / "scripts" / "comfyui_host_setup.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-setup = _load_setup()
+setup = load_script("comfyui_host_setup")
 
 # ComfyUI 0.33.0's requirements.txt, as shipped (abridged only where lines repeat the pattern)
 REQUIREMENTS_033 = """comfyui-frontend-package==1.49.6

@@ -1,5 +1,5 @@
 """LESA: untrained equals its baseline, it learns a non-linear recurrence, stage routing, file round trip, and the
-engine contract that nodes/run_state.py relies on."""
+engine contract that nodes/run_calls.py relies on."""
 import numpy as np
 import pytest
 import torch

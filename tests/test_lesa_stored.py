@@ -84,3 +84,27 @@ def test_progress_is_reported_after_every_iteration_and_the_model_returns_on_the
                                device=device)
     assert calls == [(i, 10) for i in range(1, 11)] and len(report.losses) == 10
     assert all(t.device.type == "cpu" for ex in model.experts for t in ex.values())
+
+
+def test_l2p_cache_keeps_no_lesa_model_alive_after_handing_it_over(trained, tmp_path, monkeypatch):
+    # Nothing may grow for the life of a ComfyUI session: the experts live in each file, so lesa_setup holds no
+    # per-file cache (it once kept every trained model in a module-level dict). Several files trained and loaded,
+    # each model dropped by its caller: none survives.
+    import gc
+    import weakref
+
+    from comfyui_l2p.nodes import lesa_setup
+
+    monkeypatch.setattr(lesa_setup, "LESA_TRAINING", QUICK)
+    sample, model = trained
+    alive = []
+    for index in range(3):
+        trains = tmp_path / f"train{index}.safetensors"  # no experts stored yet: trained now, then stored
+        save_predictor_file(trains, file_with(sample_of(32, seed=10 + index)))
+        stored = tmp_path / f"stored{index}.safetensors"  # experts current: loaded from the file
+        save_predictor_file(stored, with_trained(file_with(sample), model, training_identity(sample, QUICK)))
+        for path in (trains, stored):
+            alive.append(weakref.ref(lesa_setup.lesa_model(str(path), load_predictor_file(path))))
+    assert stored_model(load_predictor_file(tmp_path / "train0.safetensors"), QUICK, "train0") is not None  # stored
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * len(alive)

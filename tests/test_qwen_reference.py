@@ -66,6 +66,7 @@ def test_benchmark_refuses_qwen_without_comfyui_path(tmp_path):
 @requires_comfyui
 def test_weights_load_strictly_into_comfyuis_class(comfy):  # noqa: F811
     import comfy_host
+    import tiny_models
 
     state = load_file(str(WEIGHTS_DIR / QWEN_TRANSFORMER_FILE))
     assert all(t.dtype == torch.float32 for t in state.values())
@@ -73,12 +74,12 @@ def test_weights_load_strictly_into_comfyuis_class(comfy):  # noqa: F811
     assert sizes <= MAX_WEIGHT_BYTES
     unet_config = {"image_model": "qwen_image", **QwenReferenceConfig().qwen_image.comfy_kwargs()}
     # through supported_models.QwenImage's own state-dict processing, strict: raises on any missing or unexpected key
-    tiny = comfy_host.qwen_image_from_state_dict(state, unet_config)
+    tiny = tiny_models.qwen_image_from_state_dict(state, unet_config)
     assert type(tiny.diffusion_model).__name__ == "QwenImageTransformer2DModel"
     loaded = tiny.diffusion_model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     with pytest.raises(comfy_host.ComfyHostError, match="missing \\['proj_out.bias'\\]"):
-        comfy_host.qwen_image_from_state_dict({k: v for k, v in state.items() if k != "proj_out.bias"}, unet_config)
+        tiny_models.qwen_image_from_state_dict({k: v for k, v in state.items() if k != "proj_out.bias"}, unet_config)
 
 
 @requires_comfyui
@@ -133,10 +134,10 @@ def test_samples_look_like_their_class(qwen):
 def test_model_fn_is_what_comfyuis_model_base_computes(qwen):
     """The benchmark's call convention (5-D latents, timestep = sigma, output = velocity) against ComfyUI's own
     path: supported_models.QwenImage -> model_base.QwenImage.apply_model, which returns x - sigma * output."""
-    import comfy_host
+    import tiny_models
 
-    tiny = comfy_host.qwen_image_from_state_dict(qwen.diffusion_model.state_dict(),
-                                                 {"image_model": "qwen_image", **qwen.config.qwen_image.comfy_kwargs()})
+    unet_config = {"image_model": "qwen_image", **qwen.config.qwen_image.comfy_kwargs()}
+    tiny = tiny_models.qwen_image_from_state_dict(qwen.diffusion_model.state_dict(), unet_config)
     cond, _ = qwen.conditioning(torch.tensor([1, 4, 9]))
     x = torch.randn(3, 16, 8, 8, generator=torch.Generator().manual_seed(11))
     sigma = torch.tensor([0.9, 0.5, 0.1])

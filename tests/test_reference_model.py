@@ -115,10 +115,10 @@ def test_state_dict_runs_identically_in_comfyui(model, comfy):  # noqa: F811  (t
     """The shipped weights in ComfyUI's own Flux class, loaded the way the host loads a checkpoint (its config's
     state-dict processing: ComfyUI 0.33 renames the QK norms' ``.scale`` to RMSNorm's ``.weight``), give the
     velocity our pure-torch model_fn gives."""
-    import comfy_host
+    import tiny_models
 
     unet_config = {"image_model": "flux", **model.config.flux.comfy_kwargs()}
-    comfy_flux = comfy_host.flux_from_state_dict(load_file(str(WEIGHTS_DIR / TRANSFORMER_FILE)), unet_config)
+    comfy_flux = tiny_models.flux_from_state_dict(load_file(str(WEIGHTS_DIR / TRANSFORMER_FILE)), unet_config)
     generator = torch.Generator().manual_seed(11)
     cond, _ = model.conditioning(torch.tensor([1, 4, 9]))
     x = torch.randn(3, 16, 8, 8, generator=generator)

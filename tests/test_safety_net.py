@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from comfyui_l2p.benchmark import harness
+from comfyui_l2p.benchmark.__main__ import calibrate
 from comfyui_l2p.benchmark.harness import Batch, Scenario
-from comfyui_l2p.nodes import calibrate_setup, l2p_setup, setups
+from comfyui_l2p.nodes import l2p_setup, setups
 from comfyui_l2p.nodes.plans import FixedPlan, SafetyNetPlan
 from comfyui_l2p.nodes.report import ForcedReason, RunReport
 from comfyui_l2p.predictors import load_predictor_file
@@ -88,9 +89,7 @@ def test_below_the_margin_or_before_a_planned_step_nothing_is_added():
 def calibrated(tmp_path_factory):
     model = harness.load_model()
     path = tmp_path_factory.mktemp("net") / "cal.safetensors"
-    holder = calibrate_setup.calibrate_holder(str(path), ridge=setups.DEFAULT_RIDGE, mode="teacher-forced",
-                                              on_policy_speedup=4.0)
-    harness.sample_with(model, Scenario("t", 3.0, steps=STEPS), Batch((1, 2), (0, 1)), holder)
+    calibrate(model, Scenario("t", 3.0, steps=STEPS), Batch((1, 2), (0, 1)), path, speedup=4.0)
     return model, path
 
 

@@ -9,6 +9,7 @@ from comfyui_l2p.predictors.engine.grid import StepGrid
 from comfyui_l2p.predictors.forecasters.l2p import L2PDirect
 from comfyui_l2p.predictors.forecasters.taylorseer import TaylorSeer
 from comfyui_l2p.predictors.schedules.optimizer import final_error_coefficients
+from schedule_cases import brute_force_coefficients
 
 GRID = StepGrid.uniform(12)
 COMPUTED = (0, 3, 7, 10)
@@ -45,15 +46,7 @@ def test_the_prior_shrinks_toward_the_training_free_weights():
 def test_final_error_coefficients_with_a_prior_match_the_per_step_fits():
     g = grams_of(trajectories(1)).sum(0)
     prior = TaylorSeer(order=1)
-    d = np.abs(GRID.dsigma())
-    expected = np.zeros(GRID.num_steps)
-    for step in range(GRID.num_steps):
-        if step in COMPUTED:
-            continue
-        past = [c for c in COMPUTED if c < step]
-        w = fit.direct_weights(g, step, past, 0.05, prior=prior.coefficients(step, past, GRID))
-        expected[past] += d[step] * w
-        expected[step] -= d[step]
+    expected = brute_force_coefficients(g, GRID, COMPUTED, 0.05, prior=prior)
     np.testing.assert_allclose(final_error_coefficients(g, GRID, COMPUTED, 0.05, prior=prior), expected, rtol=1e-10)
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ScheduleError
+
 
 def computed_count(num_steps: int, speedup: float) -> int:
     """K = round(S / speedup), at least 1 and at most S. speedup 1 computes every step."""
@@ -27,6 +29,25 @@ def computed_count(num_steps: int, speedup: float) -> int:
 def guard_count(num_steps: int, warmup: int, compute_last: bool) -> int:
     """The number of steps every placement computes: the first ``warmup`` and, with ``compute_last``, the last."""
     return min(warmup, num_steps) + (1 if compute_last and warmup < num_steps else 0)
+
+
+def guard_steps(num_steps: int, warmup: int, compute_last: bool) -> tuple[int, ...]:
+    """The steps every placement computes: 0..warmup-1 and, with ``compute_last``, S-1."""
+    steps = set(range(min(warmup, num_steps)))
+    if compute_last:
+        steps.add(num_steps - 1)
+    return tuple(sorted(steps))
+
+
+def check_guards(num_steps: int, k: int, warmup: int, compute_last: bool) -> None:
+    """ScheduleError unless a warm-up fits the run and K computed steps cover the guards."""
+    if not 1 <= warmup <= num_steps:
+        raise ScheduleError(f"warmup must be in 1..{num_steps} (step 0 is always computed), got {warmup}")
+    if k < guard_count(num_steps, warmup, compute_last):
+        raise ScheduleError(
+            f"{k} computed steps cannot cover the guards (warmup {warmup}{', last step' if compute_last else ''}):"
+            f" lower the speedup or the warm-up"
+        )
 
 
 @dataclass(frozen=True)

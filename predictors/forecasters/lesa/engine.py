@@ -1,4 +1,4 @@
-"""LESA's runtime: the ``ForecastEngine`` interface that ``nodes/run_state.py`` uses, over a ``LesaModel``.
+"""LESA's runtime: the ``ForecastEngine`` interface that ``nodes/run_calls.py`` uses, over a ``LesaModel``.
 
 State per stream: the last m computed outputs (m = the model's history), in the model's dtype, on the outputs'
 device or, with ``offload``, in (pinned) CPU memory, exactly as ``ForecastEngine`` keeps them. Forecasts never

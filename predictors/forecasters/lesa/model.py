@@ -19,7 +19,7 @@ Formula (per element e of a stream, elementwise over the whole latent):
 
 State at run time (``engine.LesaEngine``): the last m computed outputs per stream (like TaylorSeer order
 m-1): m latent-sized tensors per stream. Forecasts never enter the history: only true computed outputs do, as
-``ForecastEngine`` and ``nodes/run_state.py`` do. Evaluation is float32, chunked over elements.
+``ForecastEngine`` and ``nodes/run_calls.py`` do. Evaluation is float32, chunked over elements.
 
 Neighbours: every other predictor is a fixed linear combination of computed outputs; LESA is non-linear in the
 values (it can bend a trajectory that saturates, e.g. tanh-like) and uses a different function per noise stage.
