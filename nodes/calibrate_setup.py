@@ -53,6 +53,8 @@ OTHER_FILE_FIX = "Choose another file_name for this model: a calibration file ho
 class CalibrationRecorder:
     """The calibration sink of one run: records the truth of every step, then extends the file under its lock."""
 
+    stops_on_bad_output = True  # NaN/inf from the model stops a calibration run (output_guard.py)
+
     def __init__(self, path: str, context: RunContext, ridge: float, mode: CalibrationMode, seed: int = 0, *,
                  lesa_sample: bool = False, created_by: str = CREATED_BY,
                  extra_metadata: dict[str, str] | None = None) -> None:

@@ -114,6 +114,7 @@ class _LearningSink:
     """L2P Calibrate's recorder for a learning run, which then says in the report where learning stands."""
 
     on_policy = False
+    stops_on_bad_output = False  # NaN/inf from the model: this run is not learned from, its image still returns
 
     def __init__(self, recorder: CalibrationRecorder, status: LearningStatus) -> None:
         self.recorder, self.status = recorder, status

@@ -226,15 +226,21 @@ class RunState:
 
     def _non_finite_output(self, call: _TrackedCall, out) -> None:
         """A computed output holding NaN/inf (output_guard.py): calibration stops the run; a cache passes it on
-        but keeps it out of the history and forecasts nothing more in this run."""
+        but keeps it out of the history and forecasts nothing more in this run; a learning run (a sink that does
+        not stop on bad output) drops its recording now and finishes like a cache."""
         if self._closed:
             return
         self.report.transformer_calls += 1
         flat, _ = flatten_parts(out)  # a list output's parts, one row per stream chunk
         streams = bad_streams(list(call.names), flat) if flat is not None else list(call.names)
         sigma = float(self.grid.sigmas[call.step])
-        if self.pieces.calibration is not None:
+        calib = self.pieces.calibration
+        if calib is not None and getattr(calib, "stops_on_bad_output", True):
             raise refuse_for_calibration(call.step, self.grid.num_steps, sigma, streams)
+        if self._truth is not None:  # nothing of this run reaches the file; later steps are not recorded
+            self._truth.clear()
+            self._truth = None
+            calib.finish(False, self.report)
         if self._stopped_at is None:
             self._stopped_at = call.step
             self.report.notes.append(stop_forecasting_note(call.step, self.grid.num_steps, sigma, streams))

@@ -29,9 +29,14 @@ class StepPlan(Protocol):
 
 
 class CalibrationSink(Protocol):
-    """Receives the true outputs of steps, all roles of a step together, and folds them in when the run ends."""
+    """Receives the true outputs of steps, all roles of a step together, and folds them in when the run ends.
+
+    ``stops_on_bad_output``: a model output holding NaN/inf stops the run (L2P Calibrate: the user asked for a
+    calibration, and it cannot have one); False drops this run's recording and lets the run finish (L2P Cache
+    learning: the user asked for an image, and gets what the model gives)."""
 
     on_policy: bool
+    stops_on_bad_output: bool
 
     def record(self, step: int, outputs: dict[str, torch.Tensor]) -> None: ...
 

@@ -134,3 +134,18 @@ def record_diffusion_model_args(model: Any) -> tuple[Any, list[tuple[tuple, dict
     clone.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "comfy_host.record", wrapper)
     return clone, records
 
+
+@contextlib.contextmanager
+def nan_from_call(tiny, first_bad_call: int):
+    """The model's output (its final layer's) turns NaN from the ``first_bad_call``-th transformer pass on."""
+    calls = []
+
+    def hook(module, args, output):
+        calls.append(1)
+        return output * float("nan") if len(calls) > first_bad_call else output
+
+    handle = tiny.diffusion_model.final_layer.register_forward_hook(hook)
+    try:
+        yield calls
+    finally:
+        handle.remove()

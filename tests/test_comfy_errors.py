@@ -6,7 +6,6 @@ name, also when ComfyUI shows it at the sampler. Bad model output (NaN) is found
 Skipped, with the reason printed, when COMFYUI_PATH is unset."""
 from __future__ import annotations
 
-import contextlib
 import os
 
 import pytest
@@ -32,22 +31,6 @@ def calibrate(pack, tiny, name: str, steps: int, cfg: float = 1.0, runs: int = 2
 
 def cache_node(name: str, **overrides) -> dict:
     return {"class_type": "L2PCache", "inputs": {"predictor_file": name, **CACHE, **overrides}}
-
-
-@contextlib.contextmanager
-def nan_from_call(tiny, first_bad_call: int):
-    """The model's output (its final layer's) turns NaN from the ``first_bad_call``-th transformer pass on."""
-    calls = []
-
-    def hook(module, args, output):
-        calls.append(1)
-        return output * float("nan") if len(calls) > first_bad_call else output
-
-    handle = tiny.diffusion_model.final_layer.register_forward_hook(hook)
-    try:
-        yield calls
-    finally:
-        handle.remove()
 
 
 @pytest.mark.parametrize("steps,cfg,expected", [
@@ -89,7 +72,7 @@ def test_nan_output_stops_calibration_at_that_step_and_leaves_the_file_untouched
     path = l2p_dir / "nan.safetensors"
     before = path.read_bytes()
     node = {"class_type": "L2PCalibrate", "inputs": {"file_name": "nan.safetensors", **CALIBRATE}}
-    with nan_from_call(tiny, first_bad_call=3) as calls:
+    with pass_counter.nan_from_call(tiny, first_bad_call=3) as calls:
         error = run_graph(sampler_graph(node, steps=8), sampler_sources(tiny)).error
     assert error["node_type"] == "KSampler" and error["exception_type"] == "l2p.ModelOutputError"
     message = error["exception_message"]
@@ -105,7 +88,7 @@ def test_nan_output_under_a_cache_keeps_the_run_going_without_forecasts(pack, l2
     calibrate(pack, tiny, "cache-nan.safetensors", steps=10)
     (patched,) = comfy_host.run_node(pack.nodes["L2PCache"], model=tiny.patcher,
                                      predictor_file="cache-nan.safetensors", **CACHE)
-    with nan_from_call(tiny, first_bad_call=3) as calls, pass_counter.count_passes(tiny) as counter:
+    with pass_counter.nan_from_call(tiny, first_bad_call=3) as calls, pass_counter.count_passes(tiny) as counter:
         out = comfy_sampling.sample(patched, steps=10, cfg=1.0, seed=3)
     report = patched.model_options["transformer_options"]["l2p"].reports[-1]
     assert report.status == "finished" and torch.isnan(out).all()  # what the model gives without the cache

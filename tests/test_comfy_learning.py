@@ -213,3 +213,18 @@ def test_two_comfyui_processes_learning_one_setup_lose_nothing(pack, l2p_dir):
     shared, own = load(pack, l2p_dir / shared), [load(pack, l2p_dir / f"own{w}.safetensors") for w in (1, 2)]
     assert shared.sample_count == 2 * runs == sum(pf.sample_count for pf in own)
     np.testing.assert_allclose(shared.gram, own[0].gram + own[1].gram, rtol=1e-12, atol=0)
+
+
+def test_a_learning_run_whose_model_outputs_nan_returns_the_image_and_learns_nothing(pack, l2p_dir):
+    """A learning run is the user's image first: NaN from the model at one step gives the run the model's own
+    output (as without L2P), records nothing, and the report says so; the next healthy run learns."""
+    tiny = tiny_models.tiny_flux(seed=46)
+    patched = cache(pack, tiny)
+    with pass_counter.nan_from_call(tiny, first_bad_call=3):
+        out, report, forwards = run(patched, tiny, seed=3)
+    assert report.status == "finished" and torch.isnan(out).all() and forwards == STEPS
+    assert report.learning.saved is False and learned(l2p_dir) == []
+    assert any("step 3 " in note and "NaN" in note for note in report.notes)
+    out, report, forwards = run(patched, tiny, seed=4)
+    assert torch.isfinite(out).all() and report.learning.saved and report.learning.trajectories == 1
+    assert len(learned(l2p_dir)) == 1

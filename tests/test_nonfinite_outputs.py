@@ -81,6 +81,36 @@ def test_calibration_stops_at_the_first_bad_step_and_keeps_nothing(value):
     assert sink.finished is False and 3 not in sink.steps
 
 
+class LearningSink(Sink):
+    """L2P Cache's learning recorder's role: a bad output drops the run's recording, the run goes on."""
+
+    stops_on_bad_output = False
+
+    def __init__(self):
+        super().__init__()
+        self.finish_calls = 0
+
+    def finish(self, success, report):
+        super().finish(success, report)
+        self.finish_calls += 1
+
+
+def test_a_learning_run_drops_its_recording_at_the_bad_step_and_finishes():
+    sink = LearningSink()
+    report = RunReport("L2P Cache", "learning", GRID.num_steps)
+    run = RunState(RunPieces(Fora(), EveryStepPlan(GRID.num_steps), calibration=sink), GRID, report)
+    model = Model(bad_from=3)
+    outs = drive(run, model)  # no error: the user's image comes back, as the model made it
+    assert model.calls == list(range(GRID.num_steps))  # every step computed, as a learning run does
+    assert all(torch.isfinite(o).all() for o in outs[:3]) and all(torch.isnan(o).all() for o in outs[3:])
+    assert sink.finished is False and sink.finish_calls == 1  # dropped at step 3, before any step reached it
+    recorded = list(sink.steps)
+    assert all(step < 3 for step in recorded)  # nothing from the bad step on; finish(False) drops the rest
+    assert any("step 3" in note and "NaN" in note for note in report.notes)
+    run.finish(True)  # the sampler finished: the recording stays dropped, the sink is not told twice
+    assert sink.finish_calls == 1 and sink.steps == recorded
+
+
 def test_a_cache_passes_the_bad_output_on_keeps_it_out_of_history_and_computes_the_rest():
     run = RunState(RunPieces(TaylorSeer(order=1, axis=TimeAxis.SIGMA), FixedPlan(frozenset({0, 1, 4}), 1)), GRID,
                    RunReport("L2P Cache", "taylorseer", GRID.num_steps))
