@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # workflow_defs, when this file is lo
 import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
 
 from comfyui_l2p.nodes.learn_setup import AUTO_FILE  # noqa: E402
+from comfyui_l2p.nodes.tooltips import DEFAULT_FORECAST_METHOD  # noqa: E402
 from comfyui_l2p.predictors.schedules.placements import computed_count  # noqa: E402
 from workflow_defs import (CONTROL_VALUES, CONTROL_WIDGET, CORE_CNR_ID, NO_DEFAULT, PACK_CNR_ID, NodeDef,  # noqa: E402
                            load_differences, read_node_def)
@@ -103,6 +104,7 @@ QWEN_STEPS, QWEN_SPEEDUP = 40, 2.5
 # HunyuanVideo: 50 steps, the model's reference setting; guidance is distilled (FluxGuidance 6, no CFG) like FLUX.
 HUNYUAN_STEPS, HUNYUAN_SPEEDUP = 50, 5.0
 FORECAST_SPEEDUP = 4.55  # 11 of 50 steps: the paper's mildest setting, a fair training-free starting point
+FORECAST_METHOD = DEFAULT_FORECAST_METHOD  # the node's default: the best training-free mean at 4.55x
 
 # --------------------------------------------------------------------------------------------- workflows
 
@@ -186,10 +188,12 @@ def flux_forecast_cache() -> Description:
     text = f"""## FLUX.1-dev + Forecast Cache (training-free)
 
 **Forecast Cache** needs no calibration. It computes {k} of the {FLUX_STEPS} steps for real (speedup\
- {FORECAST_SPEEDUP}) and forecasts the others from them: *TaylorSeer order 1* extrapolates linearly from the last\
- two computed outputs, and *even* placement spreads the computed steps evenly after the 2 warm-up steps. Other\
- methods: FORA (reuse the last output), TaylorSeer order 2, Spectrum, FoCa. It sits between the model loader (and\
- any LoRA loaders) and the sampler.
+ {FORECAST_SPEEDUP}) and forecasts the others from them: *{FORECAST_METHOD.value}* (the node's default) fits a\
+ parabola through the last three computed outputs, and *even* placement spreads the computed steps evenly after the\
+ {FORECAST_WARMUP} warm-up steps. On the reference models it had the best mean of the training-free methods at 4.55x\
+ and 5.56x. Other methods: FORA (reuse the last output), TaylorSeer order 1, Spectrum (the spectrum_ inputs are\
+ its own; the other methods ignore them), FoCa. It sits between the model loader (and any LoRA loaders) and the\
+ sampler.
 
 For a model you can calibrate, L2P Cache fits the forecast to the model instead: see the templates\
  *flux1-dev-l2p-calibrate* and *flux1-dev-l2p-cache*.
@@ -200,7 +204,7 @@ For a model you can calibrate, L2P Cache fits the forecast to the model instead:
 {files_tree([FLUX_DEV, CLIP_L, T5XXL, FLUX_VAE], None)}"""
 
     def forecast(model: Out) -> N:
-        return node("L2PForecastCache", 1, highlight=True, model=model, method="TaylorSeer order 1", time_axis="step",
+        return node("L2PForecastCache", 1, highlight=True, model=model, method=FORECAST_METHOD.value, time_axis="step",
                     speedup=FORECAST_SPEEDUP, placement="even", warmup_steps=FORECAST_WARMUP, **SCHEDULE_DEFAULTS, spectrum_degree=4,
                     spectrum_lambda=0.1, spectrum_blend=0.5)
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT
 
-from comfyui_l2p.nodes import learn_setup, setups
+from comfyui_l2p.nodes import learn_setup, setups, tooltips
 from comfyui_l2p.predictors.schedules.budget import computed_count
 
 README = (ROOT / "README.md").read_text()
@@ -49,13 +49,14 @@ def test_a_missing_benchmark_row_is_named(monkeypatch):
         numbers.results_table("benchmark")
 
 
-@pytest.mark.parametrize("text", [README, setups.L2P_MODE_TOOLTIP], ids=["README", "tooltip"])
+@pytest.mark.parametrize("text", [README, tooltips.SPEEDUP], ids=["README", "speedup tooltip"])
 def test_quoted_step_counts_are_the_schedules(text):
     """'50 steps at 4.55x / 5.56x / 7.14x compute 11 / 9 / 7 steps' and the like, wherever the README says it."""
     quoted = re.findall(r"(\d+) steps at ([\d./x\s]+?)\s+compute\s+([\d/\s]+?)\s+steps", text)
     for steps, speedups, counts in quoted:
         ratios = [float(s) for s in re.findall(r"[\d.]+", speedups)]
         assert [computed_count(int(steps), r) for r in ratios] == [int(c) for c in re.findall(r"\d+", counts)]
+    assert quoted, "no step count quoted: keep this test's pattern in step with the text"
     if text is README:
         assert quoted, "the README no longer quotes a step count: keep this test's pattern in step with it"
         default = re.search(r"at the default `speedup` (\d+),\s+(\d+) of (\d+) steps run", text)

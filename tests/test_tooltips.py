@@ -1,0 +1,80 @@
+"""What the nodes' inputs say (nodes/tooltips.py) is true for each node: a node's placement tooltip describes only
+the placements it offers, inputs that apply to one choice say so first, every option has a text, and the Forecast
+Cache default is the method the benchmark output in docs/ ranks first."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+from comfyui_l2p.nodes import learn_setup, setups, tooltips
+from comfyui_l2p.predictors.forecasters.registry import ForecastMethod
+from comfyui_l2p.predictors.schedules.placements import Placement
+
+
+@pytest.mark.parametrize("offered", [setups.L2P_PLACEMENTS, setups.FORECAST_PLACEMENTS], ids=["L2P", "Forecast"])
+def test_placement_tooltip_describes_exactly_the_offered_placements(offered):
+    text = tooltips.placement_tooltip(offered)
+    for placement in Placement:
+        assert (f"{placement.value}: " in text) == (placement.value in offered), placement
+
+
+def test_forecast_cache_does_not_offer_optimized():
+    assert Placement.OPTIMIZED.value not in setups.FORECAST_PLACEMENTS
+    assert "optimized" not in tooltips.placement_tooltip(setups.FORECAST_PLACEMENTS)
+
+
+def test_every_method_and_placement_has_a_text():
+    assert set(tooltips.METHOD_TEXTS) == set(ForecastMethod)
+    assert set(tooltips.PLACEMENT_TEXTS) == set(Placement)
+    for method in ForecastMethod:
+        assert tooltips.METHOD_TEXTS[method].startswith(method.value.split(" (")[0])
+    assert "(default)" in tooltips.METHOD_TEXTS[tooltips.DEFAULT_FORECAST_METHOD]
+    assert sum("(default)" in text for text in tooltips.METHOD_TEXTS.values()) == 1
+
+
+@pytest.mark.parametrize("text,scope", [
+    (tooltips.SPECTRUM_DEGREE, "Spectrum only"), (tooltips.SPECTRUM_LAMBDA, "Spectrum only"),
+    (tooltips.SPECTRUM_BLEND, "Spectrum only"), (tooltips.RESIDUAL_BUDGET, "adaptive placement only"),
+    (tooltips.LEARNING, f"{learn_setup.AUTO_FILE} only"), (tooltips.LEARNING_IMAGES, f"{learn_setup.AUTO_FILE} only"),
+    (tooltips.ON_POLICY_SPEEDUP, "on-policy mode only"),
+])
+def test_inputs_for_one_choice_say_so_first(text, scope):
+    assert text.startswith(scope + ":") or text.startswith(scope + " ")
+
+
+def test_speedup_tooltip_says_the_count_is_rounded():
+    assert "round(steps / speedup)" in tooltips.SPEEDUP
+    assert "30 steps at 5.56 compute 5 (6.00x)" in tooltips.SPEEDUP
+
+
+def test_learning_tooltip_quotes_the_codes_numbers():
+    assert f"one run in {learn_setup.KEEP_LEARNING_EVERY}" in tooltips.LEARNING
+    assert f"holds {learn_setup.TOP_UP_TRAJECTORIES} images" in tooltips.LEARNING
+
+
+def _readme_numbers():
+    spec = importlib.util.spec_from_file_location("readme_numbers", ROOT / "scripts" / "readme_numbers.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("readme_numbers", module)
+    spec.loader.exec_module(module)
+    return sys.modules["readme_numbers"]
+
+
+TRAINING_FREE = {"FORA": ForecastMethod.FORA, "TaylorSeer-1": ForecastMethod.TAYLOR1,
+                 "TaylorSeer-2": ForecastMethod.TAYLOR2, "Spectrum": ForecastMethod.SPECTRUM,
+                 "FoCa": ForecastMethod.FOCA}
+
+
+@pytest.mark.parametrize("folder", ["benchmark", "benchmark-qwen"])
+def test_forecast_default_has_the_best_training_free_mean_at_4_55_and_5_56(folder):
+    """The claim of the method tooltip, the README and the Forecast Cache template, read from the benchmark output."""
+    numbers = _readme_numbers()
+    data = numbers.benchmark_psnr(folder)
+    for scenario in numbers.SCENARIOS:
+        for column in (0, 1):  # 4.55x, 5.56x
+            best = max(TRAINING_FREE, key=lambda v: data[scenario][v][column].mean)
+            assert TRAINING_FREE[best] is tooltips.DEFAULT_FORECAST_METHOD, (folder, scenario, column, best)
