@@ -87,3 +87,13 @@ def test_a_comfyui_user_meets_install_and_quick_start_first():
     first_commands = re.search(r"## For developers.*?```bash\n(.*?)```", README, re.S).group(1).splitlines()
     assert [c.split("&&")[-1].strip() for c in first_commands] == ["python3 -m benchmark --demo",
                                                                    "python3 -m pytest -q"]
+
+
+def test_templates_the_readme_names_exist():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import workflow_catalog
+
+    named = re.findall(r"(?<!\*)\*(\d [^*]+ \+ [^*]+)\*", README)
+    assert len(named) >= 3
+    for name in named:
+        assert any(stem.startswith(name) for stem in workflow_catalog.FILE_STEMS.values()), name

@@ -34,7 +34,8 @@ def experts(comfy):
 
 
 def graph_of(kind: str, registry) -> Graph:
-    return Graph(load(FOLDER / f"wan2.2-14b-t2v-l2p-{kind}.json"), registry)
+    return Graph(load(FOLDER / f"{make_workflows.workflow_catalog.file_stem('wan2.2-14b-t2v-l2p-' + kind)}.json"),
+                 registry)
 
 
 def samplers(graph: Graph) -> list[dict]:
