@@ -21,11 +21,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "tests"))
+import conftest  # noqa: E402,F401  (makes the pack importable as comfyui_l2p, without ComfyUI)
 import readme_numbers  # noqa: E402
 import workflow_catalog  # noqa: E402
 
 OUT_DIR = ROOT / "example_workflows"
-SIZE, TILE, GAP, MARGIN = 400, 128, 8, 16
+SIZE, TILE, GAP, MARGIN = 400, 120, 8, 16
+BADGE = 200  # ComfyUI's frontend (1.49) lays a 'Node graph' badge over the card's top left: no text under it
 GRID_LABEL_H, GRID_PAD = 28, 4  # benchmark/outputs.py image_grid's layout
 FULL_COLUMN = "full 50 steps"
 GRID_SPEEDUP_COLUMN = 2  # the grid shows the largest speedup, 7.14x: the third cell of a benchmark.md row
@@ -107,20 +110,22 @@ def draw(key: str) -> bytes:
     full, ours, caption = _grid_tiles(thumb)
     canvas = Image.new("RGB", (SIZE, SIZE), BACKGROUND)
     pen = ImageDraw.Draw(canvas)
-    pen.text((MARGIN, 8), thumb.title, fill=TEXT, font=_font(24))
-    pen.text((MARGIN, 36), thumb.subtitle, fill=ACCENT, font=_font(17))
+    title_font = _font(24)
+    pen.text((SIZE - MARGIN - pen.textlength(thumb.title, font=title_font), 12), thumb.title, fill=TEXT,
+             font=title_font)
     left = (SIZE - 2 * TILE - 3 * GAP) // 2
     right = left + TILE + 3 * GAP
     labels = ("full 50 steps", "more full runs") if thumb.variant is None else ("full 50 steps", thumb.label)
     small = _font(14)
     for x, label, colour in ((left, labels[0], MUTED), (right, labels[1], ACCENT)):
-        pen.text((x, 60), label, fill=colour, font=small)
+        pen.text((x, 58), label, fill=colour, font=small)
     for row in (0, 1):
-        y = 80 + row * (TILE + GAP)
+        y = 78 + row * (TILE + GAP)
         for x, tiles in ((left, full), (right, ours)):
             canvas.paste(tiles[row].resize((TILE, TILE), Image.NEAREST).convert("RGB"), (x, y))
-    pen.text((MARGIN, SIZE - 46), caption, fill=TEXT, font=small)
-    pen.text((MARGIN, SIZE - 26), "images: the pack's small reference model (README)", fill=MUTED, font=small)
+    pen.text((MARGIN, SIZE - 66), thumb.subtitle, fill=ACCENT, font=_font(17))
+    pen.text((MARGIN, SIZE - 42), caption, fill=TEXT, font=small)
+    pen.text((MARGIN, SIZE - 22), "images: the pack's small reference model (README)", fill=MUTED, font=small)
     out = io.BytesIO()
     canvas.save(out, "JPEG", quality=85, optimize=True)
     return out.getvalue()
