@@ -3,6 +3,7 @@ the placements it offers, inputs that apply to one choice say so first, every op
 Cache default is the method the benchmark output in docs/ ranks first."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 
@@ -78,3 +79,36 @@ def test_forecast_default_has_the_best_training_free_mean_at_4_55_and_5_56(folde
         for column in (0, 1):  # 4.55x, 5.56x
             best = max(TRAINING_FREE, key=lambda v: data[scenario][v][column].mean)
             assert TRAINING_FREE[best] is tooltips.DEFAULT_FORECAST_METHOD, (folder, scenario, column, best)
+
+
+@pytest.mark.comfy
+def test_a_dynamic_combo_for_spectrum_would_load_saved_workflows_wrong(comfy):
+    """Why Forecast Cache's Spectrum inputs are not hidden with a DynamicCombo (README, 'Not calibrated'): a saved
+    node restores widgets_values by position, and a DynamicCombo inserts its option's inputs right after itself
+    (scripts/workflow_defs.py models the frontend). A node saved with method Spectrum today would load its
+    time_axis, speedup, ... into the Spectrum inputs."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_workflows
+    from workflow_defs import DYNAMIC_COMBO, loaded_widgets
+
+    nodes, pack_ids = make_workflows.load_comfyui()
+    from workflow_defs import read_node_def
+
+    today = read_node_def("L2PForecastCache", nodes.NODE_CLASS_MAPPINGS, pack_ids)
+    spectrum = [i for i in today.inputs if i.name.startswith("spectrum_")]
+    assert len(spectrum) == 3
+    spec_of = {i.name: [i.type, dict(i.options)] for i in spectrum}
+    method = today.input("method")
+    as_dynamic = dataclasses.replace(method, type=DYNAMIC_COMBO, options={"default": method.default, "options": [
+        {"key": key, "inputs": {"required": spec_of} if key == ForecastMethod.SPECTRUM.value else {}}
+        for key in method.choices]})
+    dynamic = dataclasses.replace(today, inputs=tuple(as_dynamic if i.name == "method" else i for i in today.inputs
+                                                      if not i.name.startswith("spectrum_")))
+    saved = [ForecastMethod.SPECTRUM.value, "step", 4.55, "even", 2, False, 0.05, "model device", 4, 0.1, 0.5]
+    assert [s.name for s in today.widget_slots({})][:len(saved)] == [
+        "method", "time_axis", "speedup", "placement", "warmup_steps", "compute_last_step", "residual_budget",
+        "history_device", "spectrum_degree", "spectrum_lambda", "spectrum_blend"]
+    assert loaded_widgets(today, saved).values["time_axis"] == "step"
+    moved = loaded_widgets(dynamic, saved).values
+    assert moved["method.spectrum_degree"] == "step" and moved["method.spectrum_blend"] == "even"
+    assert moved["time_axis"] == 2 and moved["speedup"] is False  # every later value three widgets off
