@@ -97,3 +97,25 @@ def test_templates_the_readme_names_exist():
     assert len(named) >= 3
     for name in named:
         assert any(stem.startswith(name) for stem in workflow_catalog.FILE_STEMS.values()), name
+
+
+@pytest.mark.parametrize("folder,model", [("benchmark", ""), ("benchmark-qwen", "Qwen-Image: ")])
+def test_calibration_times_quoted_are_the_benchmarks(folder, model):
+    text = (ROOT / "docs" / folder / "benchmark.md").read_text()
+    seconds = re.findall(r"calibrated on (\d+) trajectories in ([\d.]+) s", text)
+    assert len(seconds) == 2 and {n for n, _ in seconds} == {"42"}
+    readme = " ".join(README.split())
+    if model:
+        assert f"({model}{seconds[0][1]} s and {seconds[1][1]} s)" in readme
+    else:
+        assert f"in {seconds[0][1]} s without CFG and {seconds[1][1]} s with CFG" in readme
+
+
+def test_setup_time_quoted_is_the_benchmarks():
+    """'fitting the weights and choosing the schedule take under a second': the setup ms of L2P direct (optimized)."""
+    for folder in ("benchmark", "benchmark-qwen"):
+        text = (ROOT / "docs" / folder / "benchmark.md").read_text()
+        setup_ms = [float(row.split("|")[7]) for row in text.splitlines()  # the cost tables' "setup ms" column
+                    if re.match(r"\| L2P direct \(optimized\) \| [\d.]+x \|", row)]
+        assert len(setup_ms) == 6 and max(setup_ms) < 1000, (folder, setup_ms)
+    assert "choosing the schedule take under a second" in " ".join(README.split())
