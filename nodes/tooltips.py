@@ -67,8 +67,8 @@ OTHER_MODEL = ("A file records the model it was calibrated on. refuse: use it on
 LEARNING = (
     f"{learn_setup.AUTO_FILE} only (a pinned file is never changed). learn, then forecast: record full runs until"
     f" the setup has learning_images, then forecast; one run in {learn_setup.KEEP_LEARNING_EVERY} is still a full,"
-    f" recorded run until the file holds {learn_setup.TOP_UP_TRAJECTORIES} images (the worst images gain from"
-    f" them). keep learning: one full, recorded run in {learn_setup.KEEP_LEARNING_EVERY}, without end. stop"
+    f" recorded run until the file holds {learn_setup.TOP_UP_TRAJECTORIES} images (16 came within 1.1 dB of a"
+    f" 42-image calibration in every case measured, 4 in 11 of 12). keep learning: one full, recorded run in {learn_setup.KEEP_LEARNING_EVERY}, without end. stop"
     f" learning: record nothing; forecast from what was learned. start over: move this setup's learned file to"
     f" models/l2p/archive/ (kept, pinnable), then learn again.")
 LEARNING_IMAGES = (f"{learn_setup.AUTO_FILE} only: how many images (trajectories; every batch row counts) a setup"

@@ -122,7 +122,8 @@ def learning_text(steps: int, speedup: float, setup: str) -> str:
             f" the worst forecast residual). A learned file belongs to one setup ({setup}): change any of them and"
             f" L2P Cache learns that setup into another file; the first one is kept and found again.\n\n"
             f"**Control:** *learning* by default still makes one run in {KEEP_LEARNING_EVERY} a full, recorded run"
-            f" until the file holds {TOP_UP_TRAJECTORIES} images (the worst images gain from them); it can keep"
+            f" until the file holds {TOP_UP_TRAJECTORIES} images (16 came within 1.1 dB of a 42-image calibration in"
+            f" every case measured, 4 in 11 of 12); it can keep"
             f" learning (one run in {KEEP_LEARNING_EVERY} without end), stop learning, or start over (the learned"
             f" file moves to `models/l2p/archive/`); *predictor_file* pins a file (a learned one, or one made by L2P"
             f" Calibrate), used as it is and never modified.")
