@@ -112,3 +112,18 @@ def test_a_dynamic_combo_for_spectrum_would_load_saved_workflows_wrong(comfy):
     moved = loaded_widgets(dynamic, saved).values
     assert moved["method.spectrum_degree"] == "step" and moved["method.spectrum_blend"] == "even"
     assert moved["time_axis"] == 2 and moved["speedup"] is False  # every later value three widgets off
+
+
+def test_lesa_gap_quoted_is_the_benchmarks():
+    """The predictor tooltip's 'behind direct ... (0.3-7.4 dB, mostly 4-7)': L2P direct (optimized) against the
+    better of LESA's placements in each of the 12 cells of docs/benchmark*/benchmark.md."""
+    numbers = _readme_numbers()
+    gaps = []
+    for folder in ("benchmark", "benchmark-qwen"):
+        data = numbers.benchmark_psnr(folder)
+        for scenario in numbers.SCENARIOS:
+            for column in range(len(numbers.SPEEDUPS)):
+                lesa = max(data[scenario][v][column].mean for v in ("LESA (even)", "LESA (optimized)"))
+                gaps.append(data[scenario][numbers.DEFAULT_VARIANT][column].mean - lesa)
+    assert f"({min(gaps):.1f}-{max(gaps):.1f} dB, mostly 4-7)" in setups.L2P_MODE_TOOLTIP
+    assert sum(4 <= g <= 7.5 for g in gaps) >= len(gaps) * 2 // 3
