@@ -13,7 +13,7 @@ import dataclasses
 import comfy.patcher_extension
 from comfy_api.latest import io
 
-from . import calibrate_setup, files, l2p_setup, learn_setup, setups
+from . import calibrate_setup, files, l2p_setup, learn_setup, setups, tooltips
 from .apply_model_hook import l2p_apply_model_wrapper
 from .holder import CLONE_CALLBACKS
 from .hook_points import WRAPPER_KEY, HookPoint, hook_points_for
@@ -82,23 +82,15 @@ def _with_node_id(cls, holder: L2PHolder) -> L2PHolder:
 
 def _schedule_inputs(default_placement: str, placements: list[str], default_warmup: int) -> list:
     return [
-        io.Float.Input("speedup", default=5.0, min=1.0, max=25.0, step=0.01,
-                       tooltip="Sampler steps per real transformer pass. 1 computes every step (off). 50 steps at"
-                               " 4.55 / 5.56 / 7.14 compute 11 / 9 / 7 steps."),
+        io.Float.Input("speedup", default=5.0, min=1.0, max=25.0, step=0.01, tooltip=tooltips.SPEEDUP),
         io.Combo.Input("placement", options=placements, default=default_placement,
-                       tooltip="Where the computed steps go. optimized: chosen from the calibration to minimise the"
-                               " expected error of the final image. even: evenly spread after the warm-up."
-                               " progressive: Spectrum's growing gaps. published: the L2P paper's lists (50 steps)."
-                               " adaptive: the next computed step moves with the measured forecast error."),
-        io.Int.Input("warmup_steps", default=default_warmup, min=1, max=20,
-                     tooltip="The first steps are always computed: forecasts need history."),
-        io.Boolean.Input("compute_last_step", default=False,
-                         tooltip="Always compute the final step (finer detail, one more pass)."),
+                       tooltip=tooltips.placement_tooltip(placements)),
+        io.Int.Input("warmup_steps", default=default_warmup, min=1, max=20, tooltip=tooltips.WARMUP),
+        io.Boolean.Input("compute_last_step", default=False, tooltip=tooltips.COMPUTE_LAST),
         io.Float.Input("residual_budget", default=setups.DEFAULT_RESIDUAL_BUDGET, min=0.001, max=1.0, step=0.001,
-                       tooltip="adaptive placement only: the relative forecast error to hold."),
+                       tooltip=tooltips.RESIDUAL_BUDGET),
         io.Combo.Input("history_device", options=setups.HISTORY_DEVICES, default=setups.HISTORY_DEVICES[0],
-                       tooltip="Where past outputs are kept. cpu saves VRAM (a few latents per stream) at the cost"
-                               " of copies."),
+                       tooltip=tooltips.HISTORY_DEVICE),
     ]
 
 
@@ -115,38 +107,21 @@ class L2PCache(io.ComfyNode):
                 io.Model.Input("model"),
                 io.Combo.Input("predictor_file", options=[learn_setup.AUTO_FILE, *files.list_predictor_files()],
                                default=learn_setup.AUTO_FILE,
-                               tooltip=f"{learn_setup.AUTO_FILE}: the first runs of each setup (model, steps,"
-                                       f" scheduler, CFG) compute every step and are recorded into"
-                                       f" models/l2p/auto-...safetensors; then the runs are forecast at the speedup."
-                                       f" Or pin a predictor file from models/l2p/ (made by L2P Calibrate or"
-                                       f" learned) or the pack's weights/, used as it is and never modified; the"
-                                       f" official L2P weight.txt is accepted too."),
+                               tooltip=tooltips.PREDICTOR_FILE),
                 *_schedule_inputs("optimized", setups.L2P_PLACEMENTS, setups.DEFAULT_L2P_WARMUP),
                 io.Combo.Input("predictor", options=setups.L2P_MODES, default=setups.L2P_MODES[0],
                                tooltip=setups.L2P_MODE_TOOLTIP),
                 io.Combo.Input("step_grid_mismatch", options=setups.GRID_POLICIES, default=setups.GRID_POLICIES[0],
-                               tooltip="When the run's sigmas differ from the file's: refuse with an error, or"
-                                       " resample the calibration to the run's grid."),
+                               tooltip=tooltips.GRID_MISMATCH),
                 io.Combo.Input("other_model", options=setups.OTHER_MODEL_CHOICES,
                                default=setups.OTHER_MODEL_CHOICES[0], optional=True,  # API prompts made before it
-                               tooltip="A file records the model it was calibrated on. refuse: use it only on that"
-                                       " model (the same weights, also at another precision). allow: also on a"
-                                       " LoRA or fine-tune of it (same class and config, other weights); the run's"
-                                       " report says so. Another model class or config is always refused."),
+                               tooltip=tooltips.OTHER_MODEL),
                 io.Combo.Input("learning", options=learn_setup.LEARNING_CHOICES,
                                default=learn_setup.Learning.LEARN.value, optional=True,
-                               tooltip="auto file only. learn, then forecast: record full runs until the setup has"
-                                       " learning_images, then forecast; one run in"
-                                       f" {learn_setup.KEEP_LEARNING_EVERY} is still a full, recorded run until the"
-                                       f" file holds {learn_setup.TOP_UP_TRAJECTORIES} images (the worst images"
-                                       " gain from them). keep learning: one full, recorded run in"
-                                       f" {learn_setup.KEEP_LEARNING_EVERY}, without end. stop learning: record"
-                                       " nothing; forecast from what was learned. start over: move this setup's"
-                                       " learned file to models/l2p/archive/ (kept, pinnable), then learn again."),
+                               tooltip=tooltips.LEARNING),
                 io.Int.Input("learning_images", default=learn_setup.LEARNING_TRAJECTORIES, min=1, max=256,
                              optional=True,
-                             tooltip="auto file only: how many images (trajectories; every batch row counts) a"
-                                     " setup records before its runs are forecast."),
+                             tooltip=tooltips.LEARNING_IMAGES),
             ],
             outputs=[io.Model.Output()],
             hidden=[io.Hidden.unique_id],
@@ -181,17 +156,16 @@ class L2PForecastCache(io.ComfyNode):
                         " and report as L2P Cache, for models nobody has calibrated yet.",
             inputs=[
                 io.Model.Input("model"),
-                io.Combo.Input("method", options=setups.FORECAST_METHODS, default=setups.FORECAST_METHODS[0],
-                               tooltip="How a skipped step is forecast from the computed ones."),
+                io.Combo.Input("method", options=setups.FORECAST_METHODS,
+                               default=tooltips.DEFAULT_FORECAST_METHOD.value, tooltip=tooltips.METHOD),
                 io.Combo.Input("time_axis", options=setups.TIME_AXES, default=setups.TIME_AXES[0],
-                               tooltip="step: step index, as published. sigma: the noise level, which respects"
-                                       " uneven schedules."),
+                               tooltip=tooltips.TIME_AXIS),
                 *_schedule_inputs("even", setups.FORECAST_PLACEMENTS, setups.DEFAULT_WARMUP),
-                io.Int.Input("spectrum_degree", default=4, min=1, max=8, tooltip="Spectrum: Chebyshev degree M."),
+                io.Int.Input("spectrum_degree", default=4, min=1, max=8, tooltip=tooltips.SPECTRUM_DEGREE),
                 io.Float.Input("spectrum_lambda", default=0.1, min=0.0, max=10.0, step=0.001,
-                               tooltip="Spectrum: ridge strength."),
+                               tooltip=tooltips.SPECTRUM_LAMBDA),
                 io.Float.Input("spectrum_blend", default=0.5, min=0.0, max=1.0, step=0.01,
-                               tooltip="Spectrum: weight of the Chebyshev fit against linear extrapolation."),
+                               tooltip=tooltips.SPECTRUM_BLEND),
             ],
             outputs=[io.Model.Output()],
             hidden=[io.Hidden.unique_id],
@@ -221,16 +195,13 @@ class L2PCalibrate(io.ComfyNode):
             inputs=[
                 io.Model.Input("model"),
                 io.String.Input("file_name", default="my-model-calibration.safetensors",
-                                tooltip="Created in models/l2p/, or extended when it exists and matches this model,"
-                                        " step grid and guidance setup."),
+                                tooltip=tooltips.FILE_NAME),
                 io.Float.Input("ridge_lambda", default=setups.DEFAULT_RIDGE, min=0.0, max=1.0, step=1e-7, round=False,
-                               tooltip="Ridge strength of the fit, relative to the outputs' energy."),
+                               tooltip=tooltips.RIDGE),
                 io.Combo.Input("mode", options=setups.CALIBRATION_MODES, default=setups.CALIBRATION_MODES[0],
-                               tooltip="teacher-forced: every step computed and recorded. on-policy: follow what"
-                                       " L2P Cache does with this file by default (direct fit, optimized"
-                                       " schedule, CFG handling) at the speedup below while recording the truth."),
+                               tooltip=tooltips.CALIBRATION_MODE),
                 io.Float.Input("on_policy_speedup", default=5.0, min=1.0, max=25.0, step=0.01,
-                               tooltip="on-policy mode only: the speedup whose forecasts the run follows."),
+                               tooltip=tooltips.ON_POLICY_SPEEDUP),
                 io.Boolean.Input("lesa_sample", default=False, optional=True,  # older prompts lack it: still valid
                                  tooltip=setups.LESA_SAMPLE_TOOLTIP),
             ],

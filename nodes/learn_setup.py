@@ -46,7 +46,7 @@ LEARNED_BY = "ComfyUI-L2P L2P Cache (learning)"
 # How many trajectories a setup records before it forecasts, and how far learning tops the file up afterwards.
 # Measured (python3 -m benchmark.trajectories, both reference models, with and without CFG; README, "How many
 # calibration images are enough"): 4 trajectories are within 0.8 dB of all 42 in the mean in 11 of 12 cells (Qwen-Image
-# with CFG at 4.55x: 2 dB below), 16 within 1.1 dB in all 12, and the worst samples under CFG keep gaining up to 16.
+# with CFG at 4.55x: 2 dB below) and 16 within 1.1 dB in all 12; the worst samples move less predictably (README).
 # So a setup forecasts from 4, and the default mode records one run in KEEP_LEARNING_EVERY until the file holds 16.
 LEARNING_TRAJECTORIES = 4
 TOP_UP_TRAJECTORIES = 16

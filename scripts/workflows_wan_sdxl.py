@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from comfyui_l2p.nodes.learn_setup import AUTO_FILE
 from comfyui_l2p.predictors.schedules.placements import computed_count
+from workflow_catalog import mention
 from workflow_parts import (CALIBRATION_RIDGE, Description, ModelFile, N, Out, files_tree, grid_text, l2p_cache,
                             learned_file, learning_text, node, note)
 
@@ -87,7 +88,7 @@ Wan 2.2 14B is two models: the **high-noise expert** samples steps 0-{WAN_SPLIT}
 
 1. Queue a handful of different prompts and seeds (the seed is set to *randomize*). Every finished run extends\
  `models/l2p/{WAN_PREDICTORS['high']}` and `models/l2p/{WAN_PREDICTORS['low']}`; a cancelled run adds nothing.
-2. Then open the template *wan2.2-14b-t2v-l2p-cache*: its two L2P Cache nodes load these files (press R to refresh\
+2. Then open the template {mention('wan2.2-14b-t2v-l2p-cache')}: its two L2P Cache nodes load these files (press R to refresh\
  the list), each its own expert's.
 
 {_WAN_GRID} The CFG setup (cfg {WAN_CFG:g}, a negative prompt) is part of each file too; the experts may differ\
@@ -113,7 +114,7 @@ Each expert has its own **L2P Cache** with its own predictor file: at speedup {W
  {per_expert} steps for real and forecasts the others, {2 * k} of {WAN_STEPS} transformer passes in all. Each sits\
  between its expert's ModelSamplingSD3 and its KSamplerAdvanced.
 
-**First make the two predictor files:** open the template *wan2.2-14b-t2v-l2p-calibrate* and queue a handful of\
+**First make the two predictor files:** open the template {mention('wan2.2-14b-t2v-l2p-calibrate')} and queue a handful of\
  prompts and seeds; it writes both files.
 
 {_WAN_GRID}

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import dataclasses
-import importlib
 import logging
 import os
 import re
@@ -261,17 +260,3 @@ def run_node(node_cls: type, **inputs: Any) -> tuple:
     if pending or has_subgraph:
         raise ComfyHostError(f"{node_cls.__name__} returned a pending task or a subgraph; run_node handles neither")
     return tuple(values[0] for values in output)
-
-
-
-# Names the harness had here before it was split, still read as ``comfy_host.<name>`` by tests/test_workflows*.py
-# (another branch edits those now; switch them to the defining modules, then drop this); every other caller imports
-# the module that defines the name.
-_MOVED = {"Family": "tiny_specs", "tiny_model": "tiny_models", "make_conditioning": "comfy_sampling",
-          "sample": "comfy_sampling", "count_passes": "pass_counter"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module 'comfy_host' has no attribute {name!r}")

@@ -29,7 +29,10 @@ import torch
 
 import comfy_families
 import comfy_host
-from comfy_host import Family
+import comfy_sampling
+import pass_counter
+import tiny_models
+from tiny_specs import Family
 from comfyui_l2p.nodes.learn_setup import AUTO_FILE, LEARNING_TRAJECTORIES
 from comfyui_l2p.predictors.schedules.placements import computed_count
 from workflow_graph import (DYNAMIC_COMBO, FILES, FOLDER, FRONTEND_ONLY, NO_DEFAULT, ROOT, Graph, NodeDef,
@@ -101,6 +104,30 @@ def test_the_folder_holds_exactly_the_generated_workflows():
     assert [p.stem for p in FILES] == sorted(make_workflows.WORKFLOW_NAMES) and len(FILES) == 8
     for path in FILES:
         assert load(path)["version"] == 0.4
+
+
+def test_the_picker_cards_read_as_titles_in_a_new_users_order():
+    """ComfyUI's frontend shows a custom pack's template by its file name (title; with - and _ as spaces, the
+    description) and its thumbnail as <name>.jpg: the names say what each does, numbered in the order to try them."""
+    catalog = make_workflows.workflow_catalog
+    assert catalog.problems() == []
+    names = make_workflows.WORKFLOW_NAMES
+    assert names == tuple(sorted(names, key=lambda n: int(n.split(" ")[0])))
+    assert "L2P Cache" in names[0] and "learns" in names[0]  # the default, learning cache comes first
+    assert names.index(catalog.file_stem("flux1-dev-l2p-calibrate")) > names.index(catalog.file_stem(
+        "hunyuan-video-l2p-cache"))  # calibration (full control) after every cache that learns by itself
+    parts = make_workflows.workflow_parts
+    k = computed_count(parts.FLUX_STEPS, parts.FLUX_SPEEDUP)
+    assert f"computes {k} of {parts.FLUX_STEPS} steps" in names[0]
+    assert f"first {LEARNING_TRAJECTORIES} images" in names[0]
+    for name in names:  # what the frontend shows as the description is the title itself
+        assert name.replace("-", " ").replace("_", " ") == name
+
+
+def test_every_template_has_the_thumbnail_the_script_draws():
+    assert make_workflows.workflow_thumbnails.problems() == []
+    for name in make_workflows.WORKFLOW_NAMES:
+        assert (FOLDER / f"{name}.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG: the frontend asks for .jpg
 
 
 # ------------------------------------------------------------------------------------------------ structure
@@ -246,7 +273,7 @@ def run_of(graph: Graph) -> Run:
 
 def tiny_for(run: Run):
     if isinstance(run.family, Family):
-        return comfy_host.tiny_model(run.family, seed=5)
+        return tiny_models.tiny_model(run.family, seed=5)
     return comfy_families.build(comfy_families.spec(run.family), seed=5)
 
 
@@ -255,9 +282,9 @@ def sample(model, tiny, run: Run, seed: int) -> torch.Tensor:
         assert run.denoise == 1.0 and run.guidance is None
         return comfy_families.sample(tiny, patched=model, steps=run.steps, cfg=run.cfg, seed=seed,
                                      sampler_name=run.sampler_name, scheduler=run.scheduler)
-    positive = comfy_host.make_conditioning(tiny, seed=seed + 1, guidance=run.guidance)
+    positive = comfy_sampling.make_conditioning(tiny, seed=seed + 1, guidance=run.guidance)
     shape = tiny.latent_shape(1, frames=3) if tiny.family is Family.HUNYUAN_VIDEO else None
-    return comfy_host.sample(model, steps=run.steps, cfg=run.cfg, seed=seed, sampler_name=run.sampler_name,
+    return comfy_sampling.sample(model, steps=run.steps, cfg=run.cfg, seed=seed, sampler_name=run.sampler_name,
                              scheduler=run.scheduler, denoise=run.denoise, positive=positive, latent_shape=shape)
 
 
@@ -291,7 +318,7 @@ def test_our_node_runs_on_a_tiny_model_with_the_workflows_settings(path, registr
     patched = graph.apply_chain(run.chain, tiny.patcher)
     if ours["type"] == "L2PCache" and values["predictor_file"] == AUTO_FILE:  # queued as the note says: it learns
         for seed in range(values.get("learning_images", LEARNING_TRAJECTORIES)):
-            with comfy_host.count_passes(tiny) as counter:
+            with pass_counter.count_passes(tiny) as counter:
                 sample(patched, tiny, run, seed=10 + seed)
             assert counter.forwards == run.steps
         (learned,) = l2p_dir.glob("auto-*.safetensors")
@@ -308,7 +335,7 @@ def test_our_node_runs_on_a_tiny_model_with_the_workflows_settings(path, registr
             sample(calibrating, tiny, run, seed)
         assert (l2p_dir / values["predictor_file"]).is_file()
 
-    with comfy_host.count_passes(tiny) as counter:
+    with pass_counter.count_passes(tiny) as counter:
         out = sample(patched, tiny, run, seed=3)
     report = patched.model_options["transformer_options"]["l2p"].reports[-1]
     assert torch.isfinite(out).all() and report.status == "finished" and report.num_steps == run.steps
@@ -345,11 +372,13 @@ def test_the_note_names_every_file_and_the_step_setting(path, registry):
 
 @comfy_only
 def test_flux_workflows_calibrate_and_cache_on_one_step_grid(registry):
-    cache, calibrate = (Graph(load(FOLDER / f"flux1-dev-l2p-{k}.json"), registry) for k in ("cache", "calibrate"))
+    cache, calibrate = (Graph(load(FOLDER / f"{make_workflows.workflow_catalog.file_stem('flux1-dev-l2p-' + k)}.json"),
+                              registry) for k in ("cache", "calibrate"))
     (cache_node,), (calibrate_node,) = cache.of_type("L2PCache"), calibrate.of_type("L2PCalibrate")
     assert cache.widgets(cache_node)["predictor_file"] == AUTO_FILE  # it learns; the calibrated file is pinnable
     (note,) = calibrate.of_type("MarkdownNote")
-    assert "flux1-dev-l2p-cache" in note["widgets_values"][0] and "pin this file" in note["widgets_values"][0]
+    cache_title = make_workflows.workflow_catalog.file_stem("flux1-dev-l2p-cache")
+    assert cache_title in note["widgets_values"][0] and "pin this file" in note["widgets_values"][0]
     assert run_of(cache).settings() == run_of(calibrate).settings() and run_of(cache).steps == 50
     # the paper's 9-of-50 setting, chosen by the schedule (not the paper's list)
     assert computed_count(50, cache.widgets(cache_node)["speedup"]) == 9
@@ -383,8 +412,9 @@ def test_comfyui_lists_and_serves_our_workflows(comfy, tmp_path, caplog):
             listing = await (await client.get("/workflow_templates")).json()
             served = {}
             for name in listing.get(pack_name, []):
-                response = await client.get(f"/api/workflow_templates/{pack_name}/{name}.json")
-                served[name] = (response.status, await response.read())
+                for suffix in ("json", "jpg"):  # the workflow, and the thumbnail the frontend asks for
+                    response = await client.get(f"/api/workflow_templates/{pack_name}/{name}.{suffix}")
+                    served[name, suffix] = (response.status, await response.read())
             return listing, served
 
     try:
@@ -392,8 +422,9 @@ def test_comfyui_lists_and_serves_our_workflows(comfy, tmp_path, caplog):
     finally:
         folder_paths.folder_names_and_paths["custom_nodes"] = saved
     assert sorted(listing[pack_name]) == sorted(make_workflows.WORKFLOW_NAMES)
-    for name, (status, body) in served.items():
-        assert status == 200 and body == (FOLDER / f"{name}.json").read_bytes()
+    assert len(served) == 2 * len(make_workflows.WORKFLOW_NAMES)
+    for (name, suffix), (status, body) in served.items():
+        assert status == 200 and body == (FOLDER / f"{name}.{suffix}").read_bytes()
     assert not [r for r in caplog.records if "consider renaming" in r.getMessage()]
 
 

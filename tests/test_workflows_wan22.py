@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import comfy_families
-import comfy_host
+import pass_counter
 from comfyui_l2p.predictors.schedules.placements import computed_count
 from workflow_graph import FOLDER, Graph, load, make_workflows
 
@@ -34,7 +34,8 @@ def experts(comfy):
 
 
 def graph_of(kind: str, registry) -> Graph:
-    return Graph(load(FOLDER / f"wan2.2-14b-t2v-l2p-{kind}.json"), registry)
+    return Graph(load(FOLDER / f"{make_workflows.workflow_catalog.file_stem('wan2.2-14b-t2v-l2p-' + kind)}.json"),
+                 registry)
 
 
 def samplers(graph: Graph) -> list[dict]:
@@ -85,7 +86,7 @@ def test_calibrate_then_cache_both_experts_with_the_workflows_settings(registry,
     assert len(set(files)) == 2 and all((l2p_dir / name).is_file() for name in files)
 
     with contextlib.ExitStack() as stack:
-        counts = {name: stack.enter_context(comfy_host.count_passes(tiny)) for name, tiny in experts.items()}
+        counts = {name: stack.enter_context(pass_counter.count_passes(tiny)) for name, tiny in experts.items()}
         out, used = run_graph(cache, experts, 3)
     assert torch.isfinite(out).all()
     for sampler, (tiny, patched) in zip(samplers(cache), used):
