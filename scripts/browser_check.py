@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import aiohttp
 
@@ -244,38 +246,52 @@ async def drive(devtools: str, server: str, out: Path) -> None:
             (out / "events.json").write_text(json.dumps(seen, indent=1))
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 scripts/browser_check.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(prog: str, doc: str, argv=None) -> argparse.Namespace:
+    """The browser scripts' shared arguments: the host checkout to copy, the frontend package, the output folder."""
+    p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--comfyui", required=True, type=Path)
     p.add_argument("--site", required=True, type=Path, help="folder holding comfyui_frontend_package")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--chromium", default="chromium")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="l2p-browser-") as tmp:
+    return args
+
+
+@contextlib.contextmanager
+def comfyui_and_chromium(args: argparse.Namespace, prefix: str) -> Iterator[tuple[str, str, Path]]:
+    """A copy of the host with this pack (``prepare``) served on 127.0.0.1 with --cpu, and a headless Chromium
+    with its DevTools port open; yields (ComfyUI's URL, DevTools' URL, the copy) once both answer; both are
+    stopped afterwards, and the copy removed."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         work = Path(tmp)
         copy = prepare(args.comfyui.resolve(), work)
         port, debug = free_port(), free_port()
         env = {**os.environ, "PYTHONPATH": str(args.site.resolve()), "COMFYUI_PATH": str(copy)}
-        log = open(args.out / "server.log", "w")
-        server = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                                   "--disable-auto-launch"], cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT)
-        browser = subprocess.Popen([args.chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
-                                    f"--remote-debugging-port={debug}", f"--user-data-dir={work / 'chrome'}",
-                                    "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(url + "/object_info/L2PCache", 300)
-            wait_http(f"http://127.0.0.1:{debug}/json/version", 60)
-            asyncio.run(drive(f"http://127.0.0.1:{debug}", url, args.out))
-            print("[browser_check] learned files:", sorted(os.listdir(copy / "models" / "l2p")))
-        finally:
-            browser.terminate()
-            server.terminate()
-            browser.wait(30)
-            server.wait(30)
-            log.close()
+        with open(args.out / "server.log", "w") as log:
+            server = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port",
+                                       str(port), "--disable-auto-launch"], cwd=copy, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT)
+            browser = subprocess.Popen([args.chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
+                                        f"--remote-debugging-port={debug}", f"--user-data-dir={work / 'chrome'}",
+                                        "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                wait_http(url + "/object_info/L2PCache", 300)
+                wait_http(f"http://127.0.0.1:{debug}/json/version", 60)
+                yield url, f"http://127.0.0.1:{debug}", copy
+            finally:
+                browser.terminate()
+                server.terminate()
+                browser.wait(30)
+                server.wait(30)
+
+
+def main(argv=None) -> int:
+    args = parse_args("python3 scripts/browser_check.py", __doc__, argv)
+    with comfyui_and_chromium(args, "l2p-browser-") as (url, devtools, copy):
+        asyncio.run(drive(devtools, url, args.out))
+        print("[browser_check] learned files:", sorted(os.listdir(copy / "models" / "l2p")))
     return 0
 
 

@@ -14,13 +14,9 @@ The screenshots are for a person to look at; tests/test_workflows.py checks the 
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -28,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_check import Page, free_port, prepare, wait_http  # noqa: E402
+from browser_check import Page, comfyui_and_chromium, parse_args  # noqa: E402
 
 PACK = "ComfyUI-L2P"
 NODES = ("L2PCache", "L2PForecastCache", "L2PCalibrate")
@@ -105,40 +101,13 @@ def tooltips(server: str) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python3 scripts/browser_templates.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--comfyui", required=True, type=Path)
-    p.add_argument("--site", required=True, type=Path, help="folder holding comfyui_frontend_package")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--chromium", default="chromium")
-    args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="l2p-templates-") as tmp:
-        work = Path(tmp)
-        copy = prepare(args.comfyui.resolve(), work)
-        port, debug = free_port(), free_port()
-        env = {**os.environ, "PYTHONPATH": str(args.site.resolve()), "COMFYUI_PATH": str(copy)}
-        log = open(args.out / "server.log", "w")
-        server = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                                   "--disable-auto-launch"], cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT)
-        browser = subprocess.Popen([args.chromium, "--headless=new", "--no-sandbox", "--disable-gpu",
-                                    f"--remote-debugging-port={debug}", f"--user-data-dir={work / 'chrome'}",
-                                    "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(url + "/object_info/L2PCache", 300)
-            wait_http(f"http://127.0.0.1:{debug}/json/version", 60)
-            state = asyncio.run(drive(f"http://127.0.0.1:{debug}", url, args.out))
-            state["thumbnails_served"] = served_thumbnails(url)
-            state["tooltips"] = tooltips(url)
-            (args.out / "page.json").write_text(json.dumps(state, indent=1, ensure_ascii=False))
-            print(f"[browser_templates] {args.out / 'page.json'}")
-        finally:
-            browser.terminate()
-            server.terminate()
-            browser.wait(30)
-            server.wait(30)
-            log.close()
+    args = parse_args("python3 scripts/browser_templates.py", __doc__, argv)
+    with comfyui_and_chromium(args, "l2p-templates-") as (url, devtools, _copy):
+        state = asyncio.run(drive(devtools, url, args.out))
+        state["thumbnails_served"] = served_thumbnails(url)
+        state["tooltips"] = tooltips(url)
+        (args.out / "page.json").write_text(json.dumps(state, indent=1, ensure_ascii=False))
+        print(f"[browser_templates] {args.out / 'page.json'}")
     return 0
 
 
