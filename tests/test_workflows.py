@@ -6,11 +6,7 @@ Against a real ComfyUI (COMFYUI_PATH; skipped, with the reason, without one), fo
   ComfyUI's frontend restores it (scripts/workflow_defs.py), onto this host's widgets with every value valid for
   its input and every widget it does not reach holding a default. The node definitions are ComfyUI's, as its
   /object_info serves them;
-- our part runs: the model chain between the loader and the sampler (ModelSampling*, then the L2P node) is applied
-  with the workflow's own widget values to a tiny model of the workflow's family and sampled with the workflow's
-  steps, cfg, sampler, scheduler and guidance. L2P Cache first gets the predictor file its widget names, written
-  by the calibration workflow that names it or, where there is none, by L2P Calibrate in its place (as the notes
-  tell the user);
+- our part runs on a tiny model with the workflow's settings: test_workflows_run.py;
 - ComfyUI's own template route lists our workflows and serves them byte for byte, without its rename hint;
 - the committed files are right on this host: generated on the oldest ComfyUI the pack supports (0.3.64) and
   equal to scripts/make_workflows.py's output there; on any other host they load as the generator builds them
@@ -19,83 +15,18 @@ Against a real ComfyUI (COMFYUI_PATH; skipped, with the reason, without one), fo
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
-import os
 
 import pytest
-import torch
 
-import comfy_families
-import comfy_host
-import comfy_sampling
-import pass_counter
-import tiny_models
-from tiny_specs import Family
 from comfyui_l2p.nodes.learn_setup import AUTO_FILE, LEARNING_TRAJECTORIES
 from comfyui_l2p.predictors.schedules.placements import computed_count
-from workflow_graph import (DYNAMIC_COMBO, FILES, FOLDER, FRONTEND_ONLY, NO_DEFAULT, ROOT, Graph, NodeDef,
+from workflow_graph import (DYNAMIC_COMBO, FILES, FOLDER, FRONTEND_ONLY, NO_DEFAULT, ROOT, Graph,
                             definition, load, make_workflows, workflow_defs)
 
-comfy_only = pytest.mark.comfy  # every test but the first: that one needs no ComfyUI
+from workflow_cases import CONTROL_VALUES, by_name, definitions, file_combos, registry, run_of  # noqa: F401
 
-CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
-PROBE_FILE = "l2p-test-probe.safetensors"
-# the loader's model file says which tiny model stands in for it: comfy_host's Family or a comfy_families spec key
-FAMILY_OF_MODEL_FILE = {
-    "flux1-dev.safetensors": Family.FLUX,
-    "qwen_image_fp8_e4m3fn.safetensors": Family.QWEN_IMAGE,
-    "hunyuan_video_t2v_720p_bf16.safetensors": Family.HUNYUAN_VIDEO,
-    "sd_xl_base_1.0.safetensors": "sdxl",
-}
-FILE_FAMILY = {Family.FLUX: "flux", Family.QWEN_IMAGE: "qwen_image", Family.HUNYUAN_VIDEO: "hunyuan_video"}
-CALIBRATION_SEEDS = (11, 12)
-TWO_SAMPLER = "KSamplerAdvanced"  # Wan 2.2's expert pair: checked in test_workflows_wan22.py
-
-
-# --------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def registry(comfy):
-    """NODE_CLASS_MAPPINGS as at ComfyUI's startup (built-in extra nodes and this pack loaded)."""
-    nodes, _pack_ids = make_workflows.load_comfyui()
-    return nodes.NODE_CLASS_MAPPINGS
-
-
-@pytest.fixture(scope="module")
-def definitions(registry):
-    """node type -> NodeDef, as this ComfyUI's /object_info serves it to the frontend."""
-    return make_workflows.comfyui_definitions()
-
-
-@pytest.fixture(scope="module")
-def pack(comfy):
-    return comfy_host.load_pack_in_comfyui()
-
-
-@pytest.fixture(scope="module")
-def file_combos(registry):
-    """(node type, input) pairs whose options list model files: a probe file name added to every folder listing
-    shows up in exactly these. Their options depend on what the user installed, so any file name is valid."""
-    import folder_paths
-
-    listed = folder_paths.get_filename_list
-    found = set()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(folder_paths, "get_filename_list", lambda folder: [PROBE_FILE, *listed(folder)])
-        for node_type in {n["type"] for path in FILES for n in json.loads(path.read_text())["nodes"]}:
-            if node_type not in registry:  # FRONTEND_ONLY, or unknown: test_node_types_exist... reports it
-                continue
-            for i in definition(registry, node_type).inputs:
-                if i.type == "COMBO" and PROBE_FILE in i.choices:
-                    found.add((node_type, i.name))
-    return found
-
-
-by_name = pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
-
+comfy_only = pytest.mark.comfy  # every test but the first three: they need no ComfyUI
 
 # ---------------------------------------------------------------------------------------- no ComfyUI needed
 
@@ -226,130 +157,6 @@ def test_file_combos_are_the_loaders_and_the_predictor_file(file_combos):
     assert not {t for t, _ in file_combos} & {"KSampler", "L2PCalibrate", "L2PForecastCache"}
 
 
-# ------------------------------------------------------------------------------------- the graph, as run
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """What a workflow samples: the model chain between loader and sampler, and the sampler's settings."""
-
-    family: Family | str  # comfy_host's Family, or a comfy_families spec key
-    chain: tuple[dict, ...]  # nodes from the loader's output to the sampler's model input, in graph order
-    steps: int
-    cfg: float
-    sampler_name: str
-    scheduler: str
-    denoise: float
-    guidance: float | None  # FluxGuidance on the positive conditioning, if any
-
-    def settings(self) -> tuple:
-        return self.steps, self.cfg, self.sampler_name, self.scheduler, self.denoise, self.guidance
-
-
-def run_of(graph: Graph) -> Run:
-    (sampler,) = graph.of_type("KSampler", "SamplerCustomAdvanced")
-    if sampler["type"] == "KSampler":
-        w = graph.widgets(sampler)
-        model, positive, cfg = graph.source(sampler, "model"), graph.source(sampler, "positive"), w["cfg"]
-        steps, sampler_name, scheduler, denoise = w["steps"], w["sampler_name"], w["scheduler"], w["denoise"]
-    else:
-        guider = graph.source(sampler, "guider")
-        assert guider["type"] == "BasicGuider"  # no CFG
-        model, positive, cfg = graph.source(guider, "model"), graph.source(guider, "conditioning"), 1.0
-        sigmas = graph.source(sampler, "sigmas")
-        assert sigmas["type"] == "BasicScheduler" and graph.source(sigmas, "model") is model  # one model for both
-        w = graph.widgets(sigmas)
-        steps, scheduler, denoise = w["steps"], w["scheduler"], w["denoise"]
-        sampler_name = graph.widgets(graph.source(sampler, "sampler"))["sampler_name"]
-    guidance = None
-    while positive is not None:
-        if positive["type"] == "FluxGuidance":
-            guidance = graph.widgets(positive)["guidance"]
-        positive = graph.source(positive, "conditioning")
-    model_file, chain = graph.model_chain(model)
-    family = FAMILY_OF_MODEL_FILE[model_file]
-    return Run(family, chain, steps, float(cfg), sampler_name, scheduler, float(denoise), guidance)
-
-
-def tiny_for(run: Run):
-    if isinstance(run.family, Family):
-        return tiny_models.tiny_model(run.family, seed=5)
-    return comfy_families.build(comfy_families.spec(run.family), seed=5)
-
-
-def sample(model, tiny, run: Run, seed: int) -> torch.Tensor:
-    if isinstance(tiny, comfy_families.FamilyModel):
-        assert run.denoise == 1.0 and run.guidance is None
-        return comfy_families.sample(tiny, patched=model, steps=run.steps, cfg=run.cfg, seed=seed,
-                                     sampler_name=run.sampler_name, scheduler=run.scheduler)
-    positive = comfy_sampling.make_conditioning(tiny, seed=seed + 1, guidance=run.guidance)
-    shape = tiny.latent_shape(1, frames=3) if tiny.family is Family.HUNYUAN_VIDEO else None
-    return comfy_sampling.sample(model, steps=run.steps, cfg=run.cfg, seed=seed, sampler_name=run.sampler_name,
-                             scheduler=run.scheduler, denoise=run.denoise, positive=positive, latent_shape=shape)
-
-
-def our_node(graph: Graph, run: Run, pack) -> dict:
-    ours = [n for n in run.chain if n["type"] in pack.nodes]
-    assert len(ours) == 1 and ours[0] is run.chain[-1], "our node must be the last model patch before the sampler"
-    return ours[0]
-
-
-def writer_of(predictor_file: str, registry) -> Graph | None:
-    """The calibration workflow whose L2P Calibrate writes ``predictor_file``, if one ships."""
-    for path in FILES:
-        graph = Graph(load(path), registry)
-        if any(graph.widgets(n)["file_name"] == predictor_file for n in graph.of_type("L2PCalibrate")):
-            return graph
-    return None
-
-
-@comfy_only
-@by_name
-def test_our_node_runs_on_a_tiny_model_with_the_workflows_settings(path, registry, pack, l2p_dir):
-    graph = Graph(load(path), registry)
-    if graph.of_type(TWO_SAMPLER):
-        pytest.skip("two experts, two samplers: test_workflows_wan22.py runs this workflow")
-    run = run_of(graph)
-    ours = our_node(graph, run, pack)
-    values = graph.widgets(ours)
-    tiny = tiny_for(run)
-    load_file = pack.module.predictors.load_predictor_file
-
-    patched = graph.apply_chain(run.chain, tiny.patcher)
-    if ours["type"] == "L2PCache" and values["predictor_file"] == AUTO_FILE:  # queued as the note says: it learns
-        for seed in range(values.get("learning_images", LEARNING_TRAJECTORIES)):
-            with pass_counter.count_passes(tiny) as counter:
-                sample(patched, tiny, run, seed=10 + seed)
-            assert counter.forwards == run.steps
-        (learned,) = l2p_dir.glob("auto-*.safetensors")
-        assert load_file(str(learned)).sample_count == values.get("learning_images", LEARNING_TRAJECTORIES)
-    elif ours["type"] == "L2PCache":
-        writer = writer_of(values["predictor_file"], registry)
-        if writer is not None:  # the shipped calibration workflow, run as the user runs it
-            writer_run = run_of(writer)
-            assert writer_run.settings() == run.settings() and writer_run.family == run.family
-            calibrating = writer.apply_chain(writer_run.chain, tiny.patcher)
-        else:
-            calibrating = graph.apply_chain(run.chain, tiny.patcher, replace_cache_by_calibrate=True)
-        for seed in CALIBRATION_SEEDS:
-            sample(calibrating, tiny, run, seed)
-        assert (l2p_dir / values["predictor_file"]).is_file()
-
-    with pass_counter.count_passes(tiny) as counter:
-        out = sample(patched, tiny, run, seed=3)
-    report = patched.model_options["transformer_options"]["l2p"].reports[-1]
-    assert torch.isfinite(out).all() and report.status == "finished" and report.num_steps == run.steps
-    rows = 2 if run.cfg != 1.0 else 1  # cfg 1 drops the uncond; otherwise cond and uncond share one call
-    if ours["type"] == "L2PCalibrate":
-        pf = load_file(os.path.join(l2p_dir, values["file_name"]))
-        assert counter.forwards == run.steps and pf.steps == run.steps and pf.sample_count == 1
-        assert pf.model_family == FILE_FAMILY[run.family]
-    else:
-        k = computed_count(run.steps, values["speedup"])
-        assert len(report.planned_computed) == k == counter.forwards and counter.forward_rows == rows * k
-        assert report.forecast_calls == run.steps - k
-
-
 # --------------------------------------------------------------------------------------- notes, pairing
 
 
@@ -374,7 +181,7 @@ def test_the_note_names_every_file_and_the_step_setting(path, registry):
 def test_flux_workflows_calibrate_and_cache_on_one_step_grid(registry):
     cache, calibrate = (Graph(load(FOLDER / f"{make_workflows.workflow_catalog.file_stem('flux1-dev-l2p-' + k)}.json"),
                               registry) for k in ("cache", "calibrate"))
-    (cache_node,), (calibrate_node,) = cache.of_type("L2PCache"), calibrate.of_type("L2PCalibrate")
+    (cache_node,), (_calibrate_node,) = cache.of_type("L2PCache"), calibrate.of_type("L2PCalibrate")
     assert cache.widgets(cache_node)["predictor_file"] == AUTO_FILE  # it learns; the calibrated file is pinnable
     (note,) = calibrate.of_type("MarkdownNote")
     cache_title = make_workflows.workflow_catalog.file_stem("flux1-dev-l2p-cache")

@@ -11,18 +11,13 @@ import torch
 import comfy_families
 import pass_counter
 from comfyui_l2p.predictors.schedules.placements import computed_count
+from workflow_cases import registry  # noqa: F401  (the fixture)
 from workflow_graph import FOLDER, Graph, load, make_workflows
 
 pytestmark = pytest.mark.comfy
 
 EXPERT_SEED = {"wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors": 0,  # tiny stand-ins: same config, other weights
                "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors": 1}
-
-
-@pytest.fixture(scope="module")
-def registry(comfy):
-    nodes, _pack_ids = make_workflows.load_comfyui()
-    return nodes.NODE_CLASS_MAPPINGS
 
 
 @pytest.fixture(scope="module")
