@@ -134,10 +134,13 @@ def main(argv=None) -> int:
     (out / "learning.md").write_text("\n".join(lines))
     (out / "learning.json").write_text(json.dumps({n: {str(c): v for c, v in cells.items()}
                                                    for n, cells in results.items()}, indent=1))
-    if not plot(results, args.speedups, out / "learning.png"):
+    written = [out / "learning.md", out / "learning.json"]
+    if plot(results, args.speedups, out / "learning.png"):
+        written.append(out / "learning.png")
+    else:
         print("no plot: matplotlib is not installed (pip install matplotlib); the tables are written")
     print("\n".join(lines))
-    print(f"[learning] wrote {out / 'learning.md'}, {out / 'learning.json'}, {out / 'learning.png'}")
+    print(f"[learning] wrote {', '.join(str(path) for path in written)}")
     return 0
 
 

@@ -31,7 +31,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 import aiohttp
 
@@ -210,40 +210,47 @@ async def queue_and_wait(page: Page, server: str, prompt: dict) -> None:
     await asyncio.sleep(1)
 
 
-async def drive(devtools: str, server: str, out: Path) -> None:
+@contextlib.asynccontextmanager
+async def comfyui_page(devtools: str, server: str, width: int) -> AsyncIterator[Page]:
+    """A new Chromium tab on ComfyUI's page (``width`` x 1000 pixels), once its app and canvas exist."""
     async with aiohttp.ClientSession() as session:
         async with session.put(devtools + "/json/new?about:blank") as r:
             target = await r.json()
         async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
             page = Page(ws)
             await page.call("Page.enable")
-            await page.call("Emulation.setDeviceMetricsOverride", width=1700, height=1000, deviceScaleFactor=1,
+            await page.call("Emulation.setDeviceMetricsOverride", width=width, height=1000, deviceScaleFactor=1,
                             mobile=False)
             async with session.post(server + "/settings/Comfy.TutorialCompleted", json=True):
                 pass  # a fresh user directory opens the templates dialog over the canvas otherwise
             await page.call("Page.navigate", url=server + "/")
             await page.until("!!(window.app && window.app.graph && window.app.canvas)")
             await asyncio.sleep(3)
-            await page.js("window.__l2p = []; for (const kind of ['progress_text', 'executed'])"
-                          " window.comfyAPI.api.api.addEventListener(kind, e => window.__l2p.push("
-                          "[kind, String(e.detail.nodeId ?? e.detail.node), e.detail.text ?? e.detail.output])); true")
-            for kind in ("keyDown", "keyUp"):  # and any other first-run dialog
-                await page.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape",
-                                windowsVirtualKeyCode=27)
-            await page.js("window.app.graph.clear(); const n = LiteGraph.createNode('L2PCache'); n.pos = [80, 80];"
-                          " window.app.graph.add(n); window.app.graph.setDirtyCanvas(true, true); true")
-            await asyncio.sleep(1)
-            await page.screenshot(out / "1-new-l2p-cache-node.png")
-            seen = {}
-            for run in range(1, 6):
-                await queue_and_wait(page, server, cache_prompt(seed=run))
-                seen[f"cache run {run}"] = await page.js(EVENTS)
-                if run in (1, 4, 5):
-                    await page.screenshot(out / f"2-l2p-cache-run-{run}.png")
-            await queue_and_wait(page, server, calibrate_prompt())
-            seen["calibrate"] = await page.js(EVENTS)
-            await page.screenshot(out / "3-l2p-calibrate.png")
-            (out / "events.json").write_text(json.dumps(seen, indent=1))
+            yield page
+
+
+async def drive(devtools: str, server: str, out: Path) -> None:
+    async with comfyui_page(devtools, server, 1700) as page:
+        await page.js("window.__l2p = []; for (const kind of ['progress_text', 'executed'])"
+                      " window.comfyAPI.api.api.addEventListener(kind, e => window.__l2p.push("
+                      "[kind, String(e.detail.nodeId ?? e.detail.node), e.detail.text ?? e.detail.output])); true")
+        for kind in ("keyDown", "keyUp"):  # and any other first-run dialog
+            await page.call("Input.dispatchKeyEvent", type=kind, key="Escape", code="Escape",
+                            windowsVirtualKeyCode=27)
+        await page.js("window.app.graph.clear(); const n = LiteGraph.createNode('L2PCache'); n.pos = [80, 80];"
+                      " window.app.graph.add(n); window.app.graph.setDirtyCanvas(true, true); true")
+        await asyncio.sleep(1)
+        await page.screenshot(out / "1-new-l2p-cache-node.png")
+        seen = {}
+        for run in range(1, 6):
+            await queue_and_wait(page, server, cache_prompt(seed=run))
+            seen[f"cache run {run}"] = await page.js(EVENTS)
+            if run in (1, 4, 5):
+                await page.screenshot(out / f"2-l2p-cache-run-{run}.png")
+        await queue_and_wait(page, server, calibrate_prompt())
+        seen["calibrate"] = await page.js(EVENTS)
+        await page.screenshot(out / "3-l2p-calibrate.png")
+        (out / "events.json").write_text(json.dumps(seen, indent=1))
 
 
 def parse_args(prog: str, doc: str, argv=None) -> argparse.Namespace:

@@ -21,10 +21,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_check import Page, comfyui_and_chromium, parse_args  # noqa: E402
+from browser_check import comfyui_and_chromium, comfyui_page, parse_args  # noqa: E402
 
 PACK = "ComfyUI-L2P"
 NODES = ("L2PCache", "L2PForecastCache", "L2PCalibrate")
@@ -47,32 +46,20 @@ ADD_NODES = ("window.app.graph.clear(); " + " ".join(
 
 async def drive(devtools: str, server: str, out: Path) -> dict:
     page_state: dict = {}
-    async with aiohttp.ClientSession() as session:
-        async with session.put(devtools + "/json/new?about:blank") as r:
-            target = await r.json()
-        async with session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-            page = Page(ws)
-            await page.call("Page.enable")
-            await page.call("Emulation.setDeviceMetricsOverride", width=1500, height=1000, deviceScaleFactor=1,
-                            mobile=False)
-            async with session.post(server + "/settings/Comfy.TutorialCompleted", json=True):
-                pass
-            await page.call("Page.navigate", url=server + "/")
-            await page.until("!!(window.app && window.app.graph && window.app.canvas)")
-            await asyncio.sleep(3)
-            page_state["nodes"] = await page.js(ADD_NODES)
-            await asyncio.sleep(1)
-            await page.screenshot(out / "nodes.png")
-            await page.js(OPEN_TEMPLATES)
-            await asyncio.sleep(3)
-            page_state["picked_pack"] = await page.js(PICK_PACK)
-            await asyncio.sleep(4)  # the thumbnails load
-            page_state["card_titles"] = await page.js(TITLES)
-            await page.screenshot(out / "templates.png")
-            page_state["opened_first_template"] = await page.js(OPEN_FIRST)
-            await asyncio.sleep(4)
-            page_state["loaded_nodes"] = await page.js("[...window.app.graph._nodes].map(n => n.type)")
-            await page.screenshot(out / "template-1.png")
+    async with comfyui_page(devtools, server, 1500) as page:
+        page_state["nodes"] = await page.js(ADD_NODES)
+        await asyncio.sleep(1)
+        await page.screenshot(out / "nodes.png")
+        await page.js(OPEN_TEMPLATES)
+        await asyncio.sleep(3)
+        page_state["picked_pack"] = await page.js(PICK_PACK)
+        await asyncio.sleep(4)  # the thumbnails load
+        page_state["card_titles"] = await page.js(TITLES)
+        await page.screenshot(out / "templates.png")
+        page_state["opened_first_template"] = await page.js(OPEN_FIRST)
+        await asyncio.sleep(4)
+        page_state["loaded_nodes"] = await page.js("[...window.app.graph._nodes].map(n => n.type)")
+        await page.screenshot(out / "template-1.png")
     return page_state
 
 

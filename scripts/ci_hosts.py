@@ -4,9 +4,9 @@ when there are none (exit 0) or when a named one is not a checkout (exit 2).
 Where they come from, in this order:
 1. ``COMFYUI_PATH``: one checkout, or several separated by ``os.pathsep`` (":" on Linux and macOS); every entry
    must be a checkout, since someone named it;
-2. otherwise the default location next to the repository, ``<repo>/../comfyui-hosts/*/`` (where the maintainers
-   keep theirs: /work/comfyui-hosts/ beside /work/main): every sub-folder that is a ComfyUI checkout, oldest
-   version first.
+2. otherwise the default location next to the repository, ``<repo>/../comfyui-hosts/*/`` (e.g.
+   ~/src/comfyui-hosts/ beside ~/src/ComfyUI-L2P): every sub-folder that is a ComfyUI checkout, oldest version
+   first.
 
     python3 scripts/ci_hosts.py
 """
