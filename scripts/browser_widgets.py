@@ -12,8 +12,8 @@ L2P Cache, Forecast Cache and L2P Calibrate as a user adds them:
    (``app.loadGraphData``): ``widgets-3-reloaded.png``;
 4. ``widgets-4-back.png``: the first choices again (FORA, the auto file, teacher-forced).
 ``widgets.json`` holds each step's visible widgets, node sizes, saved widgets_values and queued inputs; the script
-checks them against nodes/input_scopes.py (hidden exactly the inputs out of scope; every widget saved in its
-position; every input queued; values unchanged by a reload) and exits 1, naming what failed, when one does not hold.
+checks them against nodes/input_scopes.py (hidden exactly the inputs out of scope, with no gap left and the node
+resized; every widget saved in its position; every input queued; values unchanged by a reload) and exits 1, naming what failed, when one does not hold.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ ADD = ("window.app.graph.clear(); " + " ".join(
 STATE = ("(() => Object.fromEntries([...window.app.graph._nodes].map(n => [n.type, {"
          " visible: n.widgets.filter(w => n.isWidgetVisible ? n.isWidgetVisible(w) : true).map(w => w.name),"
          " widgets: n.widgets.map(w => [w.name, w.value]), size: [...n.size],"
+         " rows: n.widgets.filter(w => !n.isWidgetVisible || n.isWidgetVisible(w)).map(w => w.y),"
          " can_hide: typeof n.isWidgetVisible === 'function'}])))()")
 SAVE = ("(async () => { const graph = window.app.graph.serialize(); const prompt = await window.app.graphToPrompt();"
         " return {graph, saved: Object.fromEntries(graph.nodes.map(n => [n.type, n.widgets_values])),"
@@ -67,7 +68,7 @@ def expected_hidden(node: str, widgets: list) -> set[str]:
 
 async def drive(devtools: str, server: str, out: Path) -> dict:
     steps: dict = {}
-    async with comfyui_page(devtools, server, 1400) as page:
+    async with comfyui_page(devtools, server, 1600) as page:
         steps["extension_loaded"] = await page.js(
             "window.app.extensions.some(e => e.name === 'ComfyUI-L2P.InputScopes')")
         await page.js(ADD)
@@ -100,6 +101,13 @@ def failures(steps: dict) -> list[str]:
             if hidden != expected_hidden(node, state["widgets"]):
                 found.append(f"{step}: {node} hides {sorted(hidden)}, expected"
                              f" {sorted(expected_hidden(node, state['widgets']))}")
+            steps_between = [b - a for a, b in zip(state["rows"], state["rows"][1:])]
+            if steps_between and max(steps_between) - min(steps_between) > 1:  # a hidden widget left a gap
+                found.append(f"{step}: {node}'s visible widgets are not evenly stacked: rows at {state['rows']}")
+    for node in ("L2PForecastCache", "L2PCalibrate"):  # fewer widgets shown by default: the node is shorter
+        if not steps["defaults"][node]["size"][1] < steps["switched"][node]["size"][1]:
+            found.append(f"{node} did not resize: {steps['defaults'][node]['size']} with inputs hidden,"
+                         f" {steps['switched'][node]['size']} with all shown")
     before, save = steps["switched"], steps["save"]
     for node, state in before.items():
         values = [value for _, value in state["widgets"]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -85,7 +86,7 @@ def test_the_rules_name_real_inputs_and_choices(pack, node, scope):
 def test_every_input_that_says_it_applies_to_one_choice_is_in_the_table(pack, node):
     scoped = {name for scope in input_scopes.NODE_SCOPES[node] for name in scope.inputs}
     says_only = {name for name, i in _inputs(pack.nodes[node]).items()
-                 if i.tooltip and i.tooltip.split(":")[0].split(" (")[0].endswith(" only")}
+                 if i.tooltip and re.match(r"[^.]*? only[:( ]", i.tooltip)}  # "<choice> only" in the first sentence
     assert says_only == scoped
 
 

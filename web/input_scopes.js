@@ -40,10 +40,24 @@ function isLinked(node, widget) {
   return node.inputs?.find((input) => input.widget?.name === widget.name)?.link != null;
 }
 
+// LiteGraph adds 4 px of margin to each widget's measured height: a hidden widget measures -4, so it takes none.
+const NO_HEIGHT = () => [0, -4];
+
 function setHidden(widget, hidden) {
   widget.hidden = hidden;
   widget.options ??= {};
   widget.options.hidden = hidden;  // what the frontend's Vue node renderer and properties panel read
+  // Frontend 1.27's layout (LGraphNode arrangeWidgets) still stacks hidden widgets, each leaving a gap, unless it
+  // measures no height: the long-standing computeSize trick, undone when the widget shows again. Later frontends
+  // skip hidden widgets when they lay out a node and never call it.
+  if (hidden && !("l2pComputeSize" in widget)) {
+    widget.l2pComputeSize = Object.hasOwn(widget, "computeSize") ? widget.computeSize : undefined;
+    widget.computeSize = NO_HEIGHT;
+  } else if (!hidden && "l2pComputeSize" in widget) {
+    if (widget.l2pComputeSize === undefined) delete widget.computeSize;
+    else widget.computeSize = widget.l2pComputeSize;
+    delete widget.l2pComputeSize;
+  }
 }
 
 function applyScopes(node, scopes) {
