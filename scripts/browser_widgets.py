@@ -10,7 +10,9 @@ L2P Cache, Forecast Cache and L2P Calibrate as a user adds them:
    adaptive on Forecast Cache, a pinned file and adaptive on L2P Cache, on-policy on L2P Calibrate);
 3. the graph saved (``app.graph.serialize()``) and queued (``app.graphToPrompt()``), then loaded again
    (``app.loadGraphData``): ``widgets-3-reloaded.png``;
-4. ``widgets-4-back.png``: the first choices again (FORA, the auto file, teacher-forced).
+4. ``widgets-4-back.png``: the first choices again (FORA, the auto file, teacher-forced);
+5. each of the pack's templates (example_workflows/*.json) loaded as saved: its L2P nodes' widgets must hold the
+   file's widgets_values position by position, with the inputs its choices leave unused hidden.
 ``widgets.json`` holds each step's visible widgets, node sizes, saved widgets_values and queued inputs; the script
 checks them against nodes/input_scopes.py (hidden exactly the inputs out of scope, with no gap left and the node
 resized; every widget saved in its position; every input queued; values unchanged by a reload) and exits 1, naming what failed, when one does not hold.
@@ -46,6 +48,9 @@ STATE = ("(() => Object.fromEntries([...window.app.graph._nodes].map(n => [n.typ
          " widgets: n.widgets.map(w => [w.name, w.value]), size: [...n.size],"
          " rows: n.widgets.filter(w => !n.isWidgetVisible || n.isWidgetVisible(w)).map(w => w.y),"
          " can_hide: typeof n.isWidgetVisible === 'function'}])))()")
+TEMPLATE_STATE = ("Object.fromEntries([...window.app.graph._nodes].map(n => [String(n.id), {"
+                  " widgets: (n.widgets ?? []).map(w => [w.name, w.value]),"
+                  " visible: (n.widgets ?? []).filter(w => n.isWidgetVisible(w)).map(w => w.name)}]))")
 SAVE = ("(async () => { const graph = window.app.graph.serialize(); const prompt = await window.app.graphToPrompt();"
         " return {graph, saved: Object.fromEntries(graph.nodes.map(n => [n.type, n.widgets_values])),"
         " queued: Object.fromEntries(Object.values(prompt.output).map(n => [n.class_type, n.inputs]))}; })()")
@@ -88,6 +93,15 @@ async def drive(devtools: str, server: str, out: Path) -> dict:
         await asyncio.sleep(1)
         steps["back"] = await page.js(STATE)
         await page.screenshot(out / "widgets-4-back.png")
+        steps["templates"] = {}
+        for path in sorted((ROOT / "example_workflows").glob("*.json")):
+            saved = json.loads(path.read_text())
+            await page.js(f"window.app.loadGraphData({json.dumps(saved)}); true")
+            await asyncio.sleep(1)
+            loaded = await page.js(TEMPLATE_STATE)
+            steps["templates"][path.name] = {str(n["id"]): {"type": n["type"], "saved": n.get("widgets_values"),
+                                                            **loaded[str(n["id"])]}
+                                             for n in saved["nodes"] if n["type"] in NODE_SCOPES}
     return steps
 
 
@@ -108,6 +122,14 @@ def failures(steps: dict) -> list[str]:
         if not steps["defaults"][node]["size"][1] < steps["switched"][node]["size"][1]:
             found.append(f"{node} did not resize: {steps['defaults'][node]['size']} with inputs hidden,"
                          f" {steps['switched'][node]['size']} with all shown")
+    for name, nodes in steps["templates"].items():
+        for node_id, state in nodes.items():
+            values = [value for _, value in state["widgets"]]
+            if values != state["saved"]:
+                found.append(f"template {name}, node {node_id}: loaded {values}, saved {state['saved']}")
+            hidden = {n for n, _ in state["widgets"]} - set(state["visible"])
+            if hidden != expected_hidden(state["type"], state["widgets"]):
+                found.append(f"template {name}, node {node_id}: hides {sorted(hidden)}")
     before, save = steps["switched"], steps["save"]
     for node, state in before.items():
         values = [value for _, value in state["widgets"]]
@@ -136,6 +158,10 @@ def main(argv=None) -> int:
         for node, state in steps[step].items():
             hidden = [name for name, _ in state["widgets"] if name not in state["visible"]]
             print(f"[browser_widgets] {step:9} {node:17} size {state['size']} hidden {hidden}")
+    for name, nodes in steps["templates"].items():
+        for node_id, state in nodes.items():
+            hidden = [n for n, _ in state["widgets"] if n not in state["visible"]]
+            print(f"[browser_widgets] template {name[:40]:40} {state['type']:17} hidden {hidden}")
     print("\n".join(f"[browser_widgets] FAILED: {f}" for f in found) or "[browser_widgets] every check holds")
     print(f"[browser_widgets] {args.out / 'widgets.json'}")
     return 1 if found else 0
