@@ -105,8 +105,12 @@ async def drive(devtools: str, server: str, out: Path) -> dict:
     return steps
 
 
-def failures(steps: dict) -> list[str]:
-    """What does not hold in the recorded steps (empty: everything does)."""
+RESIZED = ("L2PForecastCache", "L2PCalibrate")  # fewer widgets shown by default than after the switch
+
+
+def failures(steps: dict, resized: tuple[str, ...] = RESIZED) -> list[str]:
+    """What does not hold in the recorded steps (empty: everything does); ``resized``: the nodes that must be shorter
+    with their defaults than after the switch."""
     found = [] if steps["extension_loaded"] else ["the extension ComfyUI-L2P.InputScopes is not registered"]
     for step in ("defaults", "switched", "reloaded", "back"):
         for node, state in steps[step].items():
@@ -118,7 +122,7 @@ def failures(steps: dict) -> list[str]:
             steps_between = [b - a for a, b in zip(state["rows"], state["rows"][1:])]
             if steps_between and max(steps_between) - min(steps_between) > 1:  # a hidden widget left a gap
                 found.append(f"{step}: {node}'s visible widgets are not evenly stacked: rows at {state['rows']}")
-    for node in ("L2PForecastCache", "L2PCalibrate"):  # fewer widgets shown by default: the node is shorter
+    for node in resized:
         if not steps["defaults"][node]["size"][1] < steps["switched"][node]["size"][1]:
             found.append(f"{node} did not resize: {steps['defaults'][node]['size']} with inputs hidden,"
                          f" {steps['switched'][node]['size']} with all shown")

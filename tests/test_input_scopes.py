@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import glob
 import json
+import copy
 import os
 import re
-import sys
 
 import pytest
 
@@ -15,9 +15,9 @@ from conftest import ROOT
 from comfy_fixtures import comfy, pack, requires_comfyui  # noqa: F401  (fixtures used by name)
 
 from comfyui_l2p.nodes import input_scopes, tooltips
+from script_modules import load_script
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import make_input_scopes  # noqa: E402
+make_input_scopes = load_script("make_input_scopes")
 
 WEB = ROOT / input_scopes.WEB_FOLDER
 SCOPED = [(node, scope) for node, scopes in input_scopes.NODE_SCOPES.items() for scope in scopes]
@@ -102,3 +102,42 @@ def test_comfyui_registers_and_lists_the_extension(comfy, pack):
     listed = sorted(os.path.relpath(f, registered) for f in found)
     assert listed == ["input_scopes.js"]
     assert (WEB / input_scopes.JSON_NAME).is_file()
+
+
+def _page_state(forecast_method: str, hidden: list[str]) -> dict:
+    names = ["method", "time_axis", "speedup", "placement", "warmup_steps", "compute_last_step", "residual_budget",
+             "history_device", "spectrum_degree", "spectrum_lambda", "spectrum_blend"]
+    values = [forecast_method, "step", 5.0, "even", 2, False, 0.05, "model device", 4, 0.1, 0.5]
+    visible = [n for n in names if n not in hidden]
+    return {"L2PForecastCache": {"widgets": [list(p) for p in zip(names, values)], "visible": visible,
+                                 "size": [300, 20 * len(visible)], "rows": [20 * i for i in range(len(visible))]}}
+
+
+def test_the_browser_check_reports_what_does_not_hold():
+    """scripts/browser_widgets.py's verdict on recorded page states: silent when they hold, naming the node and
+    inputs when a widget is hidden out of turn, a row leaves a gap, or a saved or queued value moved."""
+    check = load_script("browser_widgets")
+    spectrum_off = ["residual_budget", "spectrum_degree", "spectrum_lambda", "spectrum_blend"]
+    good = {"extension_loaded": True, "defaults": _page_state("FORA", spectrum_off),
+            "switched": _page_state("Spectrum", ["residual_budget"]), "templates": {}}
+    good["reloaded"], good["back"] = copy.deepcopy(good["switched"]), copy.deepcopy(good["defaults"])
+    state = good["switched"]["L2PForecastCache"]
+    values = [v for _, v in state["widgets"]]
+    good["save"] = {"saved": {"L2PForecastCache": values}, "queued": {"L2PForecastCache": dict(state["widgets"])}}
+    assert check.failures(good, resized=("L2PForecastCache",)) == []
+
+    wrong = copy.deepcopy(good)
+    wrong["switched"]["L2PForecastCache"]["visible"].remove("spectrum_lambda")
+    assert any("switched: L2PForecastCache hides ['residual_budget', 'spectrum_lambda']" in f
+               for f in check.failures(wrong, resized=("L2PForecastCache",)))
+    gap = copy.deepcopy(good)
+    gap["defaults"]["L2PForecastCache"]["rows"][-1] += 20
+    assert any("not evenly stacked" in f for f in check.failures(gap, resized=("L2PForecastCache",)))
+    moved = copy.deepcopy(good)
+    moved["save"]["saved"]["L2PForecastCache"] = values[1:] + values[:1]
+    assert any("saved widgets_values of L2PForecastCache" in f
+               for f in check.failures(moved, resized=("L2PForecastCache",)))
+    dropped = copy.deepcopy(good)
+    del dropped["save"]["queued"]["L2PForecastCache"]["spectrum_blend"]
+    assert any("L2PForecastCache.spectrum_blend is None" in f
+               for f in check.failures(dropped, resized=("L2PForecastCache",)))
