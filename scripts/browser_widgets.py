@@ -11,11 +11,14 @@ L2P Cache, Forecast Cache and L2P Calibrate as a user adds them:
 3. the graph saved (``app.graph.serialize()``) and queued (``app.graphToPrompt()``), then loaded again
    (``app.loadGraphData``): ``widgets-3-reloaded.png``;
 4. ``widgets-4-back.png``: the first choices again (FORA, the auto file, teacher-forced);
-5. each of the pack's templates (example_workflows/*.json) loaded as saved: its L2P nodes' widgets must hold the
+5. ``widgets-5-linked.png``: a PrimitiveInt node linked into Forecast Cache's spectrum_degree under FORA: a linked
+   input stays visible (its link would otherwise end nowhere), and hides again once unlinked;
+6. each of the pack's templates (example_workflows/*.json) loaded as saved: its L2P nodes' widgets must hold the
    file's widgets_values position by position, with the inputs its choices leave unused hidden.
 ``widgets.json`` holds each step's visible widgets, node sizes, saved widgets_values and queued inputs; the script
 checks them against nodes/input_scopes.py (hidden exactly the inputs out of scope, with no gap left and the node
-resized; every widget saved in its position; every input queued; values unchanged by a reload) and exits 1, naming what failed, when one does not hold.
+resized; every widget saved in its position; every input queued; values unchanged by a reload) and exits 1, naming
+what failed, when one does not hold.
 """
 from __future__ import annotations
 
@@ -42,12 +45,21 @@ BACK = {"L2PCache": {"predictor_file": "auto: learn from my runs", "placement": 
 
 ADD = ("window.app.graph.clear(); " + " ".join(
     f"{{ const n = LiteGraph.createNode('{t}'); n.id = {i}; n.pos = [{40 + 420 * (i - 1)}, 60];"
-    f" window.app.graph.add(n); }}" for t, i in NODE_IDS.items()) + " window.app.graph.setDirtyCanvas(true, true); true")
+    f" window.app.graph.add(n); }}" for t, i in NODE_IDS.items())
+    + " window.app.graph.setDirtyCanvas(true, true); true")
 STATE = ("(() => Object.fromEntries([...window.app.graph._nodes].map(n => [n.type, {"
          " visible: n.widgets.filter(w => n.isWidgetVisible ? n.isWidgetVisible(w) : true).map(w => w.name),"
          " widgets: n.widgets.map(w => [w.name, w.value]), size: [...n.size],"
          " rows: n.widgets.filter(w => !n.isWidgetVisible || n.isWidgetVisible(w)).map(w => w.y),"
          " can_hide: typeof n.isWidgetVisible === 'function'}])))()")
+FORECAST = "window.app.graph._nodes.find(n => n.type === 'L2PForecastCache')"
+DEGREE_SLOT = f"{FORECAST}.inputs.findIndex(i => i.name === 'spectrum_degree')"
+DEGREE_SHOWN = f"{FORECAST}.isWidgetVisible({FORECAST}.widgets.find(w => w.name === 'spectrum_degree'))"
+LINK = (f"(() => {{ const p = LiteGraph.createNode('PrimitiveInt'); p.pos = [460, 520]; window.app.graph.add(p);"
+        f" p.connect(0, {FORECAST}, {DEGREE_SLOT}); window.app.graph.setDirtyCanvas(true, true);"
+        f" return {{linked: {FORECAST}.inputs[{DEGREE_SLOT}].link != null, shown: {DEGREE_SHOWN}}}; }})()")
+UNLINK = (f"(() => {{ {FORECAST}.disconnectInput({DEGREE_SLOT}); window.app.graph.setDirtyCanvas(true, true);"
+          f" return {{linked: {FORECAST}.inputs[{DEGREE_SLOT}].link != null, shown: {DEGREE_SHOWN}}}; }})()")
 TEMPLATE_STATE = ("Object.fromEntries([...window.app.graph._nodes].map(n => [String(n.id), {"
                   " widgets: (n.widgets ?? []).map(w => [w.name, w.value]),"
                   " visible: (n.widgets ?? []).filter(w => n.isWidgetVisible(w)).map(w => w.name)}]))")
@@ -93,6 +105,10 @@ async def drive(devtools: str, server: str, out: Path) -> dict:
         await asyncio.sleep(1)
         steps["back"] = await page.js(STATE)
         await page.screenshot(out / "widgets-4-back.png")
+        steps["linked"] = await page.js(LINK)
+        await asyncio.sleep(1)
+        await page.screenshot(out / "widgets-5-linked.png")
+        steps["unlinked"] = await page.js(UNLINK)
         steps["templates"] = {}
         for path in sorted((ROOT / "example_workflows").glob("*.json")):
             saved = json.loads(path.read_text())
@@ -126,6 +142,10 @@ def failures(steps: dict, resized: tuple[str, ...] = RESIZED) -> list[str]:
         if not steps["defaults"][node]["size"][1] < steps["switched"][node]["size"][1]:
             found.append(f"{node} did not resize: {steps['defaults'][node]['size']} with inputs hidden,"
                          f" {steps['switched'][node]['size']} with all shown")
+    if steps["linked"] != {"linked": True, "shown": True}:
+        found.append(f"spectrum_degree linked under FORA: {steps['linked']}, expected linked and shown")
+    if steps["unlinked"] != {"linked": False, "shown": False}:
+        found.append(f"spectrum_degree unlinked under FORA: {steps['unlinked']}, expected unlinked and hidden")
     for name, nodes in steps["templates"].items():
         for node_id, state in nodes.items():
             values = [value for _, value in state["widgets"]]
@@ -162,6 +182,7 @@ def main(argv=None) -> int:
         for node, state in steps[step].items():
             hidden = [name for name, _ in state["widgets"] if name not in state["visible"]]
             print(f"[browser_widgets] {step:9} {node:17} size {state['size']} hidden {hidden}")
+    print(f"[browser_widgets] spectrum_degree under FORA, linked: {steps['linked']}, unlinked: {steps['unlinked']}")
     for name, nodes in steps["templates"].items():
         for node_id, state in nodes.items():
             hidden = [n for n, _ in state["widgets"] if n not in state["visible"]]

@@ -119,7 +119,8 @@ def test_the_browser_check_reports_what_does_not_hold():
     check = load_script("browser_widgets")
     spectrum_off = ["residual_budget", "spectrum_degree", "spectrum_lambda", "spectrum_blend"]
     good = {"extension_loaded": True, "defaults": _page_state("FORA", spectrum_off),
-            "switched": _page_state("Spectrum", ["residual_budget"]), "templates": {}}
+            "switched": _page_state("Spectrum", ["residual_budget"]), "templates": {},
+            "linked": {"linked": True, "shown": True}, "unlinked": {"linked": False, "shown": False}}
     good["reloaded"], good["back"] = copy.deepcopy(good["switched"]), copy.deepcopy(good["defaults"])
     state = good["switched"]["L2PForecastCache"]
     values = [v for _, v in state["widgets"]]
@@ -137,6 +138,10 @@ def test_the_browser_check_reports_what_does_not_hold():
     moved["save"]["saved"]["L2PForecastCache"] = values[1:] + values[:1]
     assert any("saved widgets_values of L2PForecastCache" in f
                for f in check.failures(moved, resized=("L2PForecastCache",)))
+    hidden_link = copy.deepcopy(good)
+    hidden_link["linked"]["shown"] = False
+    assert any("spectrum_degree linked under FORA" in f
+               for f in check.failures(hidden_link, resized=("L2PForecastCache",)))
     dropped = copy.deepcopy(good)
     del dropped["save"]["queued"]["L2PForecastCache"]["spectrum_blend"]
     assert any("L2PForecastCache.spectrum_blend is None" in f
