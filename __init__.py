@@ -1,6 +1,10 @@
 """ComfyUI-L2P: registration only. ComfyUI imports this file; everything else lives in nodes/ and predictors/."""
 import importlib.util
 
+# The frontend extension that hides the inputs a choice leaves unused (web/input_scopes.js); ComfyUI serves this
+# folder at /extensions/<pack folder>/ and loads its .js files into the page.
+WEB_DIRECTORY = "./web"
+
 try:
     from comfy_api.latest import ComfyExtension, io
 except ImportError as error:

@@ -2,8 +2,8 @@
 
 Three rules the texts keep:
 - an input that applies only to some choices of another input starts with ``<choice> only:`` (Forecast Cache's
-  Spectrum knobs, the adaptive placement's budget, L2P Cache's learning inputs): ComfyUI 0.3.64 cannot hide an
-  input, and 0.33's DynamicCombo would move the widgets that saved workflows restore by position (README, "Use");
+  Spectrum knobs, the adaptive placement's budget, L2P Cache's learning inputs), from the table in
+  nodes/input_scopes.py that also tells the pack's frontend extension which widgets to hide (README, "Use");
 - a node's placement tooltip describes the placements that node offers, no others;
 - numbers are computed from the code (step counts from ``computed_count``) or quote a measurement with its command.
 """
@@ -13,6 +13,7 @@ from ..predictors.forecasters.registry import ForecastMethod
 from ..predictors.schedules.budget import computed_count
 from ..predictors.schedules.placements import Placement
 from . import learn_setup
+from .input_scopes import ADAPTIVE, LEARNING as LEARNING_SCOPE, ON_POLICY, SPECTRUM
 
 DEFAULT_FORECAST_METHOD = ForecastMethod.TAYLOR2  # the best training-free mean at 4.55x and 5.56x (both models)
 
@@ -49,7 +50,7 @@ def placement_tooltip(offered: list[str]) -> str:
 
 WARMUP = "The first steps are always computed: forecasts need history."
 COMPUTE_LAST = "Always compute the final step (finer detail, one more pass)."
-RESIDUAL_BUDGET = ("adaptive placement only: the relative forecast error to hold (the other placements ignore"
+RESIDUAL_BUDGET = (f"{ADAPTIVE.only}: the relative forecast error to hold (the other placements ignore"
                    " it).")
 HISTORY_DEVICE = "Where past outputs are kept. cpu saves VRAM (a few latents per stream) at the cost of copies."
 
@@ -65,13 +66,13 @@ OTHER_MODEL = ("A file records the model it was calibrated on. refuse: use it on
                " also at another precision). allow: also on a LoRA or fine-tune of it (same class and config, other"
                " weights); the run's report says so. Another model class or config is always refused.")
 LEARNING = (
-    f"{learn_setup.AUTO_FILE} only (a pinned file is never changed). learn, then forecast: record full runs until"
+    f"{LEARNING_SCOPE.only} (a pinned file is never changed). learn, then forecast: record full runs until"
     f" the setup has learning_images, then forecast; one run in {learn_setup.KEEP_LEARNING_EVERY} is still a full,"
     f" recorded run until the file holds {learn_setup.TOP_UP_TRAJECTORIES} images (16 came within 1.1 dB of a"
     f" 42-image calibration in every case measured, 4 in 11 of 12). keep learning: one full, recorded run in {learn_setup.KEEP_LEARNING_EVERY}, without end. stop"
     f" learning: record nothing; forecast from what was learned. start over: move this setup's learned file to"
     f" models/l2p/archive/ (kept, pinnable), then learn again.")
-LEARNING_IMAGES = (f"{learn_setup.AUTO_FILE} only: how many images (trajectories; every batch row counts) a setup"
+LEARNING_IMAGES = (f"{LEARNING_SCOPE.only}: how many images (trajectories; every batch row counts) a setup"
                    f" records before its runs are forecast.")
 
 # ------------------------------------------------------------------------------------------ Forecast Cache
@@ -86,9 +87,9 @@ METHOD_TEXTS: dict[ForecastMethod, str] = {
 }
 METHOD = "How a skipped step is forecast from the computed ones. " + ". ".join(METHOD_TEXTS.values()) + "."
 TIME_AXIS = "step: step index, as published. sigma: the noise level, which respects uneven schedules."
-SPECTRUM_DEGREE = "Spectrum only: the Chebyshev degree M (the other methods ignore it)."
-SPECTRUM_LAMBDA = "Spectrum only: the ridge strength (the other methods ignore it)."
-SPECTRUM_BLEND = "Spectrum only: the weight of the Chebyshev fit against the line (the other methods ignore it)."
+SPECTRUM_DEGREE = f"{SPECTRUM.only}: the Chebyshev degree M (the other methods ignore it)."
+SPECTRUM_LAMBDA = f"{SPECTRUM.only}: the ridge strength (the other methods ignore it)."
+SPECTRUM_BLEND = f"{SPECTRUM.only}: the weight of the Chebyshev fit against the line (the other methods ignore it)."
 
 # ----------------------------------------------------------------------------------------------- Calibrate
 FILE_NAME = ("Created in models/l2p/, or extended when it exists and matches this model, step grid and guidance"
@@ -97,4 +98,4 @@ RIDGE = "Ridge strength of the fit, relative to the outputs' energy."
 CALIBRATION_MODE = ("teacher-forced: every step computed and recorded. on-policy: follow what L2P Cache does with this"
                     " file by default (direct fit, optimized schedule, CFG handling) at on_policy_speedup while"
                     " recording the truth; it needs an existing file.")
-ON_POLICY_SPEEDUP = "on-policy mode only: the speedup whose forecasts the run follows (teacher-forced ignores it)."
+ON_POLICY_SPEEDUP = f"{ON_POLICY.only}: the speedup whose forecasts the run follows (teacher-forced ignores it)."

@@ -83,7 +83,8 @@ def test_forecast_default_has_the_best_training_free_mean_at_4_55_and_5_56(folde
 
 @pytest.mark.comfy
 def test_a_dynamic_combo_for_spectrum_would_load_saved_workflows_wrong(comfy):
-    """Why Forecast Cache's Spectrum inputs are not hidden with a DynamicCombo (README, 'Not calibrated'): a saved
+    """Why Forecast Cache's Spectrum inputs are hidden by the pack's extension (web/input_scopes.js, which keeps every
+    widget in place) and not made a DynamicCombo's (README, 'Not calibrated'): a saved
     node restores widgets_values by position, and a DynamicCombo inserts its option's inputs right after itself
     (scripts/workflow_defs.py models the frontend). A node saved with method Spectrum today would load its
     time_axis, speedup, ... into the Spectrum inputs."""
