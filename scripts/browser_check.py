@@ -33,7 +33,6 @@ import urllib.request
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
-import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = '''
@@ -213,6 +212,8 @@ async def queue_and_wait(page: Page, server: str, prompt: dict) -> None:
 @contextlib.asynccontextmanager
 async def comfyui_page(devtools: str, server: str, width: int) -> AsyncIterator[Page]:
     """A new Chromium tab on ComfyUI's page (``width`` x 1000 pixels), once its app and canvas exist."""
+    import aiohttp  # ComfyUI's own requirement: here only when a browser is driven (tests load this module without)
+
     async with aiohttp.ClientSession() as session:
         async with session.put(devtools + "/json/new?about:blank") as r:
             target = await r.json()
